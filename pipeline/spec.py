@@ -1,0 +1,215 @@
+"""The job specification: one typed pydantic model, loaded from YAML plus `--set` overrides.
+
+Everything a job does is decided here, before any work starts: a wrong key or value fails
+with the key's dotted name and what is allowed. The spec's fingerprint ties an output
+folder to the settings that shaped its contents, so a rerun can resume safely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class SpecError(ValueError):
+    """A job configuration that cannot run; the message names the key and the fix."""
+
+
+class _Section(BaseModel):
+    # extra="forbid": a misspelt key must fail loudly, never be ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputSpec(_Section):
+    path: str = Field(description="Parquet file, directory, glob or hive dataset; any fsspec URL")
+    id_column: str = "id"
+    text_column: str = "text"
+    # Passed to fsspec (e.g. {"endpoint_url": ...} for MinIO/R2); credentials should come
+    # from the environment, so these never enter the fingerprint or the logs.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class OutputSpec(_Section):
+    path: str
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    # Start over when the existing output was made by a different spec.
+    overwrite: bool = False
+
+
+class ModelSpec(_Section):
+    name_or_path: str = Field(description="hub id, local directory, or object-store URL")
+    quantization: Literal["none", "int8"] = "none"
+    # Remote code runs arbitrary Python from the model repository: opt-in only.
+    trust_remote_code: bool = False
+    revision: str | None = None
+    # Input token limit per segment; longer text is split at sentence boundaries.
+    # None = take it from the model config (max_position_embeddings) minus a margin.
+    max_input_tokens: int | None = Field(default=None, ge=8)
+
+
+class DecodingSpec(_Section):
+    num_beams: int = Field(default=4, ge=1, le=32)
+    max_new_tokens: int = Field(default=256, ge=1)
+    # Padding-aware token budget per batch (rows x longest row); bounds memory and keeps
+    # batches full when segments are short.
+    max_batch_tokens: int = Field(default=4096, ge=16)
+    max_batch_size: int = Field(default=64, ge=1)
+    # Output length bound relative to the input (a degenerate row must not run to
+    # max_new_tokens while the rest of the batch waits): tokens <= a * source_len + b.
+    max_length_a: float = Field(default=1.5, gt=0)
+    max_length_b: int = Field(default=10, ge=0)
+
+
+class ContextSpec(_Section):
+    # Previous segments of the same document handed to the engine with each segment.
+    window: int = Field(default=0, ge=0)
+    # Seq2seq models were not trained with context; prepending it changes their output,
+    # so they only see it when asked to.
+    seq2seq_use_context: bool = False
+
+
+class GlossarySpec(_Section):
+    path: str | None = None
+
+
+class WorkersSpec(_Section):
+    # Default: one per GPU when the cluster has GPUs, else one per `num_cpus` CPUs.
+    num_workers: int | None = Field(default=None, ge=1)
+    num_cpus: int = Field(default=2, ge=1, description="CPU slots per CPU-only worker")
+    # How often a shard is retried after its actor died before it is reported failed.
+    max_shard_attempts: int = Field(default=3, ge=1)
+
+
+class ShardingSpec(_Section):
+    rows_per_shard: int = Field(default=10_000, ge=1)
+
+
+class QualitySpec(_Section):
+    sample_per_shard: int = Field(default=32, ge=0)
+
+
+class RaySpec(_Section):
+    # None: RAY_ADDRESS if set (ray job submit), else a local instance.
+    address: str | None = None
+
+
+class JobSpec(_Section):
+    job_name: str = "batchmt"
+    source_lang: str
+    target_lang: str
+    input: InputSpec
+    output: OutputSpec
+    model: ModelSpec
+    decoding: DecodingSpec = Field(default_factory=DecodingSpec)
+    context: ContextSpec = Field(default_factory=ContextSpec)
+    glossary: GlossarySpec = Field(default_factory=GlossarySpec)
+    workers: WorkersSpec = Field(default_factory=WorkersSpec)
+    sharding: ShardingSpec = Field(default_factory=ShardingSpec)
+    quality: QualitySpec = Field(default_factory=QualitySpec)
+    ray: RaySpec = Field(default_factory=RaySpec)
+
+    @field_validator("source_lang", "target_lang")
+    @classmethod
+    def _lang_code(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a language code such as 'en' or 'zh'")
+        return value.strip()
+
+    def fingerprint(self) -> str:
+        """Hash of every setting that shapes the output rows.
+
+        Worker counts, Ray address, storage options (credentials) and `overwrite` change
+        how a job runs, not what it writes, so a resume may change them freely.
+        """
+        data = self.model_dump(mode="json")
+        data.pop("workers")
+        data.pop("ray")
+        data.pop("job_name")
+        for section in ("input", "output"):
+            data[section].pop("storage_options")
+        data["output"].pop("overwrite")
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (["a", "b"], value); the value is parsed as a YAML scalar/list."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise SpecError(f"--set {item!r}: expected dotted.key=value, e.g. --set decoding.num_beams=2")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = data
+    for i, key in enumerate(keys[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            dotted = ".".join(keys[: i + 1])
+            raise SpecError(f"--set {'.'.join(keys)}: {dotted} is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The field names valid at `loc`'s parent, to list them in an error."""
+    current: type[BaseModel] | None = model
+    for part in loc[:-1]:
+        if current is None:
+            return []
+        field = current.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return sorted(current.model_fields) if current else []
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for err in error.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(JobSpec, loc))
+            lines.append(f"unknown key {key!r} (allowed here: {allowed})")
+        elif err["type"] == "missing":
+            lines.append(f"missing required key {key!r}")
+        elif err["type"] == "literal_error":
+            expected = err.get("ctx", {}).get("expected", "")
+            lines.append(f"{key}: {err['input']!r} is not allowed (allowed: {expected})")
+        else:
+            lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(lines)
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
+    """Read a YAML job config, apply `--set` overrides and validate, or raise SpecError."""
+    config_path = Path(path)
+    try:
+        data = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise SpecError(f"config file {str(config_path)!r} not found") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"config file {str(config_path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"config file {str(config_path)!r} must hold a mapping of keys")
+    return spec_from_dict(data, overrides)
+
+
+def spec_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> JobSpec:
+    data = json.loads(json.dumps(data))  # deep copy; YAML gives JSON-compatible values
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        _apply_override(data, keys, value)
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"invalid job config: {_describe(exc)}") from None
