@@ -1,0 +1,75 @@
+"""What each `batchmt` verb does; `cli.py` parses arguments and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from jobs.driver import JobFailed, run_job
+from jobs.plan import make_plan, output_layout
+from jobs.report import job_report, status_report, verify_report
+from pipeline.commit import OutputConflictError, OutputLayout, job_status, verify
+from pipeline.corpus import CorpusError, open_dataset
+from pipeline.spec import JobSpec, SpecError, load_spec
+from pipeline.storage import StorageError, open_fs
+from workers.engine import EngineLoadError
+
+# Errors that mean "this job cannot run as configured": one line, exit 2.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    SpecError,
+    CorpusError,
+    OutputConflictError,
+    EngineLoadError,
+    StorageError,
+    FileNotFoundError,
+)
+
+__all__ = ["USER_ERRORS", "JobFailed", "dispatch"]
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "status":
+        return cmd_status(args)
+    spec = load_spec(args.config, args.overrides)
+    if args.command == "run":
+        return cmd_run(spec, show_progress=not args.no_progress)
+    if args.command == "plan":
+        print(make_plan(spec).to_json())
+        return 0
+    if args.command == "verify":
+        return cmd_verify(spec)
+    if args.command == "submit":
+        from jobs.submit import submit
+
+        return submit(args.config, args.overrides, args.address, wait=not args.no_wait)
+    raise SpecError(f"unknown command {args.command!r}")
+
+
+def cmd_run(spec: JobSpec, *, show_progress: bool) -> int:
+    outcome = run_job(spec, base_dir=str(Path.cwd()), show_progress=show_progress)
+    print(job_report(outcome))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    options = dict(item.split("=", 1) for item in args.storage_option)
+    fs, root = open_fs(args.output, options)
+    status = job_status(OutputLayout(fs, root))
+    if args.json:
+        from jobs.cli import print_json
+
+        print_json(status)
+    else:
+        print(status_report(args.output, status))
+    return 0
+
+
+def cmd_verify(spec: JobSpec) -> int:
+    dataset = open_dataset(spec.input)
+    report = verify(output_layout(spec), dataset, spec.input.id_column).to_dict()
+    print(verify_report(report))
+    if not report["ok"]:
+        print("verify: output does not match input (see above)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,248 @@
+"""The driver run loop: plan, start the actor pool, stream shards, commit, report.
+
+The driver holds only shard descriptors and small result dicts: the corpus is read by
+the actors, shard by shard. Completion markers are written here, after an actor has
+published the shard's data and quality files, so a marker always means "done whole".
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import structlog
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from jobs.cluster import PoolShape, actor_runtime_env, connect, pool_shape
+from jobs.plan import prepare
+from jobs.progress import Progress
+from pipeline.commit import OutputLayout, completed_shards, mark_complete, write_success
+from pipeline.shards import Shard
+from pipeline.spec import JobSpec
+from pipeline import status as row_status
+from workers.actor import TranslatorActor
+
+log = structlog.get_logger(__name__)
+
+# Loading a large model from a hub can take minutes; past this a replica is reported stuck.
+_ACTOR_START_TIMEOUT_S = 1800.0
+
+
+class JobFailed(RuntimeError):
+    """The job ran but could not complete every shard; the message names them."""
+
+
+@dataclass
+class JobOutcome:
+    output_path: str
+    state: str  # "new" | "resume" | "complete"
+    shards_total: int
+    shards_run: int
+    shards_skipped: int
+    summary: dict[str, Any]
+    wall_seconds: float
+    failed_shards: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Slot:
+    index: int
+    handle: Any
+    shard: Shard | None = None
+    ref: Any = None
+
+
+def run_job(spec: JobSpec, *, base_dir: str | None = None, show_progress: bool = True) -> JobOutcome:
+    started = time.perf_counter()
+    structlog.contextvars.bind_contextvars(job=spec.job_name)
+    prepared = prepare(spec)
+    layout, plan = prepared.layout, prepared.plan
+    done = completed_shards(layout)
+    pending = [s for s in plan.shards if s.shard_id not in done]
+    log.info(
+        "job_planned",
+        output=spec.output.path,
+        state=prepared.state,
+        shards=len(plan.shards),
+        already_done=len(done),
+        rows=plan.num_rows,
+        fingerprint=prepared.fingerprint,
+    )
+    failed: dict[str, str] = {}
+    if pending:
+        connect(spec)
+        shape = pool_shape(spec, len(pending), ray.cluster_resources())
+        log.info("actor_pool", shape=shape.describe())
+        progress = Progress(len(plan.shards), plan.num_rows, done, enabled=show_progress)
+        try:
+            failed = _run_pool(spec, layout, pending, shape, base_dir or str(Path.cwd()), progress)
+        finally:
+            progress.close()
+    results = completed_shards(layout)
+    summary = summarize(spec, prepared.fingerprint, plan.num_rows, len(plan.shards), results)
+    if not failed and len(results) == len(plan.shards):
+        summary["wall_seconds_last_run"] = round(time.perf_counter() - started, 2)
+        write_success(layout, summary)
+        log.info("job_succeeded", **{k: summary[k] for k in ("rows_in", "ok", "failed")})
+    state = prepared.state if pending else "complete"
+    outcome = JobOutcome(
+        output_path=spec.output.path,
+        state=state,
+        shards_total=len(plan.shards),
+        shards_run=len(pending) - len(failed),
+        shards_skipped=len(done),
+        summary=summary,
+        wall_seconds=time.perf_counter() - started,
+        failed_shards=failed,
+    )
+    if failed:
+        names = ", ".join(f"{sid} ({why})" for sid, why in sorted(failed.items()))
+        raise JobFailed(
+            f"{len(failed)} shard(s) failed, no _SUCCESS written: {names}. The other "
+            f"{len(results)} shard(s) are committed; rerun the same command to retry only "
+            "the failed ones"
+        )
+    return outcome
+
+
+def summarize(
+    spec: JobSpec, fingerprint: str, rows_in: int, shards: int, results: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    by_status: Counter[str] = Counter()
+    source_tokens = 0
+    for result in results.values():
+        by_status.update(result.get("status_counts", {}))
+        source_tokens += int(result.get("source_tokens", 0))
+    ok = sum(by_status[s] for s in row_status.TRANSLATED)
+    failed = sum(by_status[s] for s in row_status.ERRORS)
+    return {
+        "job_name": spec.job_name,
+        "fingerprint": fingerprint,
+        "model": spec.model.name_or_path,
+        "quantization": spec.model.quantization,
+        "source_lang": spec.source_lang,
+        "target_lang": spec.target_lang,
+        "shards": shards,
+        "shards_done": len(results),
+        "rows_in": rows_in,
+        "rows_out": sum(by_status.values()),
+        "ok": ok,
+        "failed": failed,  # model or data errors; `empty` rows are in by_status only
+        "by_status": dict(sorted(by_status.items())),
+        "source_tokens": source_tokens,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _new_actor(spec: JobSpec, shape: PoolShape, base_dir: str) -> Any:
+    remote_cls = ray.remote(TranslatorActor)
+    options: dict[str, Any] = {
+        "num_gpus": shape.num_gpus,
+        "num_cpus": shape.num_cpus,
+        # Restarts are the driver's: a dead replica is replaced and its shard re-queued,
+        # counted against workers.max_shard_attempts.
+        "max_restarts": 0,
+        "max_task_retries": 0,
+    }
+    runtime_env = actor_runtime_env()
+    if runtime_env:
+        options["runtime_env"] = runtime_env
+    return remote_cls.options(**options).remote(  # type: ignore[attr-defined]
+        spec.model_dump_json(), base_dir, shape.threads
+    )
+
+
+def _start_pool(spec: JobSpec, shape: PoolShape, base_dir: str) -> list[_Slot]:
+    """Start every replica and wait until each has loaded its model.
+
+    A model that cannot load is a configuration error, not a shard failure: it stops
+    the job before any shard is attempted, with the replica's own error message.
+    """
+    handles = [_new_actor(spec, shape, base_dir) for _ in range(shape.num_workers)]
+    try:
+        infos = ray.get([h.info.remote() for h in handles], timeout=_ACTOR_START_TIMEOUT_S)
+    except RayActorError as exc:
+        for handle in handles:
+            ray.kill(handle)
+        raise JobFailed(f"a worker could not start: {_root_cause(exc)}") from None
+    except GetTimeoutError:
+        raise JobFailed(
+            f"workers did not start within {_ACTOR_START_TIMEOUT_S:.0f}s; the cluster may "
+            f"lack the resources asked for ({shape.describe()})"
+        ) from None
+    for info in infos:
+        log.info("worker_ready", **info)
+    return [_Slot(i, h) for i, h in enumerate(handles)]
+
+
+def _run_pool(
+    spec: JobSpec,
+    layout: OutputLayout,
+    pending: list[Shard],
+    shape: PoolShape,
+    base_dir: str,
+    progress: Progress,
+) -> dict[str, str]:
+    """Dispatch shards to idle replicas until all are committed or out of attempts."""
+    queue: deque[Shard] = deque(pending)
+    attempts: Counter[str] = Counter()
+    failed: dict[str, str] = {}
+    slots = _start_pool(spec, shape, base_dir)
+    max_attempts = spec.workers.max_shard_attempts
+    while queue or any(s.ref is not None for s in slots):
+        for slot in slots:
+            if slot.ref is None and queue:
+                slot.shard = queue.popleft()
+                attempts[slot.shard.shard_id] += 1
+                slot.ref = slot.handle.process_shard.remote(slot.shard, attempts[slot.shard.shard_id])
+        by_ref = {s.ref: s for s in slots if s.ref is not None}
+        ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=1.0)
+        progress.tick()
+        for ref in ready:
+            slot = by_ref[ref]
+            shard = slot.shard
+            assert shard is not None
+            slot.ref, slot.shard = None, None
+            try:
+                result = ray.get(ref)
+            except RayActorError as exc:
+                reason = f"worker died: {_root_cause(exc)}"
+                log.warning("worker_died", shard=shard.shard_id, attempt=attempts[shard.shard_id])
+                slot.handle = _replace(slot.handle, spec, shape, base_dir)
+            except RayTaskError as exc:
+                reason = f"shard raised: {_root_cause(exc)}"
+                log.warning("shard_error", shard=shard.shard_id, error=reason)
+            else:
+                mark_complete(layout, shard.shard_id, result)
+                progress.shard_done(result)
+                continue
+            if attempts[shard.shard_id] < max_attempts:
+                queue.appendleft(shard)  # retry first: its output is what resume waits on
+            else:
+                failed[shard.shard_id] = f"{attempts[shard.shard_id]} attempts; last: {reason}"
+                log.error("shard_failed", shard=shard.shard_id, reason=failed[shard.shard_id])
+    for slot in slots:
+        ray.kill(slot.handle)
+    return failed
+
+
+def _replace(handle: Any, spec: JobSpec, shape: PoolShape, base_dir: str) -> Any:
+    """A fresh replica in place of a dead one (the dead one is killed for good)."""
+    try:
+        ray.kill(handle, no_restart=True)
+    except Exception:  # noqa: BLE001 - it is already gone
+        pass
+    return _new_actor(spec, shape, base_dir)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error message, without Ray's multi-line traceback wrapper."""
+    cause: BaseException = exc
+    while isinstance(cause, RayTaskError) and cause.cause is not None:
+        cause = cause.cause
+    text = str(cause).strip().splitlines()
+    return text[-1] if text else type(cause).__name__

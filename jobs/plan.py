@@ -1,0 +1,49 @@
+"""Before any work: check the input, plan shards, and claim (or resume) the output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.commit import OutputLayout, prepare_output
+from pipeline.corpus import CorpusError, check_schema, open_dataset
+from pipeline.shards import Plan, plan_shards
+from pipeline.spec import JobSpec
+from pipeline.storage import open_fs
+
+# Columns the job adds to every output row; an input that already has them would be
+# silently overwritten, so it is refused up front.
+RESULT_COLUMNS = ("translation", "status", "error")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    layout: OutputLayout
+    plan: Plan
+    state: str  # "new" | "resume"
+    fingerprint: str
+
+
+def output_layout(spec: JobSpec) -> OutputLayout:
+    fs, root = open_fs(spec.output.path, spec.output.storage_options)
+    return OutputLayout(fs, root)
+
+
+def make_plan(spec: JobSpec) -> Plan:
+    """Plan from Parquet metadata only; fails on a schema problem with one line."""
+    dataset = open_dataset(spec.input)
+    check_schema(dataset, spec.input)
+    clash = [c for c in RESULT_COLUMNS if c in dataset.schema.names]
+    if clash:
+        raise CorpusError(
+            f"input already has column(s) {', '.join(clash)}, which batchmt writes; "
+            "rename them in the input (they would be overwritten)"
+        )
+    return plan_shards(dataset, spec.input, spec.sharding)
+
+
+def prepare(spec: JobSpec) -> Prepared:
+    layout = output_layout(spec)
+    plan = make_plan(spec)
+    fingerprint = spec.fingerprint()
+    state, frozen = prepare_output(layout, plan, fingerprint, spec.output.overwrite)
+    return Prepared(layout, frozen, state, fingerprint)

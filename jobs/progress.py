@@ -1,0 +1,58 @@
+"""Progress for long jobs: a bar on a terminal (shards, rows, source tokens/s), logs elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class Progress:
+    def __init__(
+        self, shards: int, rows: int, done: dict[str, dict[str, Any]], *, enabled: bool = True
+    ) -> None:
+        self.started = time.perf_counter()
+        self.rows_total = rows
+        self.rows_done = sum(int(r.get("num_rows", 0)) for r in done.values())
+        self.tokens = 0
+        self.bar: Any = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=shards, initial=len(done), unit="shard", dynamic_ncols=True)
+            self._refresh()
+
+    def _refresh(self) -> None:
+        elapsed = max(time.perf_counter() - self.started, 1e-6)
+        if self.bar is not None:
+            self.bar.set_postfix_str(
+                f"rows {self.rows_done:,}/{self.rows_total:,} | {self.tokens / elapsed:,.0f} src tok/s"
+            )
+
+    def tick(self) -> None:
+        if self.bar is not None:
+            self._refresh()
+
+    def shard_done(self, result: dict[str, Any]) -> None:
+        self.rows_done += int(result.get("num_rows", 0))
+        self.tokens += int(result.get("source_tokens", 0))
+        elapsed = max(time.perf_counter() - self.started, 1e-6)
+        if self.bar is not None:
+            self.bar.update(1)
+            self._refresh()
+        else:
+            log.info(
+                "shard_committed",
+                shard=result.get("shard_id"),
+                rows_done=self.rows_done,
+                rows_total=self.rows_total,
+                source_tokens_per_s=round(self.tokens / elapsed, 1),
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

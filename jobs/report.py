@@ -1,0 +1,64 @@
+"""Reports a person can read: after a run, for `status`, for `verify`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobs.driver import JobOutcome
+
+
+def _counts(by_status: dict[str, int]) -> str:
+    return ", ".join(f"{status} {n:,}" for status, n in sorted(by_status.items())) or "none"
+
+
+def job_report(outcome: JobOutcome) -> str:
+    s = outcome.summary
+    verb = {
+        "complete": "already complete, nothing to do",
+        "resume": f"resumed: {outcome.shards_skipped} shard(s) were done, {outcome.shards_run} run now",
+        "new": f"{outcome.shards_run} shard(s) run",
+    }[outcome.state]
+    lines = [
+        f"batchmt: job {s['job_name']!r} succeeded ({verb}) in {outcome.wall_seconds:.1f}s",
+        f"  rows:    {s['rows_in']:,} in -> {s['ok']:,} translated, {s['failed']:,} not "
+        f"({_counts(s['by_status'])})",
+        f"  model:   {s['model']} ({s['quantization']}), {s['source_lang']} -> {s['target_lang']}",
+        f"  output:  {outcome.output_path}/data/  (_SUCCESS, quality/, _manifest.json beside it)",
+        f"  inspect: batchmt status {outcome.output_path}",
+    ]
+    return "\n".join(lines)
+
+
+def status_report(path: str, status: dict[str, Any]) -> str:
+    lines = [f"{path}"]
+    shards = status.get("shards", {})
+    lines.append(
+        f"  shards:  {shards.get('done', 0)}/{shards.get('total', 0)} done, "
+        f"{shards.get('pending', 0)} pending"
+    )
+    rows = status.get("rows", {})
+    lines.append(
+        f"  rows:    {rows.get('in', 0):,} in, {rows.get('ok', 0):,} translated, "
+        f"{rows.get('failed', 0):,} not ({_counts(rows.get('by_status', {}))})"
+    )
+    lines.append(f"  success: {'yes (_SUCCESS written)' if status.get('success') else 'no'}")
+    quality = status.get("quality") or {}
+    if quality:
+        parts = [f"{k} {v}" for k, v in sorted(quality.items()) if not isinstance(v, (dict, list))]
+        lines.append("  quality: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def verify_report(report: dict[str, Any]) -> str:
+    head = "verify: OK" if report.get("ok") else "verify: PROBLEMS FOUND"
+    lines = [head]
+    for key, value in sorted(report.items()):
+        if key == "ok":
+            continue
+        if isinstance(value, list):
+            shown = ", ".join(map(str, value[:10])) + (" ..." if len(value) > 10 else "")
+            lines.append(f"  {key}: {len(value)}" + (f" ({shown})" if value else ""))
+        else:
+            lines.append(f"  {key}: {value}")
+    return "\n".join(lines)

@@ -1,0 +1,353 @@
+"""The output layout and commit protocol: what a finished job, shard, or resume looks like.
+
+    <output>/_manifest.json          frozen plan + spec fingerprint (first thing written)
+    <output>/data/part-<shard>.parquet   one file per shard, published whole
+    <output>/quality/<shard>.json     the shard's quality sample
+    <output>/_completions/<shard>     JSON counts, written LAST: the shard is done
+    <output>/_SUCCESS                 JSON summary once every shard is complete
+
+Keys depend only on the shard id, so a retried or duplicated attempt overwrites instead of
+duplicating; one listing of `_completions/` tells a rerun what is left.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from pipeline import status as row_status
+from pipeline.quality import merge_quality
+from pipeline.shards import Plan
+from pipeline.spec import OutputSpec
+from pipeline.storage import join, list_names, open_fs, publish, read_json, remove, write_json
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+_READ_THREADS = 16  # completion/quality files are tiny: latency-bound on S3
+
+
+class OutputConflictError(RuntimeError):
+    """The output folder belongs to a different job spec."""
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Where each piece of a job's output lives. Build it inside each process (workers
+    included) with `OutputLayout.open(output_spec)`: filesystems are not sent to actors."""
+
+    fs: fsspec.AbstractFileSystem
+    root: str
+
+    @classmethod
+    def open(cls, output: OutputSpec) -> OutputLayout:
+        fs, root = open_fs(output.path, output.storage_options)
+        return cls(fs, root.rstrip("/"))
+
+    @property
+    def manifest(self) -> str:
+        return join(self.root, "_manifest.json")
+
+    @property
+    def success(self) -> str:
+        return join(self.root, "_SUCCESS")
+
+    @property
+    def data_dir(self) -> str:
+        return join(self.root, "data")
+
+    @property
+    def quality_dir(self) -> str:
+        return join(self.root, "quality")
+
+    @property
+    def completions_dir(self) -> str:
+        return join(self.root, "_completions")
+
+    def data(self, shard_id: str) -> str:
+        return join(self.data_dir, f"part-{shard_id}.parquet")
+
+    def quality(self, shard_id: str) -> str:
+        return join(self.quality_dir, f"{shard_id}.json")
+
+    def completion(self, shard_id: str) -> str:
+        return join(self.completions_dir, shard_id)
+
+
+# ----------------------------------------------------------------------------------------
+# Per-shard writes (worker side, then driver marks completion)
+
+
+def write_shard_data(layout: OutputLayout, shard_id: str, table: pa.Table) -> str:
+    """Publish the shard's rows as one Parquet file; return its path."""
+    path = layout.data(shard_id)
+    # Serialised to memory first: a failed upload is then retried from the bytes, and the
+    # parquet writer never sees a half-open remote file.
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    with publish(layout.fs, path) as f:
+        f.write(buffer.getbuffer())
+    return path
+
+
+def write_quality(layout: OutputLayout, shard_id: str, obj: dict[str, Any]) -> None:
+    write_json(layout.fs, layout.quality(shard_id), obj)
+
+
+def mark_complete(layout: OutputLayout, shard_id: str, result: dict[str, Any]) -> None:
+    """Record the shard as done. Call only after its data and quality files are closed.
+
+    `result` is stored as-is; `job_status` reads `num_rows` (int) and `status_counts`
+    ({status: rows}) from it.
+    """
+    write_json(layout.fs, layout.completion(shard_id), result)
+
+
+def completed_shard_ids(layout: OutputLayout) -> set[str]:
+    """Ids of completed shards from one listing (cheap: no reads)."""
+    return set(list_names(layout.fs, layout.completions_dir))
+
+
+def _read_many(layout: OutputLayout, paths: dict[str, str]) -> dict[str, Any]:
+    def read(item: tuple[str, str]) -> tuple[str, Any]:
+        key, path = item
+        try:
+            return key, read_json(layout.fs, path)
+        except ValueError as exc:
+            log.warning("ignoring %s: %s", path, exc)
+            return key, None
+
+    with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+        pairs = list(pool.map(read, sorted(paths.items())))
+    return {key: value for key, value in pairs if value is not None}
+
+
+def completed_shards(layout: OutputLayout) -> dict[str, dict[str, Any]]:
+    """{shard_id: completion body} for every completed shard; {} when none."""
+    ids = completed_shard_ids(layout)
+    return _read_many(layout, {sid: layout.completion(sid) for sid in ids})
+
+
+# ----------------------------------------------------------------------------------------
+# Starting, resuming, finishing a job (driver side)
+
+
+class Preparation(NamedTuple):
+    mode: Literal["new", "resume"]
+    plan: Plan  # the plan to run: the stored one when resuming
+
+
+def _clear(layout: OutputLayout) -> None:
+    """Delete only what a job writes; anything else the user keeps under the path stays."""
+    for folder in (layout.completions_dir, layout.data_dir, layout.quality_dir):
+        remove(layout.fs, folder, recursive=True)
+    for path in (layout.success, layout.manifest):
+        remove(layout.fs, path)
+
+
+def _write_manifest(layout: OutputLayout, plan: Plan, spec_fingerprint: str) -> None:
+    write_json(
+        layout.fs,
+        layout.manifest,
+        {"version": MANIFEST_VERSION, "spec_fingerprint": spec_fingerprint, "plan": plan.to_dict()},
+    )
+
+
+def read_manifest(layout: OutputLayout) -> tuple[str, Plan] | None:
+    """(spec fingerprint, frozen plan) from `_manifest.json`, or None when absent."""
+    data = read_json(layout.fs, layout.manifest)
+    if data is None:
+        return None
+    try:
+        return str(data["spec_fingerprint"]), Plan.from_dict(data["plan"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OutputConflictError(
+            f"{layout.manifest} is not a batchmt manifest ({exc}); use --set "
+            "output.overwrite=true to start over, or choose another output.path"
+        ) from None
+
+
+def prepare_output(
+    layout: OutputLayout, plan: Plan, spec_fingerprint: str, overwrite: bool = False
+) -> Preparation:
+    """Claim the output for this job: a fresh start, a resume, or a refusal.
+
+    Resuming keeps the manifest's plan even if the input changed since (shard ids must
+    keep meaning the same rows); a different spec raises OutputConflictError.
+    """
+    if overwrite:
+        _clear(layout)
+        _write_manifest(layout, plan, spec_fingerprint)
+        return Preparation("new", plan)
+    stored = read_manifest(layout)
+    if stored is None:
+        _write_manifest(layout, plan, spec_fingerprint)
+        return Preparation("new", plan)
+    stored_fingerprint, stored_plan = stored
+    if stored_fingerprint != spec_fingerprint:
+        raise OutputConflictError(
+            f"output {layout.root} was written by a different job spec (fingerprint "
+            f"{stored_fingerprint}, this spec {spec_fingerprint}); use --set "
+            "output.overwrite=true to start over, or choose another output.path"
+        )
+    if stored_plan.fingerprint != plan.fingerprint:
+        log.warning(
+            "input %s changed since %s was written (plan %s, now %s); resuming the frozen "
+            "plan, new input rows are not picked up",
+            plan.input_path,
+            layout.manifest,
+            stored_plan.fingerprint,
+            plan.fingerprint,
+        )
+    return Preparation("resume", stored_plan)
+
+
+def write_success(layout: OutputLayout, summary: dict[str, Any]) -> None:
+    write_json(layout.fs, layout.success, summary)
+
+
+def read_success(layout: OutputLayout) -> dict[str, Any] | None:
+    data = read_json(layout.fs, layout.success)
+    return data if isinstance(data, dict) else None
+
+
+# ----------------------------------------------------------------------------------------
+# Reporting: `batchmt status` and `batchmt verify`
+
+
+def job_status(layout: OutputLayout) -> dict[str, Any]:
+    """Shards done/pending, row counts by status, success marker, merged quality."""
+    manifest = read_manifest(layout)
+    done = completed_shards(layout)
+    status_counts: Counter[str] = Counter()
+    for body in done.values():
+        status_counts.update({str(k): int(v) for k, v in (body.get("status_counts") or {}).items()})
+    quality = _read_many(layout, {sid: layout.quality(sid) for sid in done})
+    total = len(manifest[1].shards) if manifest else None
+    planned_ids = [s.shard_id for s in manifest[1].shards] if manifest else []
+    pending = [sid for sid in planned_ids if sid not in done]
+    return {
+        "output": layout.root,
+        "manifest": manifest is not None,
+        "spec_fingerprint": manifest[0] if manifest else None,
+        "shards": {"total": total, "done": len(done), "pending": len(pending)},
+        "pending_shards": pending[:20],
+        "rows": {
+            "input": manifest[1].num_rows if manifest else None,
+            "done": sum(int(body.get("num_rows", 0)) for body in done.values()),
+            "ok": sum(status_counts[s] for s in row_status.TRANSLATED),
+            "failed": sum(status_counts[s] for s in row_status.ERRORS),
+            "by_status": dict(sorted(status_counts.items())),
+        },
+        "success": read_success(layout) is not None,
+        "quality": merge_quality([quality[sid] for sid in sorted(quality)]) if quality else None,
+    }
+
+
+@dataclass
+class VerifyReport:
+    input_rows: int
+    output_rows: int
+    missing_count: int = 0  # input ids absent from the output
+    duplicated_count: int = 0  # ids written more often than they occur in the input
+    unexpected_count: int = 0  # output ids that are not in the input
+    null_id_rows: tuple[int, int] = (0, 0)  # (input, output): null ids cannot be matched
+    unexplained_rows: int = 0  # rows neither translated nor carrying an error
+    missing_ids: list[Any] = field(default_factory=list)  # first few of each, to look at
+    duplicated_ids: list[Any] = field(default_factory=list)
+    unexpected_ids: list[Any] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.missing_count == 0
+            and self.duplicated_count == 0
+            and self.unexpected_count == 0
+            and self.null_id_rows[0] == self.null_id_rows[1]
+            and self.unexplained_rows == 0
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {**asdict(self), "ok": self.ok}
+
+
+def _id_counts(dataset: ds.Dataset, column: str) -> tuple[pa.Table, int]:
+    """(id -> count for non-null ids, null id rows), reading only the id column."""
+    ids = dataset.to_table(columns=[column]).column(column)
+    if pa.types.is_dictionary(ids.type):
+        ids = ids.cast(ids.type.value_type)
+    nulls = ids.null_count
+    table = pa.table({"id": ids}).filter(pc.is_valid(ids))
+    return table.group_by("id").aggregate([("id", "count")]), nulls
+
+
+def _unexplained_rows(output: ds.Dataset) -> int:
+    """Rows whose status is not a translation and that have no error (and are not EMPTY)."""
+    names = output.schema.names
+    if "status" not in names:
+        return output.count_rows()
+    explained = [*row_status.TRANSLATED, row_status.EMPTY]
+    expr = ~pc.field("status").isin(explained)
+    if "error" in names:
+        expr = expr & pc.field("error").is_null()
+    return output.count_rows(filter=expr)
+
+
+def output_dataset(layout: OutputLayout) -> ds.Dataset | None:
+    files = [
+        join(layout.data_dir, n)
+        for n in list_names(layout.fs, layout.data_dir)
+        if n.endswith(".parquet")
+    ]
+    return ds.dataset(files, filesystem=layout.fs, format="parquet") if files else None
+
+
+def verify(
+    layout: OutputLayout, input_dataset: ds.Dataset, id_column: str, sample: int = 20
+) -> VerifyReport:
+    """Check that every input id appears in the output exactly as often as in the input."""
+    in_counts, in_nulls = _id_counts(input_dataset, id_column)
+    output = output_dataset(layout)
+    if output is None:
+        out_counts, out_nulls = in_counts.schema.empty_table(), 0
+        unexplained = 0
+    else:
+        out_counts, out_nulls = _id_counts(output, id_column)
+        unexplained = _unexplained_rows(output)
+    joined = in_counts.rename_columns(["id", "n_in"]).join(
+        out_counts.rename_columns(["id", "n_out"]), keys="id", join_type="full outer"
+    )
+    n_in, n_out = joined.column("n_in"), joined.column("n_out")
+    missing = joined.filter(pc.is_null(n_out)).column("id")
+    unexpected = joined.filter(pc.is_null(n_in)).column("id")
+    duplicated = joined.filter(pc.fill_null(pc.greater(n_out, n_in), False)).column("id")
+    short = joined.filter(pc.fill_null(pc.less(n_out, n_in), False)).column("id")
+
+    def first(ids: Iterable[Any]) -> list[Any]:
+        return sorted(ids, key=str)[:sample]
+
+    return VerifyReport(
+        input_rows=int(pc.sum(in_counts.column(1)).as_py() or 0) + in_nulls,
+        output_rows=int(pc.sum(out_counts.column(1)).as_py() or 0) + out_nulls,
+        missing_count=len(missing) + len(short),
+        duplicated_count=len(duplicated),
+        unexpected_count=len(unexpected),
+        null_id_rows=(in_nulls, out_nulls),
+        unexplained_rows=unexplained,
+        missing_ids=first([*missing.to_pylist(), *short.to_pylist()]),
+        duplicated_ids=first(duplicated.to_pylist()),
+        unexpected_ids=first(unexpected.to_pylist()),
+    )

@@ -1,0 +1,286 @@
+"""Reading input corpora: a Parquet file, a folder (hive partitions), or a glob; any fsspec URL.
+
+The driver only lists files and reads footers (see shards.py); rows are read by workers,
+one shard at a time (`read_shard`), so a corpus far larger than memory is fine.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+import fsspec
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from pipeline.spec import InputSpec
+from pipeline.storage import open_fs, open_input, with_retries
+
+if TYPE_CHECKING:
+    from pipeline.shards import RowSlice, Shard
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+# Hive writes a null partition value as this placeholder.
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+class CorpusError(ValueError):
+    """An input that cannot be read as asked; the message names the fix."""
+
+
+# ----------------------------------------------------------------------------------------
+# Listing
+
+
+def _is_hidden(relative: str) -> bool:
+    """Spark/Hive markers (_SUCCESS, _metadata, .crc) and temp files are not data."""
+    return any(part.startswith((".", "_")) for part in relative.split("/") if part)
+
+
+def _relative(path: str, base: str) -> str:
+    base = base.rstrip("/")
+    return (
+        path[len(base) + 1 :] if base and path.startswith(base + "/") else path.rsplit("/", 1)[-1]
+    )
+
+
+def _glob_base(pattern: str) -> str:
+    """The folder above the first glob character: where partition folders start."""
+    parts = pattern.split("/")
+    fixed = []
+    for part in parts[:-1]:
+        if _GLOB_CHARS.search(part):
+            break
+        fixed.append(part)
+    return "/".join(fixed)
+
+
+def list_files(fs: fsspec.AbstractFileSystem, path: str, url: str) -> tuple[list[str], str]:
+    """Data files under `path` (file, folder or glob), sorted, and the partition base folder."""
+    if _GLOB_CHARS.search(path):
+        base = _glob_base(path)
+        found = with_retries(f"glob {url}", lambda: fs.glob(path, detail=True))
+        files = [name for name, info in found.items() if info.get("type") != "directory"]
+    else:
+        try:
+            info = with_retries(f"stat {url}", lambda: fs.info(path))
+        except FileNotFoundError:
+            raise CorpusError(
+                f"input.path {url} not found; check the path and its storage_options"
+            ) from None
+        if info.get("type") == "directory":
+            base = path.rstrip("/")
+            files = list(with_retries(f"list {url}", lambda: fs.find(path)))
+        else:
+            return [str(info.get("name", path))], path.rsplit("/", 1)[0] if "/" in path else ""
+    files = sorted(f for f in files if not _is_hidden(_relative(f, base)))
+    if not files:
+        raise CorpusError(
+            f"input.path {url} matched no data files (hidden and _-prefixed files are skipped)"
+        )
+    return files, base
+
+
+def partition_values(path: str, base: str) -> dict[str, str]:
+    """Hive `key=value` folders between `base` and the file; null partitions are left out."""
+    values: dict[str, str] = {}
+    for part in _relative(path, base).split("/")[:-1]:
+        key, sep, value = part.partition("=")
+        if sep and key:
+            value = unquote(value)
+            if value != _HIVE_NULL:
+                values[unquote(key)] = value
+    return values
+
+
+def open_dataset(input_spec: InputSpec) -> ds.Dataset:
+    """A pyarrow Dataset over the input files (sorted), with hive partition columns as strings.
+
+    Partition columns are always strings: inferring types per run could turn `part=007`
+    into 7 on one run and keep it on another, and would differ between shards.
+    """
+    fs, path = open_fs(input_spec.path, input_spec.storage_options)
+    files, base = list_files(fs, path, input_spec.path)
+    keys: dict[str, None] = {}
+    for file in files:
+        for part in _relative(file, base).split("/")[:-1]:
+            key, sep, _ = part.partition("=")
+            if sep and key:
+                keys.setdefault(unquote(key), None)
+    partitioning = None
+    if keys:
+        schema = pa.schema([(key, pa.string()) for key in keys])
+        partitioning = ds.partitioning(schema, flavor="hive")
+    try:
+        return ds.dataset(
+            files,
+            filesystem=fs,
+            format="parquet",
+            partitioning=partitioning,
+            partition_base_dir=base or None,
+        )
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise CorpusError(f"cannot read {input_spec.path} as Parquet: {exc}") from None
+
+
+def partition_fields(dataset: ds.Dataset) -> list[str]:
+    """Names of the hive partition columns of a dataset made by `open_dataset`."""
+    partitioning = dataset.partitioning
+    return list(partitioning.schema.names) if partitioning is not None else []
+
+
+# ----------------------------------------------------------------------------------------
+# Schema checks
+
+_OPTIONAL_TYPES = {
+    "context": "list<string> (an explicit context window per row)",
+    "glossary": "list<struct<source: string, target: string>> (per-row glossary terms)",
+    "doc_id": "a scalar (the document a row belongs to)",
+    "seg_idx": "an integer (the row's position in its document)",
+    "reference": "string (a reference translation)",
+}
+
+
+# View types exist from pyarrow 16 on; the project supports 15.
+_is_string_view = getattr(pa.types, "is_string_view", lambda t: False)
+_is_list_view = getattr(pa.types, "is_list_view", lambda t: False)
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or _is_string_view(t))
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return bool(pa.types.is_list(t) or pa.types.is_large_list(t) or _is_list_view(t))
+
+
+def _is_scalar(t: pa.DataType) -> bool:
+    return not pa.types.is_nested(t)
+
+
+def _optional_ok(name: str, t: pa.DataType) -> bool:
+    if pa.types.is_null(t):
+        return True  # an all-null column written without a type: no values to misread
+    if name == "context":
+        return _is_list(t) and (_is_string(t.value_type) or pa.types.is_null(t.value_type))
+    if name == "glossary":
+        if not (_is_list(t) and pa.types.is_struct(t.value_type)):
+            return False
+        struct = t.value_type
+        names = {struct.field(i).name: struct.field(i).type for i in range(struct.num_fields)}
+        return all(k in names and _is_string(names[k]) for k in ("source", "target"))
+    if name == "doc_id":
+        return _is_scalar(t)
+    if name == "seg_idx":
+        return pa.types.is_integer(t)
+    if name == "reference":
+        return _is_string(t)
+    return True
+
+
+def check_schema(dataset: ds.Dataset | pa.Schema, input_spec: InputSpec) -> None:
+    """Raise CorpusError (one line) when the input lacks a required column or has a bad type."""
+    schema = dataset if isinstance(dataset, pa.Schema) else dataset.schema
+    found = ", ".join(schema.names)
+    for column, key in (
+        (input_spec.id_column, "id_column"),
+        (input_spec.text_column, "text_column"),
+    ):
+        if schema.get_field_index(column) < 0:
+            raise CorpusError(
+                f"input column {column!r} not found in {input_spec.path} (columns: {found}); "
+                f"set input.{key}"
+            )
+    id_type = schema.field(input_spec.id_column).type
+    if not _is_scalar(id_type):
+        raise CorpusError(
+            f"input column {input_spec.id_column!r} has type {id_type}; ids must be scalars "
+            "(string or integer)"
+        )
+    text_type = schema.field(input_spec.text_column).type
+    if not (_is_string(text_type) or pa.types.is_null(text_type)):
+        raise CorpusError(
+            f"input column {input_spec.text_column!r} has type {text_type}; expected string "
+            "(set input.text_column to the text column)"
+        )
+    for name, expected in _OPTIONAL_TYPES.items():
+        index = schema.get_field_index(name)
+        if index >= 0 and not _optional_ok(name, schema.field(index).type):
+            raise CorpusError(
+                f"input column {name!r} has type {schema.field(index).type}; expected {expected} "
+                "or rename the column"
+            )
+
+
+# ----------------------------------------------------------------------------------------
+# Reading one shard (inside the worker)
+
+
+def schema_to_text(schema: pa.Schema) -> str:
+    """A schema as plain text (base64 Arrow IPC) so it can travel in JSON and to actors."""
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Reorder/cast to `schema`; columns a file lacks become nulls (files may differ)."""
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            column = table.column(field.name)
+            columns.append(column if column.type == field.type else column.cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _read_slices(
+    fs: fsspec.AbstractFileSystem, path: str, slices: Iterable[RowSlice]
+) -> list[pa.Table]:
+    def read() -> list[pa.Table]:
+        with open_input(fs, path) as f:
+            parquet = pq.ParquetFile(f, pre_buffer=True)
+            out = []
+            for piece in slices:
+                table = parquet.read_row_group(piece.row_group).slice(piece.offset, piece.length)
+                for key, value in piece.partition.items():
+                    if key not in table.column_names:
+                        table = table.append_column(
+                            key, pa.array([value] * table.num_rows, pa.string())
+                        )
+                out.append(table)
+            return out
+
+    return with_retries(f"read {path}", read)
+
+
+def read_shard(shard: Shard, input_spec: InputSpec) -> pa.Table:
+    """Exactly the rows the shard names, in plan order, with the plan's schema.
+
+    Each file is opened once; only the named row groups are read. Partition columns are
+    added back from the slice, so every shard has the same columns.
+    """
+    fs, _path = open_fs(input_spec.path, input_spec.storage_options)
+    schema = schema_from_text(shard.schema) if shard.schema else None
+    tables: list[pa.Table] = []
+    i = 0
+    slices = shard.slices
+    while i < len(slices):
+        j = i
+        while j < len(slices) and slices[j].path == slices[i].path:
+            j += 1
+        tables.extend(_read_slices(fs, slices[i].path, slices[i:j]))
+        i = j
+    if schema is not None:
+        tables = [_conform(t, schema) for t in tables]
+        if not tables:
+            return schema.empty_table()
+        return pa.concat_tables(tables)
+    return pa.concat_tables(tables, promote_options="permissive")

@@ -1,0 +1,256 @@
+"""Per-shard quality samples with summable statistics, and their job-level merge.
+
+Each shard scores a deterministic sample of its rows (same rows on every retry and machine).
+Reference-based scores are stored as sacrebleu *sufficient statistics*, so the job's BLEU and
+chrF are computed from summed statistics, exactly as if the whole sample had been scored at
+once, never as an average of shard scores. Every file carries a signature (model,
+quantization, metric configuration) so scores from different setups are never mixed unnoticed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline import status as row_status
+
+log = logging.getLogger(__name__)
+
+QUALITY_VERSION = 1
+FLAGS = ("empty_output", "untranslated", "length_ratio", "repeated_ngrams")
+# Target/source character ratios outside this range are suspicious. Wide on purpose: CJK
+# text is ~3x shorter than its Latin-script equivalent, so en->zh ratios near 0.3 are normal.
+LENGTH_RATIO_RANGE = (0.2, 5.0)
+# Share of repeated n-grams in a translation above which it looks degenerate ("the the the").
+REPEAT_LIMIT = 0.5
+REPEAT_N = 3
+# A shard whose sampled rows are flagged more often than this is marked for a second look
+# (or re-translation with a fallback model).
+SHARD_FLAG_RATE_LIMIT = 0.25
+
+
+def sample_indices(shard_id: str, num_rows: int, k: int) -> list[int]:
+    """`min(k, num_rows)` row indices, sorted, chosen by hashing (shard_id, index).
+
+    hashlib, not hash() or random: the choice must not depend on PYTHONHASHSEED or the
+    Python version, so a retried shard samples the same rows anywhere.
+    """
+    if k <= 0 or num_rows <= 0:
+        return []
+    if k >= num_rows:
+        return list(range(num_rows))
+    prefix = shard_id.encode() + b"\0"
+
+    def rank(i: int) -> bytes:
+        return hashlib.blake2b(prefix + str(i).encode(), digest_size=8).digest()
+
+    return sorted(heapq.nsmallest(k, range(num_rows), key=rank))
+
+
+def repeated_ngram_ratio(text: str, n: int = REPEAT_N) -> float:
+    """Share of n-grams that repeat an earlier one (0 = none, near 1 = degenerate loop).
+
+    Words when the text has spaces; characters otherwise (Chinese, Japanese).
+    """
+    words = text.split()
+    units: Sequence[str] = words if len(words) > 1 else text.strip()
+    size = n if len(words) > 1 else n + 1
+    total = len(units) - size + 1
+    if total < 2:
+        return 0.0
+    grams = Counter(tuple(units[i : i + size]) for i in range(total))
+    return 1.0 - len(grams) / total
+
+
+def _is_sentence(text: str) -> bool:
+    """Names, codes and numbers are legitimately copied; whole sentences are not.
+
+    Two words with letters, or (scripts without spaces) four CJK characters.
+    """
+    words = [w for w in text.split() if any(ch.isalpha() for ch in w)]
+    return len(words) >= 2 or sum(ch.isalpha() and ord(ch) >= 0x2E80 for ch in text) >= 4
+
+
+def row_flags(source: str, translation: str) -> tuple[list[str], float, float]:
+    """Reference-free checks of one translated row: (flags, length ratio, repeat ratio)."""
+    flags = []
+    src, hyp = source.strip(), translation.strip()
+    ratio = len(hyp) / max(1, len(src))
+    repeat = repeated_ngram_ratio(hyp)
+    if not hyp:
+        flags.append("empty_output")
+    elif hyp.casefold() == src.casefold() and _is_sentence(src):
+        flags.append("untranslated")
+    if hyp and not LENGTH_RATIO_RANGE[0] <= ratio <= LENGTH_RATIO_RANGE[1]:
+        flags.append("length_ratio")
+    if repeat > REPEAT_LIMIT:
+        flags.append("repeated_ngrams")
+    return flags, ratio, repeat
+
+
+def _metrics(target_lang: str | None) -> tuple[Any, Any]:
+    from sacrebleu.metrics import BLEU, CHRF
+
+    # force=True: our hypotheses are detokenised model output; silence sacrebleu's warning.
+    bleu, chrf = BLEU(trg_lang=target_lang or "", force=True), CHRF()
+    # One reference per row, always; set so signatures exist before any scoring.
+    bleu.num_refs = chrf.num_refs = 1
+    return bleu, chrf
+
+
+def _column_sums(rows: list[list[Any]]) -> list[float]:
+    return [sum(column) for column in zip(*rows, strict=True)] if rows else []
+
+
+def _plain(value: Any) -> Any:
+    """pyarrow scalars (when callers pass arrays) to Python values."""
+    return value.as_py() if hasattr(value, "as_py") else value
+
+
+def shard_quality(
+    sources: Sequence[Any],
+    translations: Sequence[Any],
+    statuses: Sequence[Any],
+    references: Sequence[Any] | None,
+    shard_id: str,
+    k: int,
+    signature: dict[str, Any],
+    *,
+    ids: Sequence[Any] | None = None,
+    target_lang: str | None = None,
+) -> dict[str, Any]:
+    """Score the shard's sample; return a JSON-ready dict (see merge_quality for the sum).
+
+    Rows that were not translated count in `sample_status_counts` only. With references,
+    every sampled row that has one is scored, a failed row as an empty hypothesis (a
+    failure should cost score, not vanish from it).
+    """
+    import sacrebleu
+
+    indices = sample_indices(shard_id, len(sources), k)
+    status_counts: Counter[str] = Counter()
+    flag_counts: Counter[str] = Counter()
+    checked = flagged_rows = 0
+    ratio_sum = 0.0
+    samples = []
+    hyps: list[str] = []
+    refs: list[str] = []
+    for i in indices:
+        source = _plain(sources[i]) or ""
+        translation = _plain(translations[i])
+        state = str(_plain(statuses[i]))
+        reference = _plain(references[i]) if references is not None else None
+        status_counts[state] += 1
+        flags: list[str] = []
+        ratio = repeat = None
+        if row_status.is_translated(state):
+            flags, ratio, repeat = row_flags(source, translation or "")
+            checked += 1
+            ratio_sum += ratio
+            flag_counts.update(flags)
+            flagged_rows += bool(flags)
+        if reference and state != row_status.EMPTY:
+            hyps.append(translation or "")
+            refs.append(reference)
+        samples.append(
+            {
+                "index": i,
+                "id": _plain(ids[i]) if ids is not None else None,
+                "source": source,
+                "translation": translation,
+                "reference": reference,
+                "status": state,
+                "flags": flags,
+                "length_ratio": ratio,
+                "repeated_ngram_ratio": repeat,
+            }
+        )
+
+    bleu, chrf = _metrics(target_lang)
+    reference_part: dict[str, Any] | None = None
+    if hyps:
+        bleu_stats = _column_sums(bleu._extract_corpus_statistics(hyps, [refs]))
+        chrf_stats = _column_sums(chrf._extract_corpus_statistics(hyps, [refs]))
+        reference_part = {
+            "segments": len(hyps),
+            "bleu_stats": bleu_stats,
+            "chrf_stats": chrf_stats,
+            "bleu": bleu._compute_score_from_stats(bleu_stats).score,
+            "chrf": chrf._compute_score_from_stats(chrf_stats).score,
+        }
+    return {
+        "version": QUALITY_VERSION,
+        "shard_id": shard_id,
+        "signature": {
+            **signature,
+            "sacrebleu": sacrebleu.__version__,
+            "bleu": bleu.get_signature().format(),
+            "chrf": chrf.get_signature().format(),
+            "target_lang": target_lang,
+        },
+        "num_rows": len(sources),
+        "sample_size": len(indices),
+        "sample_status_counts": dict(sorted(status_counts.items())),
+        "checked": checked,
+        "flag_counts": {flag: flag_counts[flag] for flag in FLAGS},
+        "flagged_rows": flagged_rows,
+        "length_ratio_sum": ratio_sum,
+        "flagged": checked > 0 and flagged_rows / checked > SHARD_FLAG_RATE_LIMIT,
+        "reference": reference_part,
+        "samples": samples,
+    }
+
+
+def merge_quality(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Job-level summary: BLEU/chrF from summed statistics, flag rates over checked rows."""
+    signatures = {_signature_key(item.get("signature", {})) for item in items}
+    if len(signatures) > 1:
+        log.warning(
+            "quality files carry %d different signatures; scores mix setups", len(signatures)
+        )
+    checked = sum(item.get("checked", 0) for item in items)
+    flag_counts = {
+        flag: sum(item.get("flag_counts", {}).get(flag, 0) for item in items) for flag in FLAGS
+    }
+    flagged_rows = sum(item.get("flagged_rows", 0) for item in items)
+    status_counts: Counter[str] = Counter()
+    for item in items:
+        status_counts.update(item.get("sample_status_counts", {}))
+    summary: dict[str, Any] = {
+        "shards": len(items),
+        "sampled_rows": sum(item.get("sample_size", 0) for item in items),
+        "sample_status_counts": dict(sorted(status_counts.items())),
+        "checked": checked,
+        "flag_counts": flag_counts,
+        "flag_rates": {
+            flag: (count / checked if checked else 0.0) for flag, count in flag_counts.items()
+        },
+        "flagged_row_rate": flagged_rows / checked if checked else 0.0,
+        "mean_length_ratio": sum(item.get("length_ratio_sum", 0.0) for item in items) / checked
+        if checked
+        else None,
+        "flagged_shards": sorted(item["shard_id"] for item in items if item.get("flagged")),
+        "signature": items[0].get("signature") if items else None,
+        "mixed_signatures": len(signatures) > 1,
+        "bleu": None,
+        "chrf": None,
+        "reference_segments": 0,
+    }
+    scored = [item["reference"] for item in items if item.get("reference")]
+    if scored:
+        target_lang = (items[0].get("signature") or {}).get("target_lang")
+        bleu, chrf = _metrics(target_lang)
+        bleu_stats = _column_sums([part["bleu_stats"] for part in scored])
+        chrf_stats = _column_sums([part["chrf_stats"] for part in scored])
+        summary["bleu"] = bleu._compute_score_from_stats(bleu_stats).score
+        summary["chrf"] = chrf._compute_score_from_stats(chrf_stats).score
+        summary["reference_segments"] = sum(part["segments"] for part in scored)
+    return summary
+
+
+def _signature_key(signature: dict[str, Any]) -> str:
+    return repr(sorted((k, str(v)) for k, v in signature.items()))

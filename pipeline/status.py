@@ -1,0 +1,34 @@
+"""Row status values: every output row carries exactly one, naming what happened to it.
+
+The invariant "every input row appears exactly once in the output" holds because a row that
+could not be translated is still written, with one of the non-translated statuses below and
+a non-null `error` saying why (EMPTY excepted: there was nothing to translate).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+OK: Final = "ok"
+# Text longer than the model's input limit, translated in pieces and joined.
+OK_SPLIT: Final = "ok_split"
+# Null, empty or whitespace-only text: no model call, the translation is the input as-is.
+EMPTY: Final = "empty"
+# The model failed on this row after the worker's retries.
+FAILED: Final = "failed"
+# The row's own data is unusable (null id, malformed per-row glossary, ...): never retried.
+INVALID: Final = "invalid"
+
+ALL: Final = (OK, OK_SPLIT, EMPTY, FAILED, INVALID)
+TRANSLATED: Final = frozenset({OK, OK_SPLIT})
+ERRORS: Final = frozenset({FAILED, INVALID})
+
+
+def is_translated(status: str) -> bool:
+    """True when the row's translation came from the model."""
+    return status in TRANSLATED
+
+
+def is_error(status: str) -> bool:
+    """True when the row must carry a non-null `error` explaining it."""
+    return status in ERRORS

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import status
+from pipeline.commit import (
+    OutputConflictError,
+    OutputLayout,
+    completed_shard_ids,
+    completed_shards,
+    job_status,
+    mark_complete,
+    prepare_output,
+    read_manifest,
+    read_success,
+    verify,
+    write_quality,
+    write_shard_data,
+    write_success,
+)
+from pipeline.corpus import open_dataset, read_shard
+from pipeline.quality import shard_quality
+from pipeline.shards import Plan, plan_shards
+from pipeline.spec import InputSpec, OutputSpec, ShardingSpec
+from tests.conftest import StorageRoot
+
+
+def setup_job(
+    root: StorageRoot, n: int = 10, rows_per_shard: int = 4
+) -> tuple[OutputLayout, Plan, InputSpec]:
+    table = pa.table({"id": list(range(n)), "text": [f"s{i}" for i in range(n)]})
+    root.write_parquet("in/a.parquet", table)
+    input_spec = InputSpec(path=root.url_of("in"), storage_options=root.storage_options)
+    plan = plan_shards(
+        open_dataset(input_spec), input_spec, ShardingSpec(rows_per_shard=rows_per_shard)
+    )
+    layout = OutputLayout.open(
+        OutputSpec(path=root.url_of("out"), storage_options=root.storage_options)
+    )
+    return layout, plan, input_spec
+
+
+def translate(table: pa.Table, failed_ids: frozenset[int] = frozenset()) -> pa.Table:
+    """Stand-in for the worker: uppercases text, marks some rows failed with an error."""
+    ids = table.column("id").to_pylist()
+    texts = table.column("text").to_pylist()
+    failed = [i in failed_ids for i in ids]
+    return (
+        table.append_column(
+            "translation",
+            pa.array([None if f else t.upper() for t, f in zip(texts, failed)], pa.string()),
+        )
+        .append_column("status", pa.array([status.FAILED if f else status.OK for f in failed]))
+        .append_column(
+            "error", pa.array(["model error" if f else None for f in failed], pa.string())
+        )
+    )
+
+
+def run_shard(
+    layout: OutputLayout,
+    plan: Plan,
+    input_spec: InputSpec,
+    index: int,
+    failed: frozenset[int] = frozenset(),
+) -> None:
+    shard = plan.shards[index]
+    out = translate(read_shard(shard, input_spec), failed)
+    write_shard_data(layout, shard.shard_id, out)
+    statuses = out.column("status").to_pylist()
+    write_quality(
+        layout,
+        shard.shard_id,
+        shard_quality(
+            out.column("text").to_pylist(),
+            out.column("translation").to_pylist(),
+            statuses,
+            None,
+            shard.shard_id,
+            2,
+            {"model": "test"},
+        ),
+    )
+    counts = {s: statuses.count(s) for s in set(statuses)}
+    mark_complete(layout, shard.shard_id, {"num_rows": out.num_rows, "status_counts": counts})
+
+
+def test_prepare_new_resume_conflict_overwrite(storage_root: StorageRoot):
+    layout, plan, input_spec = setup_job(storage_root)
+    assert prepare_output(layout, plan, "spec-a") == ("new", plan)
+    assert read_manifest(layout) == ("spec-a", plan)
+    run_shard(layout, plan, input_spec, 0)
+
+    mode, frozen = prepare_output(layout, plan, "spec-a")
+    assert (mode, frozen) == ("resume", plan)
+    assert completed_shard_ids(layout) == {"00000"}
+
+    with pytest.raises(
+        OutputConflictError,
+        match=r"fingerprint spec-a, this spec spec-b\); use --set output.overwrite=true to "
+        r"start over, or choose another output.path",
+    ):
+        prepare_output(layout, plan, "spec-b")
+
+    assert prepare_output(layout, plan, "spec-b", overwrite=True).mode == "new"
+    assert completed_shards(layout) == {}
+    assert not layout.fs.exists(layout.data("00000"))
+    assert read_manifest(layout) == ("spec-b", plan)
+
+
+def test_resume_keeps_the_frozen_plan_when_input_changed(storage_root: StorageRoot):
+    layout, plan, input_spec = setup_job(storage_root)
+    prepare_output(layout, plan, "spec-a")
+    storage_root.write_parquet("in/b.parquet", pa.table({"id": [100], "text": ["new"]}))
+    replanned = plan_shards(open_dataset(input_spec), input_spec, ShardingSpec(rows_per_shard=4))
+    assert replanned.fingerprint != plan.fingerprint
+    assert prepare_output(layout, replanned, "spec-a") == ("resume", plan)
+
+
+def test_completed_shards_tolerates_missing_folder_and_reads_bodies(storage_root: StorageRoot):
+    layout, plan, input_spec = setup_job(storage_root)
+    assert completed_shards(layout) == {}
+    prepare_output(layout, plan, "s")
+    run_shard(layout, plan, input_spec, 1)
+    run_shard(layout, plan, input_spec, 1)  # a duplicated attempt overwrites
+    assert completed_shards(layout) == {"00001": {"num_rows": 4, "status_counts": {"ok": 4}}}
+    assert layout.fs.ls(layout.data_dir, detail=False) == [layout.data("00001")]
+
+
+def test_job_status_and_success(storage_root: StorageRoot):
+    layout, plan, input_spec = setup_job(storage_root, n=10, rows_per_shard=4)
+    prepare_output(layout, plan, "s")
+    run_shard(layout, plan, input_spec, 0, failed=frozenset({1}))
+    report = job_status(layout)
+    assert report["shards"] == {"total": 3, "done": 1, "pending": 2}
+    assert report["pending_shards"] == ["00001", "00002"]
+    assert report["rows"] == {
+        "input": 10,
+        "done": 4,
+        "ok": 3,
+        "failed": 1,
+        "by_status": {"failed": 1, "ok": 3},
+    }
+    assert report["success"] is False
+    assert report["quality"]["shards"] == 1 and report["quality"]["sampled_rows"] == 2
+
+    for i in (1, 2):
+        run_shard(layout, plan, input_spec, i)
+    write_success(layout, {"rows": 10})
+    assert read_success(layout) == {"rows": 10}
+    report = job_status(layout)
+    assert report["shards"]["pending"] == 0 and report["success"] is True
+
+
+def test_verify_finds_missing_and_duplicate_ids(storage_root: StorageRoot):
+    layout, plan, input_spec = setup_job(storage_root, n=10, rows_per_shard=4)
+    dataset = open_dataset(input_spec)
+    for i in range(len(plan.shards)):
+        run_shard(layout, plan, input_spec, i, failed=frozenset({2}))
+    report = verify(layout, dataset, "id")
+    assert report.ok, report
+    assert (report.input_rows, report.output_rows) == (10, 10)
+
+    # damage the output: drop id 5 from shard 1, write id 0 again and an unknown id 77
+    shard1 = pq.read_table(layout.fs.open(layout.data("00001"), "rb"))
+    write_shard_data(layout, "00001", shard1.filter(pa.compute.not_equal(shard1.column("id"), 5)))
+    extra = translate(pa.table({"id": [0, 77], "text": ["s0", "x"]}))
+    write_shard_data(layout, "99999", extra)
+    report = verify(layout, dataset, "id")
+    assert not report.ok
+    assert (report.missing_count, report.missing_ids) == (1, [5])
+    assert (report.duplicated_count, report.duplicated_ids) == (1, [0])
+    assert (report.unexpected_count, report.unexpected_ids) == (1, [77])
+
+
+def test_verify_flags_rows_without_a_reason(storage_root: StorageRoot):
+    layout, plan, input_spec = setup_job(storage_root, n=3, rows_per_shard=10)
+    out = translate(read_shard(plan.shards[0], input_spec), frozenset({1}))
+    out = out.set_column(out.schema.get_field_index("error"), "error", pa.nulls(3, pa.string()))
+    write_shard_data(layout, "00000", out)
+    report = verify(layout, open_dataset(input_spec), "id")
+    assert report.unexplained_rows == 1 and not report.ok

@@ -1,0 +1,159 @@
+"""The translator actor: one model replica, loaded once, translating shard after shard.
+
+The class is plain Python; `jobs/` wraps it with `ray.remote` and the resources it asks
+for (num_gpus=1 or num_cpus), so it can also be driven directly in tests and tools.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import structlog
+import torch
+
+from pipeline.commit import OutputLayout, write_quality, write_shard_data
+from pipeline.context import context_windows
+from pipeline.corpus import read_shard
+from pipeline.quality import shard_quality
+from pipeline.shards import Shard
+from pipeline.spec import JobSpec
+from pipeline.status import INVALID
+from pipeline.storage import open_fs
+from workers.devices import place
+from pipeline.logs import configure_logging
+from workers.loading import load_engine, quiet_progress_bars
+from workers.model_files import resolve_model_path
+from workers.translate import RowResult, translate_texts
+
+log = structlog.get_logger(__name__)
+
+OUTPUT_COLUMNS = ("translation", "status", "error")
+
+# Fault injection for tests and game days: the actor process exits hard (as if killed)
+# when it starts the named shard: once, if a marker file is named (it records the fault),
+# else every time.
+FAULT_SHARD_ENV = "BATCHMT_FAULT_EXIT_ON_SHARD"
+FAULT_MARKER_ENV = "BATCHMT_FAULT_MARKER"
+
+
+class TranslatorActor:
+    def __init__(self, spec_json: str, base_dir: str, num_cpus: int) -> None:
+        self.spec = JobSpec.model_validate_json(spec_json)
+        # Actor output goes to Ray's log files and the driver's stream: one JSON per line.
+        configure_logging(os.environ.get("BATCHMT_LOG_LEVEL", "INFO"), json=True)
+        quiet_progress_bars()
+        structlog.contextvars.bind_contextvars(job=self.spec.job_name)
+        self.placement = place(num_cpus)
+        model_path = resolve_model_path(
+            self.spec.model.name_or_path, self.spec.input.storage_options, base_dir
+        )
+        started = time.perf_counter()
+        self.engine = load_engine(self.spec, model_path, torch.device(self.placement.device))
+        fs, root = open_fs(self.spec.output.path, self.spec.output.storage_options)
+        self.layout = OutputLayout(fs, root)
+        log.info(
+            "replica_loaded", seconds=round(time.perf_counter() - started, 2), **self.info()
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Where this replica runs (device, Ray GPU ids, pid): for logs and tests."""
+        return {**self.placement.as_dict(), **self.engine.signature}
+
+    def process_shard(self, shard: Shard, attempt: int) -> dict[str, Any]:
+        """Translate one shard, publish its data and quality files, return its counts.
+
+        The completion marker is the driver's to write, after this returns: a shard whose
+        actor died after publishing is simply redone, overwriting the same key.
+        """
+        _maybe_inject_fault(shard.shard_id)
+        started = time.perf_counter()
+        spec = self.spec
+        table = read_shard(shard, spec.input)
+        ids = table.column(spec.input.id_column).to_pylist()
+        texts = _as_text(table.column(spec.input.text_column))
+        contexts = context_windows(table, spec.input.text_column, spec.context.window)
+
+        valid = [i for i, row_id in enumerate(ids) if row_id is not None]
+        translated, stats = translate_texts(
+            self.engine,
+            [texts[i] for i in valid],
+            [contexts[i] for i in valid],
+            target_lang=spec.target_lang,
+            max_batch_tokens=spec.decoding.max_batch_tokens,
+            max_batch_size=spec.decoding.max_batch_size,
+        )
+        results = [RowResult(None, INVALID, "id is null: the row cannot be tracked")] * len(ids)
+        for i, result in zip(valid, translated, strict=True):
+            results[i] = result
+
+        output = _with_results(table, results)
+        write_shard_data(self.layout, shard.shard_id, output)
+        references = (
+            table.column("reference").to_pylist() if "reference" in table.column_names else None
+        )
+        quality = shard_quality(
+            ids=ids,
+            sources=texts,
+            translations=[r.translation for r in results],
+            statuses=[r.status for r in results],
+            references=references,
+            shard_id=shard.shard_id,
+            k=spec.quality.sample_per_shard,
+            signature=dict(self.engine.signature),
+            target_lang=spec.target_lang,
+        )
+        write_quality(self.layout, shard.shard_id, quality)
+        seconds = time.perf_counter() - started
+        by_status = Counter(r.status for r in results)
+        log.info(
+            "shard_translated",
+            shard=shard.shard_id,
+            rows=len(ids),
+            seconds=round(seconds, 2),
+            source_tokens=stats.source_tokens,
+            batches=stats.batches,
+            batch_failures=stats.batch_failures,
+        )
+        return {
+            "shard_id": shard.shard_id,
+            "num_rows": len(ids),
+            "status_counts": dict(sorted(by_status.items())),
+            "source_tokens": stats.source_tokens,
+            "seconds": round(seconds, 3),
+            "attempt": attempt,
+            "device": self.placement.device,
+            "pid": self.placement.pid,
+        }
+
+
+def _as_text(column: pa.ChunkedArray) -> list[str | None]:
+    """Text as Python strings; a non-string column (e.g. large_string, dictionary) is cast."""
+    if not pa.types.is_string(column.type):
+        column = column.cast(pa.string())
+    return column.to_pylist()
+
+
+def _with_results(table: pa.Table, results: list[RowResult]) -> pa.Table:
+    return (
+        table.append_column("translation", pa.array([r.translation for r in results], pa.string()))
+        .append_column("status", pa.array([r.status for r in results], pa.string()))
+        .append_column("error", pa.array([r.error for r in results], pa.string()))
+    )
+
+
+def _maybe_inject_fault(shard_id: str) -> None:
+    if os.environ.get(FAULT_SHARD_ENV) != shard_id:
+        return
+    marker_path = os.environ.get(FAULT_MARKER_ENV)
+    if marker_path:
+        marker = Path(marker_path)
+        if marker.exists():
+            return
+        marker.write_text(f"pid {os.getpid()} exited on shard {shard_id}\n")
+    log.warning("fault_injected", shard=shard_id, pid=os.getpid())
+    os._exit(17)

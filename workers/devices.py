@@ -1,0 +1,57 @@
+"""Which device this actor computes on: the GPU Ray assigned it, else its CPU slots."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: str  # "cuda:0" or "cpu"
+    ray_gpu_ids: list[str]
+    cuda_visible_devices: str | None
+    torch_threads: int
+    pid: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def assigned_gpu_ids() -> list[str]:
+    """GPU ids Ray reserved for this actor (empty outside Ray or without num_gpus)."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return []
+        return [str(g) for g in ray.get_gpu_ids()]
+    except ImportError:
+        return []
+
+
+def place(num_cpus: int) -> Placement:
+    """Pin this process to its assigned GPU, or size torch's thread pool to its CPU slots.
+
+    Ray sets CUDA_VISIBLE_DEVICES to the assigned GPU, so inside the actor that GPU is
+    always `cuda:0`; two replicas never share a GPU. Without CUDA (a CPU-only build or
+    logical GPUs declared for testing) the replica falls back to CPU compute.
+    """
+    gpu_ids = assigned_gpu_ids()
+    if gpu_ids and torch.cuda.is_available():
+        device = "cuda:0"
+        torch.cuda.set_device(0)
+    else:
+        device = "cpu"
+    # Oversubscribed threads (torch defaults to every core on the node) make N actors
+    # on one machine slower than one.
+    torch.set_num_threads(max(1, num_cpus))
+    return Placement(
+        device=device,
+        ray_gpu_ids=gpu_ids,
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        torch_threads=torch.get_num_threads(),
+        pid=os.getpid(),
+    )

@@ -1,0 +1,41 @@
+"""Pick and load the engine for a model: the family comes from the model's own config."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.spec import JobSpec
+from workers.engine import EngineLoadError, TranslationEngine
+
+
+def quiet_progress_bars() -> None:
+    """Loading bars from transformers/hub inside actors only clutter the job's log stream."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def load_engine(spec: JobSpec, model_path: str, device: torch.device) -> TranslationEngine:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(
+            model_path,
+            trust_remote_code=spec.model.trust_remote_code,
+            revision=spec.model.revision,
+        )
+    except (OSError, ValueError) as exc:
+        raise EngineLoadError(
+            f"could not read the config of model {spec.model.name_or_path!r}: {exc}. "
+            "Check model.name_or_path (a local folder, an s3:// URL, or a hub id reachable "
+            "from the workers)"
+        ) from exc
+    if getattr(config, "is_encoder_decoder", False):
+        from workers.seq2seq import Seq2SeqEngine
+
+        return Seq2SeqEngine(spec, model_path, device)
+    raise EngineLoadError(
+        f"model {spec.model.name_or_path!r} is a decoder-only model "
+        f"({config.model_type}); this version of batchmt runs encoder-decoder translation "
+        "models (Marian, M2M100, NLLB) only"
+    )

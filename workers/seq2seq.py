@@ -1,0 +1,130 @@
+"""Encoder-decoder translation models: Marian/opus-mt and M2M100/NLLB.
+
+One replica per actor: loaded once, optionally quantized, then fed length-sorted batches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from pipeline.spec import JobSpec
+from workers.engine import EngineLoadError, Segment
+from workers.langcodes import nllb_code
+
+# Headroom under the position limit for the special tokens the tokenizer adds.
+_SPECIAL_TOKEN_MARGIN = 2
+
+
+class Seq2SeqEngine:
+    """A transformers `AutoModelForSeq2SeqLM` replica on one device."""
+
+    def __init__(self, spec: JobSpec, model_path: str, device: torch.device) -> None:
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        self.spec = spec
+        self.device = device
+        options: dict[str, Any] = {
+            "trust_remote_code": spec.model.trust_remote_code,
+            "revision": spec.model.revision,
+        }
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_path, **options)
+            dtype = torch.float16 if device.type == "cuda" and spec.model.quantization == "none" else None
+            model = AutoModelForSeq2SeqLM.from_pretrained(model_path, dtype=dtype, **options)
+        except (OSError, ValueError) as exc:
+            raise EngineLoadError(
+                f"could not load seq2seq model {spec.model.name_or_path!r}: {exc}"
+            ) from exc
+        model.eval()
+        model = model.to(device)
+        if spec.model.quantization != "none":
+            from workers.quantize import quantize_model
+
+            model = quantize_model(model, spec.model.quantization, device)
+        self.model = model
+        self.generate_kwargs = self._language_setup(model.config.model_type)
+        self.max_input_tokens = self._input_limit(model.config)
+        self.use_context = spec.context.window > 0 and spec.context.seq2seq_use_context
+        if self.use_context and not getattr(self.tokenizer, "sep_token", None):
+            raise EngineLoadError(
+                f"context.seq2seq_use_context is set but {spec.model.name_or_path!r} has no "
+                "separator token to mark where the context ends; use a document-level model "
+                "or set context.seq2seq_use_context=false"
+            )
+        self.signature = {
+            "model": spec.model.name_or_path,
+            "family": "seq2seq",
+            "quantization": spec.model.quantization,
+            "device": device.type,
+        }
+
+    def _language_setup(self, model_type: str) -> dict[str, Any]:
+        """Multilingual models need the source code set and the target forced as BOS."""
+        tok = self.tokenizer
+        if not hasattr(tok, "src_lang"):
+            return {}  # a bilingual model (Marian): the direction is baked in
+        if model_type == "m2m_100" and hasattr(tok, "get_lang_id"):
+            src, tgt = self.spec.source_lang, self.spec.target_lang
+            tok.src_lang = src
+            try:
+                return {"forced_bos_token_id": tok.get_lang_id(tgt)}
+            except KeyError:
+                raise EngineLoadError(f"model does not know target language {tgt!r}") from None
+        src, tgt = nllb_code(self.spec.source_lang), nllb_code(self.spec.target_lang)
+        tok.src_lang = src
+        bos = tok.convert_tokens_to_ids(tgt)
+        if bos is None or bos == tok.unk_token_id:
+            raise EngineLoadError(f"model does not know target language code {tgt!r}")
+        return {"forced_bos_token_id": bos}
+
+    def _input_limit(self, config: Any) -> int:
+        configured = self.spec.model.max_input_tokens
+        positions = getattr(config, "max_position_embeddings", None) or 512
+        limit = min(positions, getattr(self.tokenizer, "model_max_length", positions) or positions)
+        limit -= _SPECIAL_TOKEN_MARGIN
+        return min(configured, limit) if configured else limit
+
+    def _source(self, segment: Segment) -> str:
+        if self.use_context and segment.context:
+            sep = f" {self.tokenizer.sep_token} "
+            return sep.join([*segment.context, segment.text])
+        return segment.text
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    @torch.inference_mode()
+    def translate_batch(self, segments: list[Segment]) -> list[str]:
+        sources = [self._source(s) for s in segments]
+        inputs = self.tokenizer(sources, return_tensors="pt", padding=True, truncation=False)
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        source_len = int(inputs["attention_mask"].sum(dim=1).max())
+        decoding = self.spec.decoding
+        # Bound output by input length: one degenerate row must not hold the batch for
+        # max_new_tokens steps while the others finished long ago.
+        budget = int(decoding.max_length_a * source_len + decoding.max_length_b)
+        output = self.model.generate(
+            **inputs,
+            num_beams=decoding.num_beams,
+            max_new_tokens=max(1, min(decoding.max_new_tokens, budget)),
+            do_sample=False,
+            **self.generate_kwargs,
+        )
+        if not self.use_context:
+            texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
+            return [t.strip() for t in texts]
+        # A document-level model translates context and segment; keep what follows the
+        # last separator, so the context is never emitted as part of the translation.
+        raw = self.tokenizer.batch_decode(output, skip_special_tokens=False)
+        sep = self.tokenizer.sep_token
+        special = set(self.tokenizer.all_special_tokens)
+        cleaned = []
+        for text in raw:
+            tail = text.rsplit(sep, 1)[-1]
+            for token in special:
+                tail = tail.replace(token, "")
+            cleaned.append(tail.strip())
+        return cleaned
