@@ -183,7 +183,8 @@ def _describe(error: ValidationError) -> str:
         elif err["type"] == "missing":
             lines.append(f"missing required key {key!r}")
         elif err["type"] == "literal_error":
-            expected = err.get("ctx", {}).get("expected", "")
+            expected = str(err.get("ctx", {}).get("expected", ""))
+            expected = expected.replace("'", "").replace(" or ", ", ")
             lines.append(f"{key}: {err['input']!r} is not allowed (allowed: {expected})")
         else:
             lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")

@@ -101,8 +101,10 @@ def build_tiny_m2m100(out_dir: Path, *, seed: int = 0) -> Path:
         tgt_lang="de",
     )
     tokenizer.save_pretrained(str(out_dir))
+    # Language tokens sit after the SentencePiece pieces, then 8 "madeup" words.
+    lang_ids = [tokenizer.get_lang_id(code) for code in tokenizer.lang_code_to_id]
     config = M2M100Config(
-        vocab_size=len(tokenizer),
+        vocab_size=max(lang_ids) + 1 + 8,
         d_model=32,
         encoder_layers=1,
         decoder_layers=1,

@@ -492,8 +492,8 @@ class Trainer:
         st = self.state
         assert st.best is not None and st.last is not None
         entry = (bleu, st.step, cpu_state_dict(self.model))
-        st.last = (st.last + [entry])[-self.args.average :]
-        st.best = sorted(st.best + [entry], key=lambda e: -e[0])[: self.args.average]
+        st.last = [*st.last, entry][-self.args.average :]
+        st.best = sorted([*st.best, entry], key=lambda e: -e[0])[: self.args.average]
 
     def run(self) -> None:
         args, st = self.args, self.state
@@ -822,7 +822,8 @@ def print_summary(report: dict[str, Any]) -> None:
     print(f"   val BLEU (greedy) {report['val_bleu_greedy']} [{report['selected_checkpoint']}]")
     for name, res in report["tests"].items():
         print(
-            f"   {name:<20} BLEU {res['bleu']:6.2f}  chrF {res['chrf']:6.2f}  (n={res['n']}, beam 4)"
+            f"   {name:<20} BLEU {res['bleu']:6.2f}  chrF {res['chrf']:6.2f}  "
+            f"(n={res['n']}, beam 4)"
         )
 
 
