@@ -39,7 +39,7 @@ def status_report(path: str, status: dict[str, Any]) -> str:
     )
     rows = status.get("rows", {})
     lines.append(
-        f"  rows:    {rows.get('in', 0):,} in, {rows.get('ok', 0):,} translated, "
+        f"  rows:    {rows.get('input') or 0:,} in, {rows.get('ok', 0):,} translated, "
         f"{rows.get('failed', 0):,} not ({_counts(rows.get('by_status', {}))})"
     )
     lines.append(f"  success: {'yes (_SUCCESS written)' if status.get('success') else 'no'}")

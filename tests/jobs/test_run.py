@@ -58,6 +58,7 @@ def test_job_translates_every_row_once(
     storage_root: StorageRoot, tiny_marian: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     table = corpus_table(300, docs=30)
+    table = table.append_column("reference", table.column("text"))
     storage_root.write_parquet("in/part-0.parquet", table.slice(0, 170), row_group_size=50)
     storage_root.write_parquet("in/part-1.parquet", table.slice(170), row_group_size=50)
     config = write_config(tmp_path, **job_config(storage_root, tiny_marian, context={"window": 2}))
@@ -82,6 +83,12 @@ def test_job_translates_every_row_once(
     assert success["rows_in"] == 300 and success["rows_out"] == 300
     assert success["ok"] + success["failed"] + success["by_status"][EMPTY] == 300
     assert success["by_status"][EMPTY] == 3
+
+    quality = read_json(storage_root, "quality", "00000.json")
+    assert quality == read_json(storage_root, "quality", "00000.json")
+    assert quality["sample_size"] == 5 and len(quality["samples"]) == 5
+    assert quality["reference"]["segments"] >= 1 and "bleu_stats" in quality["reference"]
+    assert quality["signature"]["model"] == str(tiny_marian)
 
     assert main(["verify", config]) == 0
     assert main(["status", storage_root.url_of("out")] + [
