@@ -67,8 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         print(
-            f"batchmt {args.command}: interrupted; committed shards are kept and a rerun "
-            "resumes",
+            f"batchmt {args.command}: interrupted; committed shards are kept and a rerun resumes",
             file=sys.stderr,
         )
         return 130

@@ -78,5 +78,8 @@ def pool_shape(spec: JobSpec, pending_shards: int, resources: dict[str, float]) 
             workers = cpus // per_cpu
         shape = PoolShape(workers, 0, per_cpu, per_cpu)
     return PoolShape(
-        max(1, min(shape.num_workers, pending_shards)), shape.num_gpus, shape.num_cpus, shape.threads
+        max(1, min(shape.num_workers, pending_shards)),
+        shape.num_gpus,
+        shape.num_cpus,
+        shape.threads,
     )

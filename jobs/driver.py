@@ -20,10 +20,10 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from jobs.cluster import PoolShape, actor_runtime_env, connect, pool_shape
 from jobs.plan import prepare
 from jobs.progress import Progress
+from pipeline import status as row_status
 from pipeline.commit import OutputLayout, completed_shards, mark_complete, write_success
 from pipeline.shards import Shard
 from pipeline.spec import JobSpec
-from pipeline import status as row_status
 from workers.actor import TranslatorActor
 
 log = structlog.get_logger(__name__)
@@ -56,7 +56,9 @@ class _Slot:
     ref: Any = None
 
 
-def run_job(spec: JobSpec, *, base_dir: str | None = None, show_progress: bool = True) -> JobOutcome:
+def run_job(
+    spec: JobSpec, *, base_dir: str | None = None, show_progress: bool = True
+) -> JobOutcome:
     started = time.perf_counter()
     structlog.contextvars.bind_contextvars(job=spec.job_name)
     prepared = prepare(spec)
@@ -151,7 +153,7 @@ def _new_actor(spec: JobSpec, shape: PoolShape, base_dir: str) -> Any:
     runtime_env = actor_runtime_env()
     if runtime_env:
         options["runtime_env"] = runtime_env
-    return remote_cls.options(**options).remote(  # type: ignore[attr-defined]
+    return remote_cls.options(**options).remote(
         spec.model_dump_json(), base_dir, shape.threads
     )
 
@@ -198,7 +200,9 @@ def _run_pool(
             if slot.ref is None and queue:
                 slot.shard = queue.popleft()
                 attempts[slot.shard.shard_id] += 1
-                slot.ref = slot.handle.process_shard.remote(slot.shard, attempts[slot.shard.shard_id])
+                slot.ref = slot.handle.process_shard.remote(
+                    slot.shard, attempts[slot.shard.shard_id]
+                )
         by_ref = {s.ref: s for s in slots if s.ref is not None}
         ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=1.0)
         progress.tick()

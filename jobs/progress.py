@@ -29,8 +29,9 @@ class Progress:
     def _refresh(self) -> None:
         elapsed = max(time.perf_counter() - self.started, 1e-6)
         if self.bar is not None:
+            rate = self.tokens / elapsed
             self.bar.set_postfix_str(
-                f"rows {self.rows_done:,}/{self.rows_total:,} | {self.tokens / elapsed:,.0f} src tok/s"
+                f"rows {self.rows_done:,}/{self.rows_total:,} | {rate:,.0f} src tok/s"
             )
 
     def tick(self) -> None:

@@ -16,7 +16,10 @@ def job_report(outcome: JobOutcome) -> str:
     s = outcome.summary
     verb = {
         "complete": "already complete, nothing to do",
-        "resume": f"resumed: {outcome.shards_skipped} shard(s) were done, {outcome.shards_run} run now",
+        "resume": (
+            f"resumed: {outcome.shards_skipped} shard(s) were done, "
+            f"{outcome.shards_run} run now"
+        ),
         "new": f"{outcome.shards_run} shard(s) run",
     }[outcome.state]
     lines = [

@@ -12,7 +12,15 @@ import sys
 
 # Never upload these with the working dir: environments, outputs and caches are large
 # and machine-specific.
-_EXCLUDES = [".venv", "out", ".git", "**/__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"]
+_EXCLUDES = [
+    ".venv",
+    "out",
+    ".git",
+    "**/__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+]
 
 
 def entrypoint(config: str, overrides: list[str]) -> str:

@@ -141,7 +141,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     """`a.b=value` -> (["a", "b"], value); the value is parsed as a YAML scalar/list."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise SpecError(f"--set {item!r}: expected dotted.key=value, e.g. --set decoding.num_beams=2")
+        raise SpecError(
+            f"--set {item!r}: expected dotted.key=value, e.g. --set decoding.num_beams=2"
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -168,7 +170,11 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[st
             return []
         field = current.model_fields.get(str(part))
         annotation = field.annotation if field else None
-        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        current = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
     return sorted(current.model_fields) if current else []
 
 

@@ -19,13 +19,13 @@ import torch
 from pipeline.commit import OutputLayout, write_quality, write_shard_data
 from pipeline.context import context_windows
 from pipeline.corpus import read_shard
+from pipeline.logs import configure_logging
 from pipeline.quality import shard_quality
 from pipeline.shards import Shard
 from pipeline.spec import JobSpec
 from pipeline.status import INVALID
 from pipeline.storage import open_fs
 from workers.devices import place
-from pipeline.logs import configure_logging
 from workers.loading import load_engine, quiet_progress_bars
 from workers.model_files import resolve_model_path
 from workers.translate import RowResult, translate_texts
@@ -56,9 +56,7 @@ class TranslatorActor:
         self.engine = load_engine(self.spec, model_path, torch.device(self.placement.device))
         fs, root = open_fs(self.spec.output.path, self.spec.output.storage_options)
         self.layout = OutputLayout(fs, root)
-        log.info(
-            "replica_loaded", seconds=round(time.perf_counter() - started, 2), **self.info()
-        )
+        log.info("replica_loaded", seconds=round(time.perf_counter() - started, 2), **self.info())
 
     def info(self) -> dict[str, Any]:
         """Where this replica runs (device, Ray GPU ids, pid): for logs and tests."""

@@ -25,7 +25,9 @@ def plan_batches(
     for index in order:
         length = max(1, lengths[index])
         width = max(longest, length)
-        if current and (width * (len(current) + 1) > max_batch_tokens or len(current) >= max_batch_size):
+        if current and (
+            width * (len(current) + 1) > max_batch_tokens or len(current) >= max_batch_size
+        ):
             batches.append(current)
             current, width = [], length
         current.append(index)

@@ -14,7 +14,16 @@ from typing import Any
 import fsspec
 from filelock import FileLock
 
-_REMOTE_PREFIXES = ("s3://", "gs://", "gcs://", "abfs://", "az://", "hdfs://", "http://", "https://")
+_REMOTE_PREFIXES = (
+    "s3://",
+    "gs://",
+    "gcs://",
+    "abfs://",
+    "az://",
+    "hdfs://",
+    "http://",
+    "https://",
+)
 
 
 def cache_root() -> Path:

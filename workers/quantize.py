@@ -94,6 +94,9 @@ class W8A8Linear(nn.Module):
     (the CPU kernel is slow: CPU serving uses the fbgemm backend, CPU tests use this path).
     """
 
+    qweight: torch.Tensor
+    weight_scale: torch.Tensor
+
     def __init__(self, linear: nn.Linear):
         super().__init__()
         weight = linear.weight.detach().float()

@@ -31,7 +31,11 @@ class Seq2SeqEngine:
         }
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path, **options)
-            dtype = torch.float16 if device.type == "cuda" and spec.model.quantization == "none" else None
+            dtype = (
+                torch.float16
+                if device.type == "cuda" and spec.model.quantization == "none"
+                else None
+            )
             model = AutoModelForSeq2SeqLM.from_pretrained(model_path, dtype=dtype, **options)
         except (OSError, ValueError) as exc:
             raise EngineLoadError(
@@ -93,7 +97,10 @@ class Seq2SeqEngine:
         return segment.text
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        # verbose=False: over-long texts are expected here (they get split), not a mistake.
+        encoded = self.tokenizer(
+            texts, add_special_tokens=True, truncation=False, verbose=False
+        )["input_ids"]
         return [len(ids) for ids in encoded]
 
     @torch.inference_mode()
@@ -110,6 +117,7 @@ class Seq2SeqEngine:
             **inputs,
             num_beams=decoding.num_beams,
             max_new_tokens=max(1, min(decoding.max_new_tokens, budget)),
+            max_length=None,  # the model's saved max_length would compete with max_new_tokens
             do_sample=False,
             **self.generate_kwargs,
         )

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,14 @@ from workers.splitting import Piece, join_pieces, split_for_model
 log = structlog.get_logger(__name__)
 
 _KEEP_CONTROLS = {"\t", "\n", "\r"}
+# Terminal escape sequences (colour codes pasted from logs): the whole sequence goes.
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+# Invisible characters with no meaning inside a word (zero-width space, BOM, word joiner,
+# soft hyphen) split words into unknown pieces for the model.
+_INVISIBLE = re.compile("[\u200b\ufeff\u2060\u00ad]")
+# ZWNJ/ZWJ matter in Persian, Indic scripts and emoji sequences; between two Latin
+# letters they are noise.
+_LATIN_JOINER = re.compile("(?<=[A-Za-z])[\u200c\u200d](?=[A-Za-z])")
 # Target languages written without spaces between sentences.
 _UNSPACED_TARGETS = ("zh", "ja", "th", "yue", "bo", "my", "km", "lo")
 _MAX_ERROR_CHARS = 500
@@ -60,13 +69,14 @@ class _Row:
 
 
 def clean_text(text: str) -> str:
-    """Drop control characters (NUL, escape codes) that carry no meaning for a model.
+    """Drop what carries no meaning for a model: control characters, terminal escape
+    sequences, and invisible characters that split words.
 
-    Zero-width joiners, emoji and bidi marks are kept: they are part of the text.
+    Emoji, bidi marks and joiners in scripts that need them are kept: they are text.
     """
-    return "".join(
-        ch for ch in text if ch in _KEEP_CONTROLS or unicodedata.category(ch) != "Cc"
-    )
+    text = _ANSI_ESCAPE.sub("", text)
+    text = _LATIN_JOINER.sub("", _INVISIBLE.sub("", text))
+    return "".join(ch for ch in text if ch in _KEEP_CONTROLS or unicodedata.category(ch) != "Cc")
 
 
 def translate_texts(
@@ -89,7 +99,9 @@ def translate_texts(
             continue
         cleaned = clean_text(text)
         if not cleaned.strip():
-            results[i] = RowResult(text, EMPTY, "text is empty or whitespace-only: nothing to translate")
+            results[i] = RowResult(
+                text, EMPTY, "text is empty or whitespace-only: nothing to translate"
+            )
             continue
         candidates.append((i, cleaned))
 

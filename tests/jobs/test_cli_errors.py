@@ -42,8 +42,12 @@ def test_missing_text_column_names_it_and_the_columns_found(
     assert not (tmp_path / "out").exists()
 
 
-def test_input_with_result_columns_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pq.write_table(pa.table({"id": ["a"], "text": ["x"], "status": ["new"]}), tmp_path / "in.parquet")
+def test_input_with_result_columns_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pq.write_table(
+        pa.table({"id": ["a"], "text": ["x"], "status": ["new"]}), tmp_path / "in.parquet"
+    )
     assert main(["run", config(tmp_path)]) == 2
     assert "status" in one_line_error(capsys)
 

@@ -91,9 +91,13 @@ def test_job_translates_every_row_once(
     assert quality["signature"]["model"] == str(tiny_marian)
 
     assert main(["verify", config]) == 0
-    assert main(["status", storage_root.url_of("out")] + [
-        f"--storage-option={k}={v}" for k, v in storage_root.storage_options.items()
-    ]) == 0
+    assert (
+        main(
+            ["status", storage_root.url_of("out")]
+            + [f"--storage-option={k}={v}" for k, v in storage_root.storage_options.items()]
+        )
+        == 0
+    )
     assert "shards:  8/8 done" in capsys.readouterr().out
 
 
@@ -123,8 +127,20 @@ def test_rerun_skips_completed_shards_and_refuses_other_spec(
     assert main(["run", config, "--no-progress", "--set", "decoding.num_beams=1"]) == 2
     err = capsys.readouterr().err
     assert "different job spec" in err and "output.overwrite=true" in err
-    assert main(["run", config, "--no-progress", "--set", "decoding.num_beams=1",
-                 "--set", "output.overwrite=true"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                config,
+                "--no-progress",
+                "--set",
+                "decoding.num_beams=1",
+                "--set",
+                "output.overwrite=true",
+            ]
+        )
+        == 0
+    )
 
 
 def test_killed_worker_is_replaced_and_its_shard_retried(
@@ -146,7 +162,9 @@ def test_killed_worker_is_replaced_and_its_shard_retried(
 
 
 def test_shard_that_keeps_killing_workers_fails_the_job_but_not_the_others(
-    tiny_marian: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tiny_marian: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     root = StorageRoot("local", str(tmp_path / "root"))

@@ -16,7 +16,10 @@ BASE = {
 
 ERRORS = [
     (["decoding.num_beam=2"], r"unknown key 'decoding.num_beam' \(allowed here: .*num_beams"),
-    (["model.quantization=int4"], r"model.quantization: 'int4' is not allowed \(allowed: none, int8\)"),
+    (
+        ["model.quantization=int4"],
+        r"model.quantization: 'int4' is not allowed \(allowed: none, int8\)",
+    ),
     (["decoding.num_beams=0"], r"decoding.num_beams: .*greater than or equal to 1"),
     (["sharding.rows_per_shard=lots"], r"sharding.rows_per_shard: .*integer"),
     (["typo=1"], r"unknown key 'typo'"),
@@ -40,7 +43,11 @@ def test_missing_required_key() -> None:
 def test_overrides_parse_yaml_values() -> None:
     spec = spec_from_dict(
         BASE,
-        ["decoding.num_beams=2", "output.overwrite=true", "input.storage_options.endpoint_url=http://x:9"],
+        [
+            "decoding.num_beams=2",
+            "output.overwrite=true",
+            "input.storage_options.endpoint_url=http://x:9",
+        ],
     )
     assert spec.decoding.num_beams == 2 and spec.output.overwrite is True
     assert spec.input.storage_options == {"endpoint_url": "http://x:9"}

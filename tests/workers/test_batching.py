@@ -15,7 +15,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("lengths", "budget", "rows", "expected"), CASES)
-def test_plan_batches(lengths: list[int], budget: int, rows: int, expected: list[list[int]]) -> None:
+def test_plan_batches(
+    lengths: list[int], budget: int, rows: int, expected: list[list[int]]
+) -> None:
     assert plan_batches(lengths, budget, rows) == expected
 
 

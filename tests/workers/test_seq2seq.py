@@ -44,7 +44,9 @@ def test_marian_translates_batches_in_order(tiny_marian: Path) -> None:
 
 
 def test_output_length_is_bounded_by_input_length(tiny_marian: Path) -> None:
-    spec = spec_for(tiny_marian, decoding={"max_new_tokens": 200, "max_length_a": 1.0, "max_length_b": 2})
+    spec = spec_for(
+        tiny_marian, decoding={"max_new_tokens": 200, "max_length_a": 1.0, "max_length_b": 2}
+    )
     engine = load_engine(spec, str(tiny_marian), CPU)
     out = engine.translate_batch([Segment("a dog.")])[0]
     assert len(engine.tokenizer(out)["input_ids"]) <= engine.count_tokens(["a dog."])[0] + 3
@@ -55,7 +57,11 @@ def test_long_rows_are_split_not_truncated(tiny_marian: Path) -> None:
     engine = load_engine(spec, str(tiny_marian), CPU)
     long_text = " ".join(["a man is walking in the park."] * 8)
     results, stats = translate_texts(
-        engine, [long_text, "a cat."], [[], []], target_lang="de", max_batch_tokens=256,
+        engine,
+        [long_text, "a cat."],
+        [[], []],
+        target_lang="de",
+        max_batch_tokens=256,
         max_batch_size=8,
     )
     assert [r.status for r in results] == [OK_SPLIT, OK]
@@ -88,7 +94,7 @@ def test_context_for_seq2seq_needs_a_separator_token(tiny_marian: Path) -> None:
 
 
 def test_missing_local_model_folder() -> None:
-    with pytest.raises(FileNotFoundError, match="model folder './models/nope' not found"):
+    with pytest.raises(FileNotFoundError, match=r"model folder '\./models/nope' not found"):
         resolve_model_path("./models/nope")
     assert resolve_model_path("Helsinki-NLP/opus-mt-en-de") == "Helsinki-NLP/opus-mt-en-de"
 
@@ -96,7 +102,9 @@ def test_missing_local_model_folder() -> None:
 def test_model_from_object_storage_is_cached_locally(
     tiny_marian: Path, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = StorageRoot("s3", f"s3://batchmt-test/models-{tmp_path.name}", {"endpoint_url": s3_endpoint})
+    root = StorageRoot(
+        "s3", f"s3://batchmt-test/models-{tmp_path.name}", {"endpoint_url": s3_endpoint}
+    )
     for file in tiny_marian.iterdir():
         root.write_bytes(f"tiny/{file.name}", file.read_bytes())
     monkeypatch.setenv("BATCHMT_CACHE", str(tmp_path / "cache"))

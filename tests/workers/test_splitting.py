@@ -26,7 +26,11 @@ def test_splits_at_sentences_and_keeps_every_character() -> None:
     pieces = split_for_model(text, words, 4)
     assert all(words([p.text])[0] <= 4 for p in pieces)
     assert "".join(p.text + p.separator for p in pieces) == text
-    assert [p.text for p in pieces] == ["One two three.", "Four five six!", "Seven eight nine? Ten."]
+    assert [p.text for p in pieces] == [
+        "One two three.",
+        "Four five six!",
+        "Seven eight nine? Ten.",
+    ]
 
 
 def test_packs_sentences_up_to_the_limit() -> None:
@@ -48,7 +52,9 @@ def test_cjk_sentences_without_spaces() -> None:
     assert len(pieces) >= 2
 
 
-@pytest.mark.parametrize(("glue", "expected"), [(" ", "I like cats. Do you?"), ("", "I like cats.Do you?")])
+@pytest.mark.parametrize(
+    ("glue", "expected"), [(" ", "I like cats. Do you?"), ("", "I like cats.Do you?")]
+)
 def test_join_uses_source_separator_or_glue(glue: str, expected: str) -> None:
     pieces = [Piece("a", ""), Piece("b", "")]
     assert join_pieces(["I like cats.", "Do you?"], pieces, glue) == expected

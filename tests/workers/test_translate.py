@@ -6,6 +6,8 @@ the tests can state exactly what every row must come back as.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from pipeline.status import EMPTY, FAILED, OK, OK_SPLIT
@@ -15,7 +17,7 @@ from workers.translate import clean_text, translate_texts
 
 class RuleEngine:
     max_input_tokens = 8
-    signature = {"model": "rules"}
+    signature: ClassVar[dict[str, str]] = {"model": "rules"}
 
     def __init__(self) -> None:
         self.calls: list[int] = []
@@ -78,7 +80,14 @@ def test_whitespace_around_text_is_kept() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "clean"),
-    [("a\x00b", "ab"), ("x\x1b[0m", "x[0m"), ("zw\u200bj", "zw\u200bj"), ("🙂 ok\n", "🙂 ok\n")],
+    [
+        ("a\x00b", "ab"),
+        ("x\x1b[0m y", "x y"),
+        ("zw\u200bj\u00ad", "zwj"),
+        ("wo\u200cman", "woman"),
+        ("می\u200cخواهم", "می\u200cخواهم"),  # Persian needs its ZWNJ
+        ("👩\u200d💻 ok\n", "👩\u200d💻 ok\n"),
+    ],
 )
 def test_clean_text(raw: str, clean: str) -> None:
     assert clean_text(raw) == clean
