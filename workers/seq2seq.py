@@ -17,6 +17,18 @@ from workers.langcodes import nllb_code
 _SPECIAL_TOKEN_MARGIN = 2
 
 
+def _torch_dtype(name: str, device: torch.device) -> torch.dtype | str:
+    """The weights' dtype; "auto" keeps the checkpoint's."""
+    if name == "auto":
+        return "auto"
+    dtype: torch.dtype = getattr(torch, name)
+    if device.type == "cpu" and dtype == torch.float16:
+        raise EngineLoadError(
+            "model.dtype=float16 is slow or unsupported on CPU; use float32 or bfloat16 there"
+        )
+    return dtype
+
+
 class Seq2SeqEngine:
     """A transformers `AutoModelForSeq2SeqLM` replica on one device."""
 
@@ -31,12 +43,9 @@ class Seq2SeqEngine:
         }
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path, **options)
-            dtype = (
-                torch.float16
-                if device.type == "cuda" and spec.model.quantization == "none"
-                else None
+            model = AutoModelForSeq2SeqLM.from_pretrained(
+                model_path, dtype=_torch_dtype(spec.model.dtype, device), **options
             )
-            model = AutoModelForSeq2SeqLM.from_pretrained(model_path, dtype=dtype, **options)
         except (OSError, ValueError) as exc:
             raise EngineLoadError(
                 f"could not load seq2seq model {spec.model.name_or_path!r}: {exc}"
@@ -61,6 +70,7 @@ class Seq2SeqEngine:
             "model": spec.model.name_or_path,
             "family": "seq2seq",
             "quantization": spec.model.quantization,
+            "dtype": str(model.dtype).removeprefix("torch."),
             "device": device.type,
         }
 
@@ -98,9 +108,9 @@ class Seq2SeqEngine:
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         # verbose=False: over-long texts are expected here (they get split), not a mistake.
-        encoded = self.tokenizer(
-            texts, add_special_tokens=True, truncation=False, verbose=False
-        )["input_ids"]
+        encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)[
+            "input_ids"
+        ]
         return [len(ids) for ids in encoded]
 
     @torch.inference_mode()
