@@ -48,9 +48,18 @@ def status_report(path: str, status: dict[str, Any]) -> str:
     lines.append(f"  success: {'yes (_SUCCESS written)' if status.get('success') else 'no'}")
     quality = status.get("quality") or {}
     if quality:
-        parts = [f"{k} {v}" for k, v in sorted(quality.items()) if not isinstance(v, (dict, list))]
-        lines.append("  quality: " + ", ".join(parts))
+        lines.append("  quality: " + _quality_line(quality))
     return "\n".join(lines)
+
+
+def _quality_line(quality: dict[str, Any]) -> str:
+    """Scalars of the merged quality summary; unset scores (no reference column) left out."""
+    parts = []
+    for key, value in sorted(quality.items()):
+        if value is None or isinstance(value, (dict, list)):
+            continue
+        parts.append(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}")
+    return ", ".join(parts)
 
 
 def verify_report(report: dict[str, Any]) -> str:

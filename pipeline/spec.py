@@ -43,7 +43,8 @@ class OutputSpec(_Section):
 
 class ModelSpec(_Section):
     name_or_path: str = Field(description="hub id, local directory, or object-store URL")
-    quantization: Literal["none", "int8"] = "none"
+    # fp8 / gptq-int4: decoder-only checkpoints that are already quantized (HY-MT releases).
+    quantization: Literal["none", "int8", "fp8", "gptq-int4"] = "none"
     # Compute dtype for unquantized weights. "auto" keeps the checkpoint's dtype: measured on
     # an H100, fp16 made the 7.7M-parameter demo model 3.7x slower than fp32 (kernel-launch
     # bound, extra casts); large models want float16/bfloat16 for memory and speed.
@@ -67,6 +68,14 @@ class DecodingSpec(_Section):
     # max_new_tokens while the rest of the batch waits): tokens <= a * source_len + b.
     max_length_a: float = Field(default=1.5, gt=0)
     max_length_b: int = Field(default=10, ge=0)
+    # Sampling is off for batch jobs (reproducible output); when on, HY-MT's recommended
+    # settings are the defaults.
+    do_sample: bool = False
+    temperature: float = Field(default=0.7, gt=0)
+    top_k: int = Field(default=20, ge=0)
+    top_p: float = Field(default=0.6, gt=0, le=1)
+    repetition_penalty: float = Field(default=1.05, gt=0)
+    seed: int = 0
 
 
 class ContextSpec(_Section):
@@ -78,7 +87,14 @@ class ContextSpec(_Section):
 
 
 class GlossarySpec(_Section):
+    # TSV/CSV (source, target[, case_sensitive][, language columns]) or TMX 1.4.
     path: str | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class FormatsSpec(_Section):
+    # auto: detect HTML/markdown per row; text: translate rows as plain text.
+    mode: Literal["auto", "html", "markdown", "text"] = "auto"
 
 
 class WorkersSpec(_Section):
@@ -112,6 +128,7 @@ class JobSpec(_Section):
     decoding: DecodingSpec = Field(default_factory=DecodingSpec)
     context: ContextSpec = Field(default_factory=ContextSpec)
     glossary: GlossarySpec = Field(default_factory=GlossarySpec)
+    formats: FormatsSpec = Field(default_factory=FormatsSpec)
     workers: WorkersSpec = Field(default_factory=WorkersSpec)
     sharding: ShardingSpec = Field(default_factory=ShardingSpec)
     quality: QualitySpec = Field(default_factory=QualitySpec)
@@ -134,7 +151,7 @@ class JobSpec(_Section):
         data.pop("workers")
         data.pop("ray")
         data.pop("job_name")
-        for section in ("input", "output"):
+        for section in ("input", "output", "glossary"):
             data[section].pop("storage_options")
         data["output"].pop("overwrite")
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))

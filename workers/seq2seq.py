@@ -37,6 +37,12 @@ class Seq2SeqEngine:
 
         self.spec = spec
         self.device = device
+        if spec.model.quantization not in ("none", "int8"):
+            raise EngineLoadError(
+                f"model.quantization={spec.model.quantization} applies to decoder-only "
+                "checkpoints released pre-quantized (HY-MT FP8 / GPTQ-Int4); seq2seq models "
+                "take none or int8"
+            )
         options: dict[str, Any] = {
             "trust_remote_code": spec.model.trust_remote_code,
             "revision": spec.model.revision,

@@ -18,7 +18,7 @@ ERRORS = [
     (["decoding.num_beam=2"], r"unknown key 'decoding.num_beam' \(allowed here: .*num_beams"),
     (
         ["model.quantization=int4"],
-        r"model.quantization: 'int4' is not allowed \(allowed: none, int8\)",
+        r"model.quantization: 'int4' is not allowed \(allowed: none, int8, fp8, gptq-int4\)",
     ),
     (["decoding.num_beams=0"], r"decoding.num_beams: .*greater than or equal to 1"),
     (["sharding.rows_per_shard=lots"], r"sharding.rows_per_shard: .*integer"),
