@@ -17,6 +17,9 @@ class Segment:
 
     text: str
     context: tuple[str, ...] = field(default_factory=tuple)
+    # (source term, target term) pairs matched in `text`: every target term must appear in
+    # the translation. Verbatim spans (placeholders, URLs, numbers) come as (span, span).
+    terms: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
 class TranslationEngine(Protocol):
