@@ -37,6 +37,22 @@ class JobFailed(RuntimeError):
 
 
 @dataclass
+class Timings:
+    """Where the driver's wall time went; `driver_busy` is the driver's own overhead."""
+
+    plan: float = 0.0
+    connect: float = 0.0
+    pool_start: float = 0.0  # replicas loading their models
+    translate: float = 0.0  # first dispatch to last result
+    driver_busy: float = 0.0  # inside the dispatch loop, outside ray.wait
+    worker_busy: float = 0.0  # sum of shard seconds reported by the workers
+    workers: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(float(v), 3) for k, v in self.__dict__.items()}
+
+
+@dataclass
 class JobOutcome:
     output_path: str
     state: str  # "new" | "resume" | "complete"
@@ -46,6 +62,7 @@ class JobOutcome:
     summary: dict[str, Any]
     wall_seconds: float
     failed_shards: dict[str, str] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
 
 
 @dataclass
@@ -60,8 +77,10 @@ def run_job(
     spec: JobSpec, *, base_dir: str | None = None, show_progress: bool = True
 ) -> JobOutcome:
     started = time.perf_counter()
+    timings = Timings()
     structlog.contextvars.bind_contextvars(job=spec.job_name)
     prepared = prepare(spec)
+    timings.plan = time.perf_counter() - started
     layout, plan = prepared.layout, prepared.plan
     done = completed_shards(layout)
     pending = [s for s in plan.shards if s.shard_id not in done]
@@ -76,18 +95,23 @@ def run_job(
     )
     failed: dict[str, str] = {}
     if pending:
+        mark = time.perf_counter()
         connect(spec)
+        timings.connect = time.perf_counter() - mark
         shape = pool_shape(spec, len(pending), ray.cluster_resources())
         log.info("actor_pool", shape=shape.describe())
         progress = Progress(len(plan.shards), plan.num_rows, done, enabled=show_progress)
         try:
-            failed = _run_pool(spec, layout, pending, shape, base_dir or str(Path.cwd()), progress)
+            failed = _run_pool(
+                spec, layout, pending, shape, base_dir or str(Path.cwd()), progress, timings
+            )
         finally:
             progress.close()
     results = completed_shards(layout)
     summary = summarize(spec, prepared.fingerprint, plan.num_rows, len(plan.shards), results)
     if not failed and len(results) == len(plan.shards):
         summary["wall_seconds_last_run"] = round(time.perf_counter() - started, 2)
+        summary["timings_last_run"] = timings.as_dict()
         write_success(layout, summary)
         log.info("job_succeeded", **{k: summary[k] for k in ("rows_in", "ok", "failed")})
     state = prepared.state if pending else "complete"
@@ -100,6 +124,7 @@ def run_job(
         summary=summary,
         wall_seconds=time.perf_counter() - started,
         failed_shards=failed,
+        timings=timings,
     )
     if failed:
         names = ", ".join(f"{sid} ({why})" for sid, why in sorted(failed.items()))
@@ -153,9 +178,7 @@ def _new_actor(spec: JobSpec, shape: PoolShape, base_dir: str) -> Any:
     runtime_env = actor_runtime_env()
     if runtime_env:
         options["runtime_env"] = runtime_env
-    return remote_cls.options(**options).remote(
-        spec.model_dump_json(), base_dir, shape.threads
-    )
+    return remote_cls.options(**options).remote(spec.model_dump_json(), base_dir, shape.threads)
 
 
 def _start_pool(spec: JobSpec, shape: PoolShape, base_dir: str) -> list[_Slot]:
@@ -188,13 +211,18 @@ def _run_pool(
     shape: PoolShape,
     base_dir: str,
     progress: Progress,
+    timings: Timings,
 ) -> dict[str, str]:
     """Dispatch shards to idle replicas until all are committed or out of attempts."""
     queue: deque[Shard] = deque(pending)
     attempts: Counter[str] = Counter()
     failed: dict[str, str] = {}
+    mark = time.perf_counter()
     slots = _start_pool(spec, shape, base_dir)
+    timings.pool_start = time.perf_counter() - mark
+    timings.workers = len(slots)
     max_attempts = spec.workers.max_shard_attempts
+    loop_start = busy_from = time.perf_counter()
     while queue or any(s.ref is not None for s in slots):
         for slot in slots:
             if slot.ref is None and queue:
@@ -204,7 +232,9 @@ def _run_pool(
                     slot.shard, attempts[slot.shard.shard_id]
                 )
         by_ref = {s.ref: s for s in slots if s.ref is not None}
+        timings.driver_busy += time.perf_counter() - busy_from
         ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=1.0)
+        busy_from = time.perf_counter()
         progress.tick()
         for ref in ready:
             slot = by_ref[ref]
@@ -222,6 +252,7 @@ def _run_pool(
                 log.warning("shard_error", shard=shard.shard_id, error=reason)
             else:
                 mark_complete(layout, shard.shard_id, result)
+                timings.worker_busy += float(result.get("seconds", 0.0))
                 progress.shard_done(result)
                 continue
             if attempts[shard.shard_id] < max_attempts:
@@ -229,6 +260,8 @@ def _run_pool(
             else:
                 failed[shard.shard_id] = f"{attempts[shard.shard_id]} attempts; last: {reason}"
                 log.error("shard_failed", shard=shard.shard_id, reason=failed[shard.shard_id])
+    timings.driver_busy += time.perf_counter() - busy_from
+    timings.translate = time.perf_counter() - loop_start
     for slot in slots:
         ray.kill(slot.handle)
     return failed

@@ -17,8 +17,7 @@ def job_report(outcome: JobOutcome) -> str:
     verb = {
         "complete": "already complete, nothing to do",
         "resume": (
-            f"resumed: {outcome.shards_skipped} shard(s) were done, "
-            f"{outcome.shards_run} run now"
+            f"resumed: {outcome.shards_skipped} shard(s) were done, {outcome.shards_run} run now"
         ),
         "new": f"{outcome.shards_run} shard(s) run",
     }[outcome.state]
@@ -30,6 +29,15 @@ def job_report(outcome: JobOutcome) -> str:
         f"  output:  {outcome.output_path}/data/  (_SUCCESS, quality/, _manifest.json beside it)",
         f"  inspect: batchmt status {outcome.output_path}",
     ]
+    t = outcome.timings
+    if t.workers:
+        busy = t.worker_busy / max(t.translate * t.workers, 1e-9)
+        overhead = t.driver_busy / max(outcome.wall_seconds, 1e-9)
+        lines.append(
+            f"  timing:  plan {t.plan:.1f}s, ray {t.connect:.1f}s, {t.workers} worker(s) loaded "
+            f"in {t.pool_start:.1f}s, translate {t.translate:.1f}s (workers busy {busy:.0%}, "
+            f"driver loop {t.driver_busy:.2f}s = {overhead:.1%} of wall)"
+        )
     return "\n".join(lines)
 
 
