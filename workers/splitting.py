@@ -40,30 +40,39 @@ def _split_keep(text: str, pattern: re.Pattern[str]) -> list[Piece]:
 def split_for_model(
     text: str, count_tokens: Callable[[list[str]], list[int]], max_tokens: int
 ) -> list[Piece]:
-    """Pieces of `text`, each within `max_tokens`, packed greedily back up to the limit."""
+    """Pieces of `text`, each within `max_tokens`.
+
+    Whole sentences are the pieces: MT models are trained on sentences, and packing several
+    back together up to the limit measurably hurt the demo models (long multi-sentence
+    inputs drift). Only a sentence that alone exceeds the limit is cut, at whitespace,
+    into word runs packed up to the limit.
+    """
     if count_tokens([text])[0] <= max_tokens:
         return [Piece(text, "")]
-    units = _fine_units(text, count_tokens, max_tokens)
-    return _pack(units, count_tokens, max_tokens)
-
-
-def _fine_units(
-    text: str, count_tokens: Callable[[list[str]], list[int]], max_tokens: int
-) -> list[Piece]:
-    """Sentences; a sentence still too long falls back to words, then to characters."""
-    units: list[Piece] = []
+    pieces: list[Piece] = []
     for sentence in _split_keep(text, _SENTENCE_END):
         if count_tokens([sentence.text])[0] <= max_tokens:
-            units.append(sentence)
-            continue
-        words = _split_keep(sentence.text, _WHITESPACE)
-        if words:
-            words[-1] = Piece(words[-1].text, words[-1].separator + sentence.separator)
-        for word in words:
-            if count_tokens([word.text])[0] <= max_tokens:
-                units.append(word)
-            else:
-                units.extend(_hard_cut(word, count_tokens, max_tokens))
+            pieces.append(sentence)
+        else:
+            pieces.extend(
+                _pack(_words(sentence, count_tokens, max_tokens), count_tokens, max_tokens)
+            )
+    return pieces
+
+
+def _words(
+    sentence: Piece, count_tokens: Callable[[list[str]], list[int]], max_tokens: int
+) -> list[Piece]:
+    """The sentence's words; a word still too long is cut by characters."""
+    units: list[Piece] = []
+    words = _split_keep(sentence.text, _WHITESPACE)
+    if words:
+        words[-1] = Piece(words[-1].text, words[-1].separator + sentence.separator)
+    for word in words:
+        if count_tokens([word.text])[0] <= max_tokens:
+            units.append(word)
+        else:
+            units.extend(_hard_cut(word, count_tokens, max_tokens))
     return units
 
 

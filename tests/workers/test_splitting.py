@@ -29,13 +29,15 @@ def test_splits_at_sentences_and_keeps_every_character() -> None:
     assert [p.text for p in pieces] == [
         "One two three.",
         "Four five six!",
-        "Seven eight nine? Ten.",
+        "Seven eight nine?",
+        "Ten.",
     ]
 
 
-def test_packs_sentences_up_to_the_limit() -> None:
-    text = "A b. C d. E f. G h."
-    assert [p.text for p in split_for_model(text, words, 4)] == ["A b. C d.", "E f. G h."]
+def test_sentences_are_pieces_of_their_own() -> None:
+    text = "A b. C d. E f. G h. " + "w " * 7 + "end."
+    pieces = [p.text for p in split_for_model(text, words, 4)]
+    assert pieces == ["A b.", "C d.", "E f.", "G h.", "w w w w", "w w w end."]
 
 
 def test_long_sentence_falls_back_to_words_then_characters() -> None:
