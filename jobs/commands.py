@@ -14,6 +14,7 @@ from pipeline.corpus import CorpusError, open_dataset
 from pipeline.spec import JobSpec, SpecError, load_spec
 from pipeline.storage import StorageError, open_fs
 from workers.engine import EngineLoadError
+from workers.glossary import GlossaryError
 
 # Errors that mean "this job cannot run as configured": one line, exit 2.
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -21,6 +22,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     CorpusError,
     OutputConflictError,
     EngineLoadError,
+    GlossaryError,
     StorageError,
     FileNotFoundError,
 )

@@ -9,10 +9,19 @@ from pipeline.corpus import CorpusError, check_schema, open_dataset
 from pipeline.shards import Plan, plan_shards
 from pipeline.spec import JobSpec
 from pipeline.storage import open_fs
+from workers.glossary import load_glossary
 
 # Columns the job adds to every output row; an input that already has them would be
 # silently overwritten, so it is refused up front.
-RESULT_COLUMNS = ("translation", "status", "error")
+RESULT_COLUMNS = (
+    "translation",
+    "status",
+    "error",
+    "glossary_hits",
+    "glossary_missed",
+    "format_status",
+    "format_detail",
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,11 @@ def make_plan(spec: JobSpec) -> Plan:
 def prepare(spec: JobSpec) -> Prepared:
     layout = output_layout(spec)
     plan = make_plan(spec)
+    if spec.glossary.path:
+        # A bad glossary file fails here, before any output is claimed or worker started.
+        load_glossary(
+            spec.glossary.path, spec.source_lang, spec.target_lang, spec.glossary.storage_options
+        )
     fingerprint = spec.fingerprint()
     state, frozen = prepare_output(layout, plan, fingerprint, spec.output.overwrite)
     return Prepared(layout, frozen, state, fingerprint)

@@ -14,13 +14,16 @@ OK: Final = "ok"
 OK_SPLIT: Final = "ok_split"
 # Null, empty or whitespace-only text: no model call, the translation is the input as-is.
 EMPTY: Final = "empty"
+# Translated, but glossary terms matched in the source are missing from the translation
+# (the constrained decoder could not place them within the length limit); `error` names them.
+GLOSSARY_MISSED: Final = "glossary_missed"
 # The model failed on this row after the worker's retries.
 FAILED: Final = "failed"
 # The row's own data is unusable (null id, malformed per-row glossary, ...): never retried.
 INVALID: Final = "invalid"
 
-ALL: Final = (OK, OK_SPLIT, EMPTY, FAILED, INVALID)
-TRANSLATED: Final = frozenset({OK, OK_SPLIT})
+ALL: Final = (OK, OK_SPLIT, GLOSSARY_MISSED, EMPTY, FAILED, INVALID)
+TRANSLATED: Final = frozenset({OK, OK_SPLIT, GLOSSARY_MISSED})
 ERRORS: Final = frozenset({FAILED, INVALID})
 
 

@@ -26,13 +26,19 @@ from pipeline.spec import JobSpec
 from pipeline.status import INVALID
 from pipeline.storage import open_fs
 from workers.devices import place
+from workers.glossary import Glossary, RowGlossaryError, load_glossary
 from workers.loading import load_engine, quiet_progress_bars
 from workers.model_files import resolve_model_path
-from workers.translate import RowResult, translate_texts
+from workers.translate import RowInput, RowResult, TranslateStats, translate_rows
 
 log = structlog.get_logger(__name__)
 
 OUTPUT_COLUMNS = ("translation", "status", "error")
+# Written when the job has a glossary or rows carry their own (`glossary` column).
+GLOSSARY_COLUMNS = ("glossary_hits", "glossary_missed")
+# Written unless formats.mode is "text".
+FORMAT_COLUMNS = ("format_status", "format_detail")
+ROW_GLOSSARY_COLUMN = "glossary"
 
 # Fault injection for tests and game days: the actor process exits hard (as if killed)
 # when it starts the named shard: once, if a marker file is named (it records the fault),
@@ -56,6 +62,23 @@ class TranslatorActor:
         self.engine = load_engine(self.spec, model_path, torch.device(self.placement.device))
         fs, root = open_fs(self.spec.output.path, self.spec.output.storage_options)
         self.layout = OutputLayout(fs, root)
+        self.glossary = (
+            load_glossary(
+                self.spec.glossary.path,
+                self.spec.source_lang,
+                self.spec.target_lang,
+                self.spec.glossary.storage_options,
+            )
+            if self.spec.glossary.path
+            else None
+        )
+        self.aligner = _aligner_for(self.engine)
+        # A decoder-only engine knows how many KV-cache tokens its device holds.
+        engine_budget = getattr(self.engine, "max_batch_tokens", None)
+        self.max_batch_tokens = min(
+            self.spec.decoding.max_batch_tokens,
+            engine_budget or self.spec.decoding.max_batch_tokens,
+        )
         log.info("replica_loaded", seconds=round(time.perf_counter() - started, 2), **self.info())
 
     def info(self) -> dict[str, Any]:
@@ -76,20 +99,31 @@ class TranslatorActor:
         texts = _as_text(table.column(spec.input.text_column))
         contexts = context_windows(table, spec.input.text_column, spec.context.window)
 
+        row_glossaries = (
+            table.column(ROW_GLOSSARY_COLUMN).to_pylist()
+            if ROW_GLOSSARY_COLUMN in table.column_names
+            else None
+        )
         valid = [i for i, row_id in enumerate(ids) if row_id is not None]
-        translated, stats = translate_texts(
+        rows = [
+            self._row_input(texts[i], contexts[i], row_glossaries[i] if row_glossaries else None)
+            for i in valid
+        ]
+        translated, stats = translate_rows(
             self.engine,
-            [texts[i] for i in valid],
-            [contexts[i] for i in valid],
+            rows,
             target_lang=spec.target_lang,
-            max_batch_tokens=spec.decoding.max_batch_tokens,
+            max_batch_tokens=self.max_batch_tokens,
             max_batch_size=spec.decoding.max_batch_size,
+            formats_mode=spec.formats.mode,
+            aligner=self.aligner,
         )
         results = [RowResult(None, INVALID, "id is null: the row cannot be tracked")] * len(ids)
         for i, result in zip(valid, translated, strict=True):
             results[i] = result
 
-        output = _with_results(table, results)
+        with_glossary = self.glossary is not None or row_glossaries is not None
+        output = _with_results(table, results, with_glossary, spec.formats.mode != "text")
         write_shard_data(self.layout, shard.shard_id, output)
         references = (
             table.column("reference").to_pylist() if "reference" in table.column_names else None
@@ -105,6 +139,7 @@ class TranslatorActor:
             signature=dict(self.engine.signature),
             target_lang=spec.target_lang,
         )
+        quality.update(_adherence(stats, with_glossary))
         write_quality(self.layout, shard.shard_id, quality)
         seconds = time.perf_counter() - started
         by_status = Counter(r.status for r in results)
@@ -126,7 +161,18 @@ class TranslatorActor:
             "attempt": attempt,
             "device": self.placement.device,
             "pid": self.placement.pid,
+            **_adherence(stats, with_glossary),
         }
+
+    def _row_input(self, text: str | None, context: list[str], row_glossary: Any) -> RowInput:
+        """The row's glossary is the job's plus its own; a malformed own one fails the row."""
+        glossary: Glossary | None = self.glossary
+        if row_glossary is not None:
+            try:
+                glossary = (self.glossary or Glossary()).with_row(row_glossary)
+            except RowGlossaryError as exc:
+                return RowInput(text, context, None, str(exc))
+        return RowInput(text, context, glossary)
 
 
 def _as_text(column: pa.ChunkedArray) -> list[str | None]:
@@ -136,12 +182,49 @@ def _as_text(column: pa.ChunkedArray) -> list[str | None]:
     return column.to_pylist()
 
 
-def _with_results(table: pa.Table, results: list[RowResult]) -> pa.Table:
-    return (
-        table.append_column("translation", pa.array([r.translation for r in results], pa.string()))
-        .append_column("status", pa.array([r.status for r in results], pa.string()))
-        .append_column("error", pa.array([r.error for r in results], pa.string()))
-    )
+def _with_results(
+    table: pa.Table, results: list[RowResult], with_glossary: bool, with_formats: bool
+) -> pa.Table:
+    columns: dict[str, pa.Array] = {
+        "translation": pa.array([r.translation for r in results], pa.string()),
+        "status": pa.array([r.status for r in results], pa.string()),
+        "error": pa.array([r.error for r in results], pa.string()),
+    }
+    if with_glossary:
+        terms = pa.list_(pa.string())
+        columns["glossary_hits"] = pa.array([r.glossary_hits for r in results], terms)
+        columns["glossary_missed"] = pa.array([r.glossary_missed for r in results], terms)
+    if with_formats:
+        columns["format_status"] = pa.array([r.format_status for r in results], pa.string())
+        columns["format_detail"] = pa.array([r.format_detail for r in results], pa.string())
+    for name, values in columns.items():
+        table = table.append_column(name, values)
+    return table
+
+
+def _adherence(stats: TranslateStats, with_glossary: bool) -> dict[str, Any]:
+    """Glossary adherence and format-anchoring outcomes of the whole shard (not a sample)."""
+    out: dict[str, Any] = {"format_status_counts": dict(sorted(stats.format_counts.items()))}
+    if with_glossary:
+        out["glossary"] = {
+            "terms": stats.glossary_terms,
+            "honoured": stats.glossary_hits,
+            "adherence": stats.glossary_hits / stats.glossary_terms
+            if stats.glossary_terms
+            else None,
+        }
+    return out
+
+
+def _aligner_for(engine: Any) -> Any:
+    """Word alignment for placing inline markup: cross-attention of encoder-decoder models."""
+    from workers.seq2seq import Seq2SeqEngine
+
+    if isinstance(engine, Seq2SeqEngine):
+        from workers.alignment import engine_aligner
+
+        return engine_aligner(engine)
+    return None
 
 
 def _maybe_inject_fault(shard_id: str) -> None:

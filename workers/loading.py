@@ -34,8 +34,7 @@ def load_engine(spec: JobSpec, model_path: str, device: torch.device) -> Transla
         from workers.seq2seq import Seq2SeqEngine
 
         return Seq2SeqEngine(spec, model_path, device)
-    raise EngineLoadError(
-        f"model {spec.model.name_or_path!r} is a decoder-only model "
-        f"({config.model_type}); this version of batchmt runs encoder-decoder translation "
-        "models (Marian, M2M100, NLLB) only"
-    )
+    # Decoder-only: an LLM translator driven by prompts (HY-MT1.5 and its templates).
+    from workers.causal import CausalEngine
+
+    return CausalEngine(spec, model_path, device, config=config)

@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from workers.engine import Segment
 from workers.languages import is_chinese, language_names
 
-ZH_XX = "将以下文本翻译为{target_language}，注意只需要输出翻译后的结果，不要额外解释：\n\n{source_text}"
+ZH_XX = (
+    "将以下文本翻译为{target_language}，注意只需要输出翻译后的结果，不要额外解释：\n\n{source_text}"
+)
 XX_XX = (
     "Translate the following segment into {target_language}, without additional explanation."
     "\n\n{source_text}"
@@ -73,9 +75,7 @@ class PromptBuilder:
         )
 
     def formatted(self, text_with_sn: str) -> str:
-        return FORMATTED.format(
-            target_language=self.target_zh, src_text_with_format=text_with_sn
-        )
+        return FORMATTED.format(target_language=self.target_zh, src_text_with_format=text_with_sn)
 
     def for_segment(self, segment: Segment) -> str:
         if segment.terms:
@@ -109,8 +109,11 @@ def strip_echoed_context(text: str, context: Sequence[str]) -> str:
         return text
     stripped = text.lstrip()
     joined = "\n".join(context)
-    if joined and stripped.startswith(joined):
-        return stripped[len(joined) :].lstrip()
+    rest = stripped[len(joined) :]
+    # Only a whole echo followed by more text: an answer equal to a context line ("OK.")
+    # may be the real translation.
+    if joined and stripped.startswith(joined) and rest[:1].isspace() and rest.strip():
+        return rest.lstrip()
     lines = stripped.split("\n")
     wanted = {c.strip() for c in context if c.strip()}
     kept = 0

@@ -5,16 +5,31 @@ One replica per actor: loaded once, optionally quantized, then fed length-sorted
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 import torch
 
 from pipeline.spec import JobSpec
+from workers.constraints import RowConstraints, build_row_constraints
+from workers.decoding import constrained_search
 from workers.engine import EngineLoadError, Segment
 from workers.langcodes import nllb_code
 
+log = structlog.get_logger(__name__)
+
 # Headroom under the position limit for the special tokens the tokenizer adds.
 _SPECIAL_TOKEN_MARGIN = 2
+
+
+@dataclass
+class Translation:
+    text: str
+    # Target terms of the segment that the decoder could not place (length limit, or a
+    # term the vocabulary cannot write); empty when every term is in `text`.
+    unmet_terms: list[str] = field(default_factory=list)
 
 
 def _torch_dtype(name: str, device: torch.device) -> torch.dtype | str:
@@ -64,6 +79,7 @@ class Seq2SeqEngine:
             model = quantize_model(model, spec.model.quantization, device)
         self.model = model
         self.generate_kwargs = self._language_setup(model.config.model_type)
+        self._search_setup(model)
         self.max_input_tokens = self._input_limit(model.config)
         self.use_context = spec.context.window > 0 and spec.context.seq2seq_use_context
         if self.use_context and not getattr(self.tokenizer, "sep_token", None):
@@ -99,6 +115,18 @@ class Seq2SeqEngine:
             raise EngineLoadError(f"model does not know target language code {tgt!r}")
         return {"forced_bos_token_id": bos}
 
+    def _search_setup(self, model: Any) -> None:
+        """What HF generate's logits processors do, for our own search loop to do the same:
+        bad single-token words (Marian's pad), forced BOS (language code), forced EOS."""
+        gen = model.generation_config
+        self.decoder = "ours"  # or "hf": generate for batches without terms
+        eos = gen.eos_token_id if gen.eos_token_id is not None else model.config.eos_token_id
+        self.eos_id = int(eos[0] if isinstance(eos, list) else eos)
+        self.blocked_ids = [w[0] for w in (gen.bad_words_ids or []) if len(w) == 1]
+        bos = self.generate_kwargs.get("forced_bos_token_id", gen.forced_bos_token_id)
+        self.forced_prefix = [int(bos)] if bos is not None else []
+        self.force_eos_at_max = gen.forced_eos_token_id is not None
+
     def _input_limit(self, config: Any) -> int:
         configured = self.spec.model.max_input_tokens
         positions = getattr(config, "max_position_embeddings", None) or 512
@@ -119,30 +147,64 @@ class Seq2SeqEngine:
         ]
         return [len(ids) for ids in encoded]
 
-    @torch.inference_mode()
     def translate_batch(self, segments: list[Segment]) -> list[str]:
+        return [t.text for t in self.translate_segments(segments)]
+
+    @torch.inference_mode()
+    def translate_segments(self, segments: list[Segment]) -> list[Translation]:
+        """Translate one batch; segments with terms are decoded under their constraints."""
         sources = [self._source(s) for s in segments]
         inputs = self.tokenizer(sources, return_tensors="pt", padding=True, truncation=False)
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        source_len = int(inputs["attention_mask"].sum(dim=1).max())
         decoding = self.spec.decoding
         # Bound output by input length: one degenerate row must not hold the batch for
         # max_new_tokens steps while the others finished long ago.
-        budget = int(decoding.max_length_a * source_len + decoding.max_length_b)
-        output = self.model.generate(
-            **inputs,
+        lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        limits = [
+            max(
+                1,
+                min(
+                    decoding.max_new_tokens, int(decoding.max_length_a * n + decoding.max_length_b)
+                ),
+            )
+            for n in lengths
+        ]
+        if self.decoder == "hf" and not any(s.terms for s in segments):
+            output = self.model.generate(
+                **inputs,
+                num_beams=decoding.num_beams,
+                max_new_tokens=max(limits),
+                max_length=None,  # the model's saved max_length would compete with max_new_tokens
+                do_sample=False,
+                **self.generate_kwargs,
+            )
+            return [Translation(t) for t in self._decode(output.tolist())]
+        constraints: list[RowConstraints | None] = [
+            build_row_constraints(self.tokenizer, [tgt for _, tgt in s.terms]) if s.terms else None
+            for s in segments
+        ]
+        results = constrained_search(
+            Seq2SeqStep(self.model, inputs, self.blocked_ids),
+            constraints,
             num_beams=decoding.num_beams,
-            max_new_tokens=max(1, min(decoding.max_new_tokens, budget)),
-            max_length=None,  # the model's saved max_length would compete with max_new_tokens
-            do_sample=False,
-            **self.generate_kwargs,
+            max_len=limits,
+            eos_id=self.eos_id,
+            forced_prefix=self.forced_prefix,
+            force_eos_at_max=self.force_eos_at_max,
         )
+        unmet = sum(1 for r in results if not r.met)
+        if unmet:
+            log.warning("glossary_terms_unmet", rows=unmet, batch=len(segments))
+        texts = self._decode([r.tokens for r in results])
+        return [Translation(t, r.unmet) for t, r in zip(texts, results, strict=True)]
+
+    def _decode(self, outputs: list[list[int]]) -> list[str]:
         if not self.use_context:
-            texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
+            texts = self.tokenizer.batch_decode(outputs, skip_special_tokens=True)
             return [t.strip() for t in texts]
         # A document-level model translates context and segment; keep what follows the
         # last separator, so the context is never emitted as part of the translation.
-        raw = self.tokenizer.batch_decode(output, skip_special_tokens=False)
+        raw = self.tokenizer.batch_decode(outputs, skip_special_tokens=False)
         sep = self.tokenizer.sep_token
         special = set(self.tokenizer.all_special_tokens)
         cleaned = []
@@ -152,3 +214,42 @@ class Seq2SeqEngine:
                 tail = tail.replace(token, "")
             cleaned.append(tail.strip())
         return cleaned
+
+
+class Seq2SeqStep:
+    """The model side of `constrained_search` for encoder-decoder models: the encoder runs
+    once, the decoder one token per call on its KV cache, which follows the beams."""
+
+    def __init__(self, model: Any, inputs: dict[str, torch.Tensor], blocked_ids: list[int]) -> None:
+        self.model = model
+        self.mask = inputs["attention_mask"]
+        self.encoded = model.get_encoder()(
+            input_ids=inputs["input_ids"], attention_mask=self.mask
+        ).last_hidden_state
+        self.start_id = int(model.config.decoder_start_token_id)
+        self.blocked_ids = blocked_ids
+        self.cache: Any = None
+        # transformers 5 renamed `past_key_values` to `cache`; 4.x only knows the old name.
+        params = inspect.signature(model.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    def __call__(self, tokens: torch.Tensor | None) -> torch.Tensor:
+        if tokens is None:
+            tokens = torch.full((self.encoded.shape[0],), self.start_id, device=self.mask.device)
+        out = self.model(
+            encoder_outputs=(self.encoded,),
+            attention_mask=self.mask,
+            decoder_input_ids=tokens[:, None],
+            use_cache=True,
+            **{self.cache_arg: self.cache},
+        )
+        self.cache = getattr(out, self.cache_arg)
+        logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        if self.blocked_ids:
+            logp[:, self.blocked_ids] = -torch.inf
+        return logp
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.encoded = self.encoded.index_select(0, index)
+        self.mask = self.mask.index_select(0, index)
+        self.cache.reorder_cache(index)

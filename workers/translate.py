@@ -1,4 +1,9 @@
-"""Translate a shard's texts: nothing lost, one bad row never takes its batch down.
+"""Translate a shard's rows: nothing lost, one bad row never takes its batch down.
+
+Per row: clean the text -> split markup into units (format anchoring) -> cut over-long
+units into sentences -> match glossary terms per piece -> translate every piece of every
+row in length-sorted, token-budgeted batches (constrained where terms matched) -> join
+pieces -> restore markup -> check glossary terms in the result.
 
 - null / empty / whitespace-only text: status says so, no model call;
 - text over the model's input limit: split into pieces, translated, joined, flagged;
@@ -10,14 +15,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
-from pipeline.status import EMPTY, FAILED, OK, OK_SPLIT
+from pipeline.status import EMPTY, FAILED, GLOSSARY_MISSED, INVALID, OK, OK_SPLIT
 from workers.batching import plan_batches
 from workers.engine import Segment, TranslationEngine
+from workers.formats import FormatPlan, prepare_formats, restore_many
+from workers.glossary import Glossary, check_terms
 from workers.splitting import Piece, join_pieces, split_for_model
 
 log = structlog.get_logger(__name__)
@@ -31,9 +39,24 @@ _INVISIBLE = re.compile("[\u200b\ufeff\u2060\u00ad]")
 # ZWNJ/ZWJ matter in Persian, Indic scripts and emoji sequences; between two Latin
 # letters they are noise.
 _LATIN_JOINER = re.compile("(?<=[A-Za-z])[\u200c\u200d](?=[A-Za-z])")
+_HAS_WORD = re.compile(r"\w")
 # Target languages written without spaces between sentences.
 _UNSPACED_TARGETS = ("zh", "ja", "th", "yue", "bo", "my", "km", "lo")
 _MAX_ERROR_CHARS = 500
+# Verbatim spans left in the text the model sees (and forced through identity constraints)
+# instead of being cut out and re-inserted by alignment: a sentence without its numbers
+# translates worse ("Two men walk dogs at pm.").
+KEEP_IN_TEXT = frozenset({"number"})
+
+
+@dataclass
+class RowInput:
+    text: str | None
+    context: Sequence[str] = ()
+    # The row's effective glossary (job terms plus the row's own); None = no glossary.
+    glossary: Glossary | None = None
+    # Why the row's own glossary could not be used (the row is then INVALID).
+    glossary_error: str | None = None
 
 
 @dataclass
@@ -41,6 +64,10 @@ class RowResult:
     translation: str | None
     status: str
     error: str | None = None
+    glossary_hits: list[str] | None = None
+    glossary_missed: list[str] | None = None
+    format_status: str | None = None
+    format_detail: str | None = None
 
 
 @dataclass
@@ -48,12 +75,14 @@ class TranslateStats:
     source_tokens: int = 0
     batches: int = 0
     batch_failures: int = 0
+    glossary_terms: int = 0
+    glossary_hits: int = 0
+    format_counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class _Unit:
     row: int
-    piece: int
     segment: Segment
     tokens: int
     output: str | None = None
@@ -61,11 +90,21 @@ class _Unit:
 
 
 @dataclass
-class _Row:
+class _Block:
+    """One translatable unit of a row (a block of markup, or the whole plain row)."""
+
+    text: str  # as in the row, surrounding whitespace included
     pieces: list[Piece]
-    lead: str
+    units: list[_Unit]
+
+
+@dataclass
+class _Row:
+    blocks: list[_Block]
+    plan: FormatPlan | None
+    lead: str  # whitespace around the row, put back around a restored markup row
     trail: str
-    units: list[_Unit] = field(default_factory=list)
+    terms: dict[tuple[str, str], None] = field(default_factory=dict)  # ordered set
 
 
 def clean_text(text: str) -> str:
@@ -88,52 +127,96 @@ def translate_texts(
     max_batch_tokens: int,
     max_batch_size: int,
 ) -> tuple[list[RowResult], TranslateStats]:
-    """One RowResult per input text, in input order."""
+    """Plain rows: no glossary, no format anchoring (benchmarks and simple callers)."""
+    rows = [RowInput(t, contexts[i] if i < len(contexts) else ()) for i, t in enumerate(texts)]
+    return translate_rows(
+        engine,
+        rows,
+        target_lang=target_lang,
+        max_batch_tokens=max_batch_tokens,
+        max_batch_size=max_batch_size,
+        formats_mode="text",
+    )
+
+
+def translate_rows(
+    engine: TranslationEngine,
+    rows: Sequence[RowInput],
+    *,
+    target_lang: str,
+    max_batch_tokens: int,
+    max_batch_size: int,
+    formats_mode: str = "auto",
+    aligner: Callable[[list[str], list[str]], list[Any]] | None = None,
+) -> tuple[list[RowResult], TranslateStats]:
+    """One RowResult per input row, in input order."""
     stats = TranslateStats()
-    results: list[RowResult | None] = [None] * len(texts)
-    rows: dict[int, _Row] = {}
-    candidates: list[tuple[int, str]] = []
-    for i, text in enumerate(texts):
-        if text is None:
-            results[i] = RowResult(None, EMPTY, "text is null: nothing to translate")
+    results: list[RowResult | None] = [None] * len(rows)
+    prepared: dict[int, _Row] = {}
+    pending: list[tuple[int, _Block, Glossary | None, list[str], Sequence[str]]] = []
+    for i, row in enumerate(rows):
+        early = _early_result(row)
+        if early is not None:
+            results[i] = early
             continue
-        cleaned = clean_text(text)
-        if not cleaned.strip():
-            results[i] = RowResult(
-                text, EMPTY, "text is empty or whitespace-only: nothing to translate"
-            )
-            continue
-        candidates.append((i, cleaned))
-
-    # One tokenizer call for every row: most rows fit, and only those that do not are split.
-    counts = engine.count_tokens([c.strip() for _, c in candidates]) if candidates else []
-    units: list[_Unit] = []
-    for (i, cleaned), count in zip(candidates, counts, strict=True):
+        cleaned = clean_text(row.text or "")
         body = cleaned.strip()
-        lead = cleaned[: len(cleaned) - len(cleaned.lstrip())]
-        trail = cleaned[len(cleaned.rstrip()) :]
-        if count <= engine.max_input_tokens:
-            pieces = [Piece(body, "")]
-            piece_counts = [count]
-        else:
-            pieces = split_for_model(body, engine.count_tokens, engine.max_input_tokens)
-            piece_counts = engine.count_tokens([p.text for p in pieces])
-        row = _Row(pieces, lead, trail)
-        context = tuple(contexts[i]) if i < len(contexts) else ()
-        for k, (piece, n) in enumerate(zip(pieces, piece_counts, strict=True)):
-            unit = _Unit(i, k, Segment(piece.text, context if k == 0 else ()), n)
-            row.units.append(unit)
-            units.append(unit)
-        rows[i] = row
-        stats.source_tokens += count
+        lead, trail = cleaned[: cleaned.find(body)], cleaned[cleaned.find(body) + len(body) :]
+        plan = None
+        if formats_mode != "text":
+            plan = prepare_formats(body, formats_mode, keep=KEEP_IN_TEXT)
+            if not plan.has_markup:
+                plan = None  # plain prose: translated as it is
+        texts = plan.units if plan is not None else [cleaned]
+        verbatim = plan.verbatim if plan is not None else [[] for _ in texts]
+        blocks = [_Block(text, [], []) for text in texts]
+        prepared[i] = _Row(blocks, plan, lead, trail)
+        for block, keep in zip(blocks, verbatim, strict=True):
+            if _HAS_WORD.search(block.text):
+                pending.append((i, block, row.glossary, keep, row.context))
 
-    for batch in plan_batches([u.tokens for u in units], max_batch_tokens, max_batch_size):
+    # One tokenizer call for every block: most fit, and only those that do not are split.
+    counts = engine.count_tokens([b.text.strip() for _, b, *_ in pending]) if pending else []
+    units: list[_Unit] = []
+    for (i, block, glossary, keep, context), count in zip(pending, counts, strict=True):
+        body = block.text.strip()
+        if count <= engine.max_input_tokens:
+            block.pieces, piece_counts = [Piece(body, "")], [count]
+        else:
+            block.pieces = split_for_model(body, engine.count_tokens, engine.max_input_tokens)
+            piece_counts = engine.count_tokens([p.text for p in block.pieces])
+        stats.source_tokens += count
+        for k, (piece, n) in enumerate(zip(block.pieces, piece_counts, strict=True)):
+            terms = [m.pair for m in glossary.match(piece.text)] if glossary else []
+            prepared[i].terms.update(dict.fromkeys(terms))
+            terms += [(span, span) for span in keep if span in piece.text]
+            segment = Segment(piece.text, tuple(context) if k == 0 else (), tuple(terms))
+            unit = _Unit(i, segment, n)
+            block.units.append(unit)
+            units.append(unit)
+
+    costs = [u.tokens for u in units]
+    batch_costs = getattr(engine, "batch_costs", None)
+    if batch_costs is not None and units:
+        # Decoder-only models: a row costs its prompt and generated tokens in the KV cache.
+        costs = batch_costs([u.segment for u in units], costs)
+    for batch in plan_batches(costs, max_batch_tokens, max_batch_size):
         _run_batch(engine, [units[j] for j in batch], stats)
 
     glue = "" if target_lang.split("-")[0] in _UNSPACED_TARGETS else " "
-    for i, row in rows.items():
-        results[i] = _assemble(row, glue)
+    _finish_rows(engine, prepared, results, glue, aligner, max_batch_tokens, max_batch_size, stats)
     return [r for r in results if r is not None], stats
+
+
+def _early_result(row: RowInput) -> RowResult | None:
+    """Rows that never reach the model, with the reason."""
+    if row.glossary_error:
+        return RowResult(None, INVALID, f"row glossary unusable: {row.glossary_error}")
+    if row.text is None:
+        return RowResult(None, EMPTY, "text is null: nothing to translate")
+    if not clean_text(row.text).strip():
+        return RowResult(row.text, EMPTY, "text is empty or whitespace-only: nothing to translate")
+    return None
 
 
 def _run_batch(engine: TranslationEngine, batch: list[_Unit], stats: TranslateStats) -> None:
@@ -157,18 +240,102 @@ def _run_batch(engine: TranslationEngine, batch: list[_Unit], stats: TranslateSt
         unit.output = text
 
 
-def _assemble(row: _Row, glue: str) -> RowResult:
-    errors = [u.error for u in row.units if u.error]
-    if errors:
-        where = f" (piece {next(u.piece for u in row.units if u.error) + 1} of {len(row.units)})"
-        return RowResult(None, FAILED, errors[0] + (where if len(row.units) > 1 else ""))
-    outputs = [u.output or "" for u in row.units]
-    text = row.lead + join_pieces(outputs, row.pieces, glue) + row.trail
-    if len(row.units) > 1:
+def _block_text(block: _Block, glue: str) -> str:
+    """The block's translation with its own surrounding whitespace kept."""
+    if not block.units:  # nothing translatable (punctuation, spaces): kept as it is
+        return block.text
+    body = join_pieces([u.output or "" for u in block.units], block.pieces, glue)
+    stripped = block.text.strip()
+    lead = block.text[: block.text.find(stripped)] if stripped else ""
+    return lead + body + block.text[len(lead) + len(stripped) :]
+
+
+def _finish_rows(
+    engine: TranslationEngine,
+    prepared: dict[int, _Row],
+    results: list[RowResult | None],
+    glue: str,
+    aligner: Callable[[list[str], list[str]], list[Any]] | None,
+    max_batch_tokens: int,
+    max_batch_size: int,
+    stats: TranslateStats,
+) -> None:
+    ok_rows: dict[int, list[str]] = {}
+    for i, row in prepared.items():
+        errors = [u.error for b in row.blocks for u in b.units if u.error]
+        if errors:
+            results[i] = RowResult(None, FAILED, errors[0])
+        else:
+            ok_rows[i] = [_block_text(b, glue) for b in row.blocks]
+
+    formatted = [i for i in ok_rows if prepared[i].plan is not None]
+    restored: dict[int, tuple[str, str | None, str | None]] = {}
+    if formatted:
+
+        def fallback(texts: list[str]) -> list[str]:
+            return _translate_plain(engine, texts, max_batch_tokens, max_batch_size, stats)
+
+        outcomes = restore_many(
+            [prepared[i].plan for i in formatted],  # type: ignore[misc]
+            [ok_rows[i] for i in formatted],
+            aligner,
+            fallback,
+        )
+        for i, outcome in zip(formatted, outcomes, strict=True):
+            text = prepared[i].lead + outcome.text + prepared[i].trail
+            restored[i] = (text, outcome.status, outcome.detail)
+            stats.format_counts[outcome.status] = stats.format_counts.get(outcome.status, 0) + 1
+
+    for i, blocks in ok_rows.items():
+        row = prepared[i]
+        text, format_status, format_detail = restored.get(i, (blocks[0], None, None))
+        results[i] = _row_result(row, text, format_status, format_detail, stats)
+
+
+def _row_result(
+    row: _Row,
+    text: str,
+    format_status: str | None,
+    format_detail: str | None,
+    stats: TranslateStats,
+) -> RowResult:
+    hits, missed = check_terms(text, list(row.terms)) if row.terms else ([], [])
+    stats.glossary_terms += len(row.terms)
+    stats.glossary_hits += len(hits)
+    pieces = sum(len(b.units) for b in row.blocks)
+    split = any(len(b.units) > 1 for b in row.blocks)
+    if missed:
+        names = ", ".join(f"{s} -> {t}" for s, t in missed)
+        status, error = GLOSSARY_MISSED, f"glossary terms not in the translation: {names}"
+    elif split:
         # Flagged, not failed: the error column says why the row reads as joined pieces.
-        note = (
-            f"text exceeded the model's input limit; translated in {len(row.units)} pieces "
+        status = OK_SPLIT
+        error = (
+            f"text exceeded the model's input limit; translated in {pieces} pieces "
             "split at sentence/whitespace boundaries and joined"
         )
-        return RowResult(text, OK_SPLIT, note)
-    return RowResult(text, OK, None)
+    else:
+        status, error = OK, None
+    return RowResult(
+        text,
+        status,
+        error,
+        glossary_hits=[t for _, t in hits] if row.terms else None,
+        glossary_missed=[t for _, t in missed] if row.terms else None,
+        format_status=format_status,
+        format_detail=format_detail,
+    )
+
+
+def _translate_plain(
+    engine: TranslationEngine,
+    texts: list[str],
+    max_batch_tokens: int,
+    max_batch_size: int,
+    stats: TranslateStats,
+) -> list[str]:
+    """Translate loose text runs (format fallback); a run that fails stays untranslated."""
+    units = [_Unit(-1, Segment(t), n) for t, n in zip(texts, engine.count_tokens(texts))]
+    for batch in plan_batches([u.tokens for u in units], max_batch_tokens, max_batch_size):
+        _run_batch(engine, [units[j] for j in batch], stats)
+    return [u.output if u.output is not None else u.segment.text for u in units]

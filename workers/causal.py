@@ -1,0 +1,472 @@
+"""Decoder-only LLM translators (HY-MT1.5, `HunYuanDenseV1ForCausalLM`) as a TranslationEngine.
+
+Each segment becomes HY-MT's official prompt (workers/prompts.py) inside the tokenizer's chat
+template; batches are left-padded so every row's next token sits in the last column.
+Decoding runs over the model with a KV cache (`CausalStep`, prefill once, one token per
+step): beam search and glossary constraints through `workers/decoding.py`'s search, greedy
+and sampling in `decode_rows`; finished rows leave the batch in both.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+import torch
+
+from pipeline.spec import JobSpec
+from workers.constraints import RowConstraints, build_row_constraints
+from workers.decoding import constrained_search
+from workers.engine import EngineLoadError, Segment
+from workers.memory import available_bytes, check_fit, footprint
+from workers.prompts import PromptBuilder, strip_echoed_context, strip_target
+from workers.quantize_causal import (
+    prequantized_config,
+    quantize_causal_int8,
+    without_quantization,
+)
+from workers.seq2seq import Translation
+
+log = structlog.get_logger(__name__)
+
+# Special-token spellings that survive skip_special_tokens when a checkpoint registers them
+# as plain added tokens (HY-MT's "<｜hy_...｜>" family).
+_STRAY_SPECIAL = re.compile(r"<｜[^｜<>]{1,40}｜>")
+# A source shorter than this could not be translated within max_new_tokens; never go below.
+_MIN_INPUT_TOKENS = 8
+
+
+class CausalStep:
+    """The model side of `workers/decoding.py`'s search for decoder-only models (its
+    `DecoderStep` protocol): `step(None)` prefills the prompts and returns the first
+    token's log-probs, one row per prompt; `step(tokens)` appends one token per live
+    hypothesis and returns the next log-probs [H, vocab]; `reorder(index)` keeps hypothesis
+    `index[j]` as hypothesis j, so one index_select on the KV cache expands prompts into
+    beams, reorders beams and drops finished rows alike.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        blocked_ids: Sequence[int] = (),
+    ) -> None:
+        from transformers import DynamicCache
+
+        self.model = model
+        self.input_ids = input_ids
+        self.mask = attention_mask
+        self.blocked_ids = list(blocked_ids)
+        self.cache = DynamicCache(config=model.config)
+        # transformers 5 renamed past_key_values to cache; 4.56+ (our floor) has the old name.
+        params = inspect.signature(model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+
+    def __call__(self, tokens: torch.Tensor | None) -> torch.Tensor:
+        if tokens is None:
+            # Left padding: positions count real tokens only, so padding shifts nothing.
+            positions = (self.mask.long().cumsum(-1) - 1).clamp(min=0)
+            return self._forward(self.input_ids, positions)
+        # A row's next position is the number of real tokens it holds.
+        positions = self.mask.long().sum(-1, keepdim=True)
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
+        return self._forward(tokens.view(-1, 1), positions)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        if index.numel() == self.mask.shape[0] and bool(
+            (index == torch.arange(index.numel(), device=index.device)).all()
+        ):
+            return  # nothing left, nothing fanned out: skip copying the cache
+        self.cache.reorder_cache(index)  # type: ignore[arg-type]
+        self.mask = self.mask.index_select(0, index)
+
+    def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        output = self.model(
+            input_ids=input_ids,
+            attention_mask=self.mask,
+            position_ids=positions,
+            use_cache=True,
+            # Logits for the last position only: a full [rows, prompt, vocab] tensor for a
+            # 120k vocabulary would outweigh the KV cache.
+            logits_to_keep=1,
+            **{self._cache_kw: self.cache},
+        )
+        logp = output.logits[:, -1, :].float().log_softmax(-1)
+        if self.blocked_ids:
+            logp[:, self.blocked_ids] = -torch.inf
+        return logp
+
+
+Chooser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def decode_rows(
+    step: CausalStep,
+    prompt_ids: torch.Tensor,
+    bounds: Sequence[int],
+    stop_ids: set[int],
+    choose: Chooser,
+) -> list[list[int]]:
+    """One hypothesis per row (greedy or sampled); a row leaves the batch when it stops.
+
+    `choose(history, logprobs)` picks one token per live row; history is prompt + output so
+    far (what a repetition penalty looks at).
+    """
+    outputs: list[list[int]] = [[] for _ in bounds]
+    live = list(range(len(bounds)))
+    history = prompt_ids
+    logprobs = step(None)
+    while live:
+        tokens = choose(history, logprobs)
+        keep: list[int] = []
+        for h, token in enumerate(tokens.tolist()):
+            row = live[h]
+            if token in stop_ids:
+                continue
+            outputs[row].append(token)
+            if len(outputs[row]) < bounds[row]:
+                keep.append(h)
+        if not keep:
+            break
+        index = torch.tensor(keep, device=tokens.device)
+        live = [live[h] for h in keep]
+        chosen = tokens.index_select(0, index)
+        history = torch.cat([history.index_select(0, index), chosen[:, None]], dim=1)
+        step.reorder(index)
+        logprobs = step(chosen)
+    return outputs
+
+
+def greedy(_history: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
+    return logprobs.argmax(-1)
+
+
+def sampler(spec: JobSpec, device: torch.device) -> Chooser:
+    """HY-MT's recommended sampling (the spec's defaults), seeded: a batch is reproducible."""
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    decoding = spec.decoding
+    processors = LogitsProcessorList()
+    if decoding.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(decoding.repetition_penalty))
+    processors.append(TemperatureLogitsWarper(decoding.temperature))
+    if decoding.top_k > 0:
+        processors.append(TopKLogitsWarper(decoding.top_k))
+    if decoding.top_p < 1.0:
+        processors.append(TopPLogitsWarper(decoding.top_p))
+    generator = torch.Generator(device=device).manual_seed(decoding.seed)
+
+    def choose(history: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
+        scores = processors(history, logprobs)  # type: ignore[arg-type]
+        probs = scores.softmax(-1)
+        return torch.multinomial(probs, 1, generator=generator).view(-1)
+
+    return choose
+
+
+def compute_dtype(spec: JobSpec, device: torch.device) -> torch.dtype:
+    """bf16 on GPU, fp32 on CPU, unless model.dtype names one ("auto" means that default)."""
+    if spec.model.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype: torch.dtype = getattr(torch, spec.model.dtype)
+    if device.type == "cpu" and dtype == torch.float16:
+        raise EngineLoadError(
+            "model.dtype=float16 is slow or unsupported on CPU; use float32 or bfloat16 there"
+        )
+    if spec.model.quantization == "int8" and device.type == "cpu" and dtype != torch.float32:
+        raise EngineLoadError(
+            "model.quantization=int8 on CPU computes in float32 (fbgemm kernels); set "
+            "model.dtype=auto or float32"
+        )
+    return dtype
+
+
+def clean_output(text: str, context: Sequence[str]) -> str:
+    text = _STRAY_SPECIAL.sub("", strip_target(text))
+    return strip_echoed_context(text, context).strip()
+
+
+class CausalEngine:
+    """A transformers `AutoModelForCausalLM` translator replica (HY-MT1.5 prompts)."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        model_path: str,
+        device: torch.device,
+        *,
+        config: Any = None,
+        memory_bytes: int | None = None,
+    ) -> None:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        self.spec = spec
+        self.device = device
+        name = spec.model.name_or_path
+        options: dict[str, Any] = {
+            "trust_remote_code": spec.model.trust_remote_code,
+            "revision": spec.model.revision,
+        }
+        try:
+            self.prompts = PromptBuilder(spec.source_lang, spec.target_lang)
+        except ValueError as exc:
+            raise EngineLoadError(f"{exc} (source_lang / target_lang in the job config)") from None
+        if config is None:
+            config = AutoConfig.from_pretrained(model_path, **options)
+        quantization = spec.model.quantization
+        load_config = prequantized_config(config, quantization, device, name)
+        dtype = compute_dtype(spec, device)
+
+        # Refuse before loading gigabytes: weights + KV cache for the batch budget.
+        need = footprint(without_quantization(config), quantization, dtype, device)
+        available = memory_bytes if memory_bytes is not None else available_bytes(device)
+        #: The largest KV-cache token budget per batch this replica's memory allows.
+        self.max_batch_tokens = check_fit(
+            need,
+            spec.decoding.max_batch_tokens,
+            available,
+            model_name=name,
+            quantization=quantization,
+            device=device,
+        )
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_path, **options)
+            model = AutoModelForCausalLM.from_pretrained(
+                model_path,
+                config=load_config,
+                dtype=dtype,
+                # Pre-quantized weights are placed by their quantizer, straight on the GPU.
+                **({"device_map": {"": device}} if quantization in ("fp8", "gptq-int4") else {}),
+                **options,
+            )
+        except (OSError, ValueError, ImportError) as exc:
+            raise EngineLoadError(f"could not load causal LM {name!r}: {exc}") from exc
+        if not getattr(tokenizer, "chat_template", None):
+            raise EngineLoadError(
+                f"the tokenizer of {name!r} has no chat template; HY-MT prompts are sent as a "
+                "chat turn (HY-MT checkpoints ship chat_template.jinja): check the model folder"
+            )
+        # Left padding puts every row's last prompt token in the last column.
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.tokenizer = tokenizer
+        model.eval()
+        # Typed loosely: after int8 the replica is a plain nn.Module with swapped layers.
+        self.model: Any = model
+        if quantization == "int8":
+            self.model = quantize_causal_int8(model, device)
+        elif quantization == "none":
+            self.model = model.to(device)  # type: ignore[arg-type]
+        self.stop_ids = self._stop_ids(self.model)
+        # The search ends a hypothesis at one EOS id: the generation config's own.
+        eos = self.model.generation_config.eos_token_id
+        self.eos_id = (
+            int(eos[0] if isinstance(eos, list) else eos) if eos is not None else min(self.stop_ids)
+        )
+        # Padding is never an answer token (left padding means it is never a context either).
+        self.blocked_ids = (
+            [tokenizer.pad_token_id] if tokenizer.pad_token_id not in self.stop_ids else []
+        )
+        #: "ours": beam search through workers/decoding.py (finished rows leave the batch);
+        #: "hf": transformers' generate for batches without terms (the reference).
+        self.decoder = "ours"
+        self.max_input_tokens = self._input_limit(config)
+        decoding = spec.decoding
+        mode = "sample" if decoding.do_sample else f"beam{decoding.num_beams}"
+        self.signature = {
+            "model": name,
+            "family": "causal",
+            "prompts": "hy-mt1.5",
+            "quantization": quantization,
+            "dtype": str(dtype).removeprefix("torch."),
+            "device": device.type,
+            "decoding": "greedy" if mode == "beam1" else mode,
+        }
+
+    # -- sizes -----------------------------------------------------------------------------
+
+    def _stop_ids(self, model: Any) -> set[int]:
+        """Every id that ends an answer: generation_config's (HY-MT lists its own), the
+        tokenizer's and the model config's EOS."""
+        found: set[int] = set()
+        for source in (model.generation_config, self.tokenizer, model.config):
+            value = getattr(source, "eos_token_id", None)
+            found.update(value if isinstance(value, list) else [value] if value is not None else [])
+        if not found:
+            raise EngineLoadError(
+                f"model {self.spec.model.name_or_path!r} names no end-of-sequence token "
+                "(eos_token_id in generation_config.json or config.json); decoding could not stop"
+            )
+        return found
+
+    def _chat(self, prompts: Sequence[str]) -> list[str]:
+        """Each prompt as one user turn, no system prompt, ready for the assistant's answer."""
+        return [
+            str(
+                self.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": prompt}],
+                    tokenize=False,
+                    add_generation_prompt=True,
+                )
+            )
+            for prompt in prompts
+        ]
+
+    def _prompt_lengths(self, prompts: Sequence[str]) -> list[int]:
+        encoded = self.tokenizer(self._chat(prompts), add_special_tokens=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def _input_limit(self, config: Any) -> int:
+        """Longest source (in tokens) whose prompt and full translation fit the model.
+
+        Two bounds: the output bound (a x source + b) must stay within max_new_tokens, or a
+        long row's translation would be cut off; and prompt + context + output must fit the
+        model's positions. Longer text is split by the shard loop instead.
+        """
+        decoding = self.spec.decoding
+        positions = int(getattr(config, "max_position_embeddings", 0) or 2048)
+        overhead = max(self._prompt_lengths([self.prompts.plain(""), self.prompts.formatted("")]))
+        by_output = int((decoding.max_new_tokens - decoding.max_length_b) / decoding.max_length_a)
+        # Context gets at most as many tokens as the source (see _with_context).
+        share = 2 if self.spec.context.window > 0 else 1
+        by_positions = (positions - overhead - decoding.max_new_tokens) // share
+        limit = max(_MIN_INPUT_TOKENS, min(by_output, by_positions))
+        configured = self.spec.model.max_input_tokens
+        return min(configured, limit) if configured else limit
+
+    def _bound(self, source_tokens: int) -> int:
+        decoding = self.spec.decoding
+        budget = int(decoding.max_length_a * source_tokens + decoding.max_length_b)
+        return max(1, min(decoding.max_new_tokens, budget))
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        # The source text alone: the shard loop splits by it; prompt overhead is accounted
+        # for in max_input_tokens and batch_costs.
+        encoded = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def batch_costs(self, segments: Sequence[Segment], source_tokens: Sequence[int]) -> list[int]:
+        """KV-cache tokens each segment holds at its peak: (prompt + output bound) x beams.
+
+        Feed these to `plan_batches` as lengths, with a budget of at most
+        `self.max_batch_tokens`, so that a batch's KV cache fits the memory check's numbers.
+        """
+        beams = 1 if self.spec.decoding.do_sample else self.spec.decoding.num_beams
+        prompts = [self.prompts.for_segment(self._with_context(s)) for s in segments]
+        lengths = self._prompt_lengths(prompts)
+        return [(n + self._bound(k)) * beams for n, k in zip(lengths, source_tokens, strict=True)]
+
+    def _with_context(self, segment: Segment) -> Segment:
+        """Keep the newest context segments that fit within max_input_tokens tokens."""
+        if not segment.context:
+            return segment
+        counts = self.count_tokens(list(segment.context))
+        kept, total = 0, 0
+        for count in reversed(counts):
+            if total + count > self.max_input_tokens:
+                break
+            kept, total = kept + 1, total + count
+        context = segment.context[len(segment.context) - kept :] if kept else ()
+        return Segment(segment.text, context, segment.terms)
+
+    # -- translation -----------------------------------------------------------------------
+
+    def translate_batch(self, segments: list[Segment]) -> list[str]:
+        return [t.text for t in self.translate_segments(segments)]
+
+    def translate_segments(
+        self, segments: list[Segment], *, formatted: bool = False
+    ) -> list[Translation]:
+        """Translate one batch; rows with terms are decoded under their constraints and
+        report the terms the decoder could not place."""
+        if formatted:
+            segments = [Segment(s.text, (), s.terms) for s in segments]
+            prompts = [self.prompts.formatted(s.text) for s in segments]
+        else:
+            segments = [self._with_context(s) for s in segments]
+            prompts = [self.prompts.for_segment(s) for s in segments]
+        return self._translate(segments, prompts)
+
+    def translate_formatted(self, segments: list[Segment]) -> list[str]:
+        """Segments whose text carries <sn></sn> markup (workers/anchors.py makes it), through
+        HY-MT's formatted template; the answer comes back without its <target> wrapper, tags
+        kept for the anchors to restore."""
+        return [t.text for t in self.translate_segments(segments, formatted=True)]
+
+    @torch.inference_mode()
+    def _translate(self, segments: list[Segment], prompts: list[str]) -> list[Translation]:
+        inputs = self.tokenizer(
+            self._chat(prompts), return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(self.device)
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        bounds = [self._bound(n) for n in self.count_tokens([s.text for s in segments])]
+        decoding = self.spec.decoding
+        unmet: list[list[str]] = [[] for _ in segments]
+        if any(s.terms for s in segments) or (
+            decoding.num_beams > 1 and not decoding.do_sample and self.decoder == "ours"
+        ):
+            # Terms are a guarantee, not a request: such batches take the constrained beam
+            # search even when sampling is on (the terminology prompt alone only asks).
+            constraints: list[RowConstraints | None] = [
+                build_row_constraints(self.tokenizer, [t for _, t in s.terms]) if s.terms else None
+                for s in segments
+            ]
+            results = constrained_search(
+                CausalStep(self.model, ids, mask, self.blocked_ids),
+                constraints,
+                num_beams=decoding.num_beams,
+                max_len=bounds,
+                eos_id=self.eos_id,
+                force_eos_at_max=False,  # causal LMs have no forced EOS; a cut row stays cut
+            )
+            outputs = [r.tokens for r in results]
+            unmet = [list(r.unmet) for r in results]
+            if any(unmet):
+                log.warning("glossary_terms_unmet", rows=sum(map(bool, unmet)), batch=len(unmet))
+        elif decoding.do_sample or decoding.num_beams == 1:
+            choose = sampler(self.spec, self.device) if decoding.do_sample else greedy
+            step = CausalStep(self.model, ids, mask, self.blocked_ids)
+            outputs = decode_rows(step, ids, bounds, self.stop_ids, choose)
+        else:
+            outputs = self._beam_search(inputs, bounds)
+        texts = self.tokenizer.batch_decode(outputs, skip_special_tokens=True)
+        return [
+            Translation(clean_output(text, s.context), missing)
+            for text, s, missing in zip(texts, segments, unmet, strict=True)
+        ]
+
+    def _beam_search(self, inputs: Any, bounds: list[int]) -> list[list[int]]:
+        """Unconstrained beam search through `generate` (it handles left padding)."""
+        stop = sorted(self.stop_ids)
+        output = self.model.generate(
+            **inputs,
+            num_beams=self.spec.decoding.num_beams,
+            do_sample=False,
+            max_new_tokens=max(bounds),
+            max_length=None,
+            eos_token_id=stop,
+            pad_token_id=self.tokenizer.pad_token_id,
+            # The checkpoint's sampling defaults would only produce "ignored" warnings here.
+            temperature=None,
+            top_k=None,
+            top_p=None,
+        )
+        new = output[:, inputs["input_ids"].shape[1] :].tolist()
+        rows = []
+        for ids, bound in zip(new, bounds, strict=True):
+            cut = next((i for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
+            # generate's length limit is the batch's longest bound; each row keeps its own,
+            # as in the greedy loop.
+            rows.append(ids[: min(cut, bound)])
+        return rows

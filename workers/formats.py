@@ -1,0 +1,374 @@
+"""Format anchoring for a row: plan what to translate, then restore the markup around it.
+
+    plan = prepare_formats(row_text, spec.formats.mode)
+    translations = <translate plan.units>                  # plain texts, one per block
+    result = restore_formats(plan, translations, align, translate)
+    result.text, result.status, result.detail
+
+Block markup (p, li, div, h1.., br, table cells, markdown list/heading lines, fenced code)
+is kept exactly as in the source and splits the row into units translated independently.
+Inline markup becomes anchors (`workers/anchors.py`) placed back by word alignment.
+Verbatim spans (placeholders, URLs, emails, numbers, code, notranslate, comments) are taken
+out of the text and re-inserted by alignment; labels named in `keep` stay in the text
+instead, listed in `plan.verbatim` so identity constraints (Segment.terms) can force them.
+After restoring, the row is re-lexed and checked: the same tags with the same bytes, every
+protected span, well-nested. If that fails, the text runs between tags are translated one
+by one and the exact source markup rebuilt around them (status "fallback").
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from workers.alignment import Alignment
+from workers.anchors import Escape, Pair, Point, Unit, escape_text, project
+from workers.markup import Token, detect, lex, markup_tokens, unbalanced
+
+Aligner = Callable[[list[str], list[str]], list[Alignment]]
+Translator = Callable[[list[str]], list[str]]
+
+# Row statuses. A row without any markup or protected span is "none", so quality reports
+# can tell formatted rows from plain ones.
+NONE, OK, REPAIRED, FALLBACK = "none", "ok", "repaired", "fallback"
+_HAS_WORD = re.compile(r"\w")
+
+
+@dataclass
+class FormatPlan:
+    source: str
+    html: bool
+    markdown: bool
+    tokens: list[Token]
+    parts: list[str | int]  # literal source bytes, or the index of a unit
+    anchored: list[Unit]
+    issues: list[str] = field(default_factory=list)
+
+    @property
+    def units(self) -> list[str]:
+        """Plain texts to translate, one per block (may be empty: nothing to translate)."""
+        return [u.text for u in self.anchored]
+
+    @property
+    def verbatim(self) -> list[list[str]]:
+        """Per unit, spans left in the text that must come out unchanged (identity terms)."""
+        return [[raw for raw, _ in u.kept] for u in self.anchored]
+
+    @property
+    def has_markup(self) -> bool:
+        return any(t.kind != "text" for t in self.tokens)
+
+
+@dataclass(frozen=True)
+class FormatResult:
+    text: str
+    status: str  # none | ok | repaired | fallback
+    detail: str | None = None
+
+
+def prepare_formats(
+    text: str, mode: str = "auto", keep: frozenset[str] = frozenset()
+) -> FormatPlan:
+    """Split a row into units to translate. `mode`: auto | html | markdown | text (text:
+    no processing at all, the row is one unit). `keep`: verbatim labels (url, placeholder,
+    number, email, code) to leave in the text for identity constraints."""
+    if mode not in ("auto", "html", "markdown", "text"):
+        raise ValueError(f"formats.mode={mode!r}: use auto, html, markdown or text")
+    use_html, use_md = detect(text, mode)
+    tokens = (
+        [Token("text", text, 0)]
+        if mode == "text"
+        else lex(text, html=use_html, markdown=use_md)
+    )
+    bad = {id(t) for t in unbalanced(tokens)}
+    issues = [
+        f"unbalanced source markup {t.raw!r} at offset {t.start}: kept in place"
+        for t in tokens
+        if id(t) in bad
+    ]
+    escape: Escape = "html" if use_html else "markdown" if use_md else ""
+    plan = FormatPlan(text, use_html, use_md, tokens, [], [], issues)
+    depth = 0
+    block: list[Token] = []
+    for token in tokens:
+        inline = not token.block or depth > 0
+        if token.kind in ("open", "close") and id(token) not in bad and inline:
+            depth += 1 if token.kind == "open" else -1
+        if inline or token.kind in ("text", "verbatim"):
+            block.append(token)
+            continue
+        _flush(plan, block, bad, keep, escape)
+        block = []
+        plan.parts.append(token.raw)
+    _flush(plan, block, bad, keep, escape)
+    return plan
+
+
+def _flush(
+    plan: FormatPlan, tokens: list[Token], bad: set[int], keep: frozenset[str], escape: Escape
+) -> None:
+    if not tokens:
+        return
+    unit = _UnitBuilder(plan.source, plan.html, bad, keep, escape).build(tokens)
+    if unit is None:  # nothing to translate: the block's bytes stay as they are
+        plan.parts.append("".join(t.raw for t in tokens))
+        return
+    plan.parts.append(len(plan.anchored))
+    plan.anchored.append(unit)
+
+
+class _UnitBuilder:
+    """Strips inline markup out of a block's tokens, recording where each piece was."""
+
+    def __init__(
+        self, source: str, html: bool, bad: set[int], keep: frozenset[str], escape: Escape
+    ) -> None:
+        self.source, self.html, self.bad, self.keep, self.escape = source, html, bad, keep, escape
+        self.buf = ""
+        self.pairs: list[Pair] = []
+        self.points: list[Point] = []
+        self.kept: list[tuple[str, int]] = []
+        self.stack: list[tuple[Token, int, int]] = []  # open token, offset, seq
+        self.last: Point | None = None  # a point with only whitespace after it so far
+        self.pending = ""
+        self.words = False
+
+    def build(self, tokens: list[Token]) -> Unit | None:
+        for seq, token in enumerate(tokens):
+            if token.kind == "text":
+                raw = html.unescape(token.raw) if self.html else token.raw
+                self.words = self.words or bool(_HAS_WORD.search(raw))
+                self._text(raw)
+            elif token.kind == "verbatim" and token.label in self.keep:
+                self._text(token.raw)
+                self.kept.append((token.raw, len(self.buf) - len(token.raw)))
+            elif token.kind == "open" and id(token) not in self.bad:
+                self._settle()
+                self.stack.append((token, len(self.buf), seq))
+            elif token.kind == "close" and id(token) not in self.bad:
+                self._settle()
+                self._close(token, seq)
+            else:
+                self._point(token.raw, seq)
+        self._settle(None)
+        if not self.words:
+            return None
+        body = self.buf.strip()
+        shift = len(self.buf) - len(self.buf.lstrip())
+        end = len(body)
+
+        def clamp(at: int) -> int:
+            return min(max(at - shift, 0), end)
+
+        for pair in self.pairs:
+            pair.start, pair.end = clamp(pair.start), clamp(pair.end)
+        for point in self.points:
+            point.at = clamp(point.at)
+        return Unit(
+            text=body,
+            pairs=self.pairs,
+            points=self.points,
+            kept=[(raw, clamp(at)) for raw, at in self.kept],
+            escape=self.escape,
+            lead=self.buf[:shift],
+            trail=self.buf[shift + end :],
+            tokens=tokens,
+        )
+
+    def _parent(self) -> int | None:
+        return self.stack[-1][2] if self.stack else None
+
+    def _text(self, raw: str) -> None:
+        if self.last is not None:
+            body = raw.lstrip()
+            self.pending += raw[: len(raw) - len(body)]
+            if not body:
+                return
+            self._settle(body)
+            raw = body
+        self.buf += raw
+
+    def _settle(self, following: str | None = "") -> None:
+        """Whitespace after a point: remembered on the point, kept once in the text as the
+        separator between the words around it. `following`: the text that comes next (None
+        at the end of the unit, where no separator is needed)."""
+        if self.last is not None:
+            self.last.space_after = bool(self.pending)
+            self.last.glued = not self.pending and bool(_HAS_WORD.match(following or ""))
+            glued_word = self.last.space_before and bool(_HAS_WORD.match(following or ""))
+            needed = following is not None and (self.last.space_after or glued_word)
+            if needed and self.buf and not self.buf[-1].isspace():
+                self.buf += " "
+        self.last, self.pending = None, ""
+
+    def _point(self, raw: str, seq: int) -> None:
+        if self.last is not None and self.last.parent == self._parent():
+            # Adjacent spans ("{x} https://... 3.5") travel as one cluster, spacing intact.
+            self.last.raw += self.pending + raw
+            self.pending = ""
+            return
+        self._settle()
+        before = bool(self.buf) and self.buf[-1].isspace()
+        stripped = self.buf.rstrip()
+        marks = [at for _, at, _ in self.stack] + [p.end for p in self.pairs]
+        if all(at <= len(stripped) for at in marks):
+            # The point carries the space; the text keeps one separator, added on settle.
+            self.buf = stripped
+        self.last = Point(raw, len(self.buf), seq, self._parent(), space_before=before)
+        self.points.append(self.last)
+
+    def _close(self, token: Token, seq: int) -> None:
+        opener, start, open_seq = self.stack.pop()
+        if _HAS_WORD.search(self.buf[start:]):
+            self.pairs.append(
+                Pair(opener.raw, token.raw, start, len(self.buf), open_seq, self._parent())
+            )
+            return
+        # Markup around no words (a link around an image, <b> </b>): one point, verbatim.
+        raw = self.source[opener.start : token.start + len(token.raw)]
+        self.points = [p for p in self.points if p.seq < open_seq]
+        self.pairs = [p for p in self.pairs if p.seq < open_seq]
+        self.buf = self.buf[:start]
+        self.last = None
+        self._point(raw, open_seq)
+
+
+def _needs(plan: FormatPlan) -> list[int]:
+    return [i for i, u in enumerate(plan.anchored) if u.needs_alignment()]
+
+
+def restore_many(
+    plans: Sequence[FormatPlan],
+    translations: Sequence[Sequence[str]],
+    align: Aligner | None,
+    translate: Translator | None,
+) -> list[FormatResult]:
+    """Restore many rows with one call to `align` (one batched forward pass)."""
+    if len(plans) != len(translations):
+        raise ValueError(f"{len(plans)} plans but {len(translations)} translation lists")
+    wanted: list[tuple[int, int]] = []
+    for row, (plan, outs) in enumerate(zip(plans, translations)):
+        if len(outs) != len(plan.anchored):
+            raise ValueError(
+                f"row {row}: {len(outs)} translations for {len(plan.anchored)} units; pass "
+                "one translation per plan.units entry"
+            )
+        wanted += [(row, i) for i in _needs(plan)]
+    found: dict[tuple[int, int], Alignment] = {}
+    if align is not None and wanted:
+        sources = [plans[r].anchored[i].text for r, i in wanted]
+        targets = [translations[r][i] for r, i in wanted]
+        found = dict(zip(wanted, align(sources, targets)))
+    return [
+        _restore(plan, list(outs), [found.get((row, i)) for i in range(len(outs))], translate)
+        for row, (plan, outs) in enumerate(zip(plans, translations))
+    ]
+
+
+def restore_formats(
+    plan: FormatPlan,
+    translations: Sequence[str],
+    align: Aligner | None = None,
+    translate: Translator | None = None,
+) -> FormatResult:
+    """The row's translation with its source markup back in place (see module doc)."""
+    return restore_many([plan], [translations], align, translate)[0]
+
+
+def assemble(plan: FormatPlan, unit_texts: Sequence[str]) -> str:
+    return "".join(p if isinstance(p, str) else unit_texts[p] for p in plan.parts)
+
+
+def _restore(
+    plan: FormatPlan,
+    outs: list[str],
+    alignments: list[Alignment | None],
+    translate: Translator | None,
+) -> FormatResult:
+    projected = [project(u, t, a) for u, t, a in zip(plan.anchored, outs, alignments)]
+    text = assemble(plan, [p.text for p in projected])
+    notes = sorted({n for p in projected for n in p.notes})
+    return finish(plan, text, notes, translate)
+
+
+def finish(
+    plan: FormatPlan, text: str, notes: list[str], translate: Translator | None
+) -> FormatResult:
+    """Validate a restored row; fall back to run-by-run translation when it fails."""
+    problems = validate(plan, text)
+    if not problems:
+        status = REPAIRED if notes else OK if plan.has_markup else NONE
+        return FormatResult(text, status, "; ".join(plan.issues + notes) or None)
+    why = "; ".join(problems)
+    if translate is not None:
+        fallback = translate_runs(plan, translate)
+        if not validate(plan, fallback):
+            detail = f"anchoring failed ({why}): text between tags translated separately"
+            return FormatResult(fallback, FALLBACK, "; ".join([*plan.issues, detail]))
+    # Never emit broken markup: the source row is the last safe answer.
+    detail = f"anchoring failed ({why}) and run-by-run translation did too: source kept"
+    return FormatResult(plan.source, FALLBACK, "; ".join([*plan.issues, detail]))
+
+
+def validate(plan: FormatPlan, text: str) -> list[str]:
+    """What is wrong with `text` against the source markup (empty when all is well)."""
+    if not plan.has_markup:
+        return []
+    tokens = lex(text, html=plan.html, markdown=plan.markdown)
+    source = markup_tokens(plan.tokens)
+    output = markup_tokens(tokens)
+    problems = []
+    src_tags = Counter(t.raw for t in source if t.kind != "verbatim")
+    out_tags = Counter(t.raw for t in output if t.kind != "verbatim")
+    if src_tags != out_tags:
+        lost, extra = src_tags - out_tags, out_tags - src_tags
+        problems.append(f"markup differs (missing {sorted(lost)}, extra {sorted(extra)})")
+    # Spans may also appear in the translated text itself; only losing one is an error.
+    src_spans = Counter(t.raw for t in source if t.kind == "verbatim")
+    out_spans = Counter(t.raw for t in output if t.kind == "verbatim")
+    lost_spans = src_spans - out_spans
+    if lost_spans:
+        problems.append(f"protected spans lost {sorted(lost_spans)}")
+    open_after = Counter(t.raw for t in unbalanced(tokens))
+    if open_after != Counter(t.raw for t in unbalanced(plan.tokens)):
+        problems.append("tags not well-nested")
+    return problems
+
+
+def translate_runs(plan: FormatPlan, translate: Translator) -> str:
+    """The source markup byte for byte, with each text run between tags translated alone."""
+    runs: list[tuple[str, str, str]] = []  # lead, body, trail per translatable run
+    layout: list[str | int] = []
+    for part in plan.parts:
+        if isinstance(part, str):
+            layout.append(part)
+            continue
+        unit = plan.anchored[part]
+        for token in unit.tokens:
+            if token.kind != "text" or not _HAS_WORD.search(token.raw):
+                layout.append(token.raw)
+                continue
+            raw = html.unescape(token.raw) if plan.html else token.raw
+            body = raw.strip()
+            lead = raw[: len(raw) - len(raw.lstrip())]
+            runs.append((lead, body, raw[len(lead) + len(body) :]))
+            layout.append(len(runs) - 1)
+    outputs = translate([body for _, body, _ in runs]) if runs else []
+    escape: Escape = "html" if plan.html else "markdown" if plan.markdown else ""
+    pieces: list[str] = []
+    for p in layout:
+        if isinstance(p, str):
+            pieces.append(p)
+            continue
+        lead, body, trail = runs[p]
+        out = escape_text(outputs[p], escape)
+        # "4' in" may come back as "im": never glue a word onto a span it did not touch.
+        if not lead and out[:1].isalnum() and not body[:1].isalnum():
+            lead = " "
+        if not trail and out[-1:].isalnum() and not body[-1:].isalnum():
+            trail = " "
+        pieces.append(lead + out + trail)
+    return "".join(pieces)
