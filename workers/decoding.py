@@ -12,10 +12,13 @@ finished hypotheses cannot be beaten by the best live one. Finished rows leave t
 so one long row no longer makes every other row pay for its steps.
 
 With constraints, the candidates are the top 2k plus, for every live hypothesis, each token
-that advances a constraint and its own best token; each candidate lands in the bank of its
-constraint progress, and the k live slots are dealt round-robin from the most advanced
-bank down. EOS is blocked until every constraint is met, except at the length limit: a row
-that reaches it unmet returns its most advanced hypothesis, flagged `met=False`.
+that advances a constraint and its own best token. When the best k by score already hold
+the most advanced candidate, the beam is kept by score as without constraints (output that
+writes the terms anyway is not disturbed); otherwise half the slots go to Dynamic Beam
+Allocation: round-robin over progress banks, most advanced first. EOS is blocked until
+every constraint is met, except at the length limit: a row that reaches it unmet returns
+its best hypothesis, flagged `met=False` with the missing terms. A constrained row stops
+once no live hypothesis that meets every constraint beats its best finished one.
 
 For engine authors (seq2seq here, decoder-only in `workers/causal.py`)::
 
