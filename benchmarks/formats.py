@@ -62,34 +62,9 @@ def stripped(output: str, html: bool, markdown: bool) -> str:
 
 
 def engine_for(model_dir: str) -> tuple[object, Callable[[list[str]], list[str]]]:
-    from pipeline.spec import spec_from_dict
-    from workers.loading import load_engine
-    from workers.translate import translate_texts
+    from benchmarks.common import demo_engine
 
-    spec = spec_from_dict(
-        {
-            "source_lang": "en",
-            "target_lang": "de",
-            "input": {"path": "unused"},
-            "output": {"path": "unused"},
-            "model": {"name_or_path": model_dir},
-            "decoding": {"num_beams": 4},
-        }
-    )
-    engine = load_engine(spec, model_dir, torch.device("cpu"))
-
-    def run(texts: list[str]) -> list[str]:
-        results, _ = translate_texts(
-            engine,
-            texts,
-            [[] for _ in texts],
-            target_lang="de",
-            max_batch_tokens=spec.decoding.max_batch_tokens,
-            max_batch_size=spec.decoding.max_batch_size,
-        )
-        return [r.translation or "" for r in results]
-
-    return engine, run
+    return demo_engine(model_dir)
 
 
 def formatted(

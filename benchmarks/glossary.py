@@ -36,19 +36,11 @@ def load_rows(path: Path, limit: int | None) -> list[dict[str, object]]:
 
 
 def make_engine(model_dir: str) -> Seq2SeqEngine:
-    from pipeline.spec import spec_from_dict
+    from benchmarks.common import demo_engine
 
-    spec = spec_from_dict(
-        {
-            "source_lang": "en",
-            "target_lang": "de",
-            "input": {"path": "unused"},
-            "output": {"path": "unused"},
-            "model": {"name_or_path": model_dir},
-            "decoding": {"num_beams": 4},
-        }
-    )
-    return Seq2SeqEngine(spec, model_dir, torch.device("cpu"))
+    engine, _ = demo_engine(model_dir)
+    assert isinstance(engine, Seq2SeqEngine)
+    return engine
 
 
 def run(

@@ -50,34 +50,9 @@ def hf_baseline(model_dir: str, device: torch.device) -> Callable[[list[str]], l
 def ours(
     model_dir: str, device: torch.device, quantization: str
 ) -> Callable[[list[str]], list[str]]:
-    from pipeline.spec import spec_from_dict
-    from workers.loading import load_engine
-    from workers.translate import translate_texts
+    from benchmarks.common import demo_engine
 
-    spec = spec_from_dict(
-        {
-            "source_lang": "en",
-            "target_lang": "de",
-            "input": {"path": "unused"},
-            "output": {"path": "unused"},
-            "model": {"name_or_path": model_dir, "quantization": quantization},
-            "decoding": {"num_beams": 4},
-        }
-    )
-    engine = load_engine(spec, model_dir, device)
-
-    def run(sources: list[str]) -> list[str]:
-        results, _ = translate_texts(
-            engine,
-            sources,
-            [[] for _ in sources],
-            target_lang="de",
-            max_batch_tokens=spec.decoding.max_batch_tokens,
-            max_batch_size=spec.decoding.max_batch_size,
-        )
-        return [r.translation or "" for r in results]
-
-    return run
+    return demo_engine(model_dir, quantization=quantization, device=device)[1]
 
 
 def measure(
