@@ -26,6 +26,7 @@ from workers.batching import plan_batches
 from workers.engine import Segment, TranslationEngine
 from workers.formats import FormatPlan, prepare_formats, restore_many
 from workers.glossary import Glossary, Term, check_terms
+from workers.sn_tags import restore_from_sn, sn_sources
 from workers.splitting import Piece, join_pieces, split_for_model
 
 log = structlog.get_logger(__name__)
@@ -86,6 +87,7 @@ class _Unit:
     row: int
     segment: Segment
     tokens: int
+    formatted: bool = False  # segment text carries <sn> markup for the formatted prompt
     output: str | None = None
     error: str | None = None
 
@@ -105,6 +107,9 @@ class _Row:
     plan: FormatPlan | None
     lead: str  # whitespace around the row, put back around a restored markup row
     trail: str
+    # Units sent with their markup as <sn> spans (decoder-only engines with HY-MT's
+    # formatted prompt) instead of stripped and re-placed by alignment.
+    sn: list[str] | None = None
     # Matched terms of the whole row, an ordered set; Term keeps per-term case sensitivity.
     terms: dict[Term, None] = field(default_factory=dict)
 
@@ -155,7 +160,9 @@ def translate_rows(
     stats = TranslateStats()
     results: list[RowResult | None] = [None] * len(rows)
     prepared: dict[int, _Row] = {}
-    pending: list[tuple[int, _Block, Glossary | None, list[str], Sequence[str]]] = []
+    # (row, block index, block, glossary, verbatim spans kept, context)
+    pending: list[tuple[int, int, _Block, Glossary | None, list[str], Sequence[str]]] = []
+    formatted_prompt = getattr(engine, "translate_formatted", None)
     for i, row in enumerate(rows):
         early = _early_result(row)
         if early is not None:
@@ -173,14 +180,22 @@ def translate_rows(
         verbatim = plan.verbatim if plan is not None else [[] for _ in texts]
         blocks = [_Block(text, [], []) for text in texts]
         prepared[i] = _Row(blocks, plan, lead, trail)
-        for block, keep in zip(blocks, verbatim, strict=True):
+        # Whole units only: a unit cut into sentences would cut its <sn> spans too.
+        if (
+            plan is not None
+            and formatted_prompt is not None
+            and plan.units
+            and max(engine.count_tokens(plan.units)) <= engine.max_input_tokens
+        ):
+            prepared[i].sn = sn_sources(plan)
+        for b, (block, keep) in enumerate(zip(blocks, verbatim, strict=True)):
             if _HAS_WORD.search(block.text):
-                pending.append((i, block, row.glossary, keep, row.context))
+                pending.append((i, b, block, row.glossary, keep, row.context))
 
     # One tokenizer call for every block: most fit, and only those that do not are split.
-    counts = engine.count_tokens([b.text.strip() for _, b, *_ in pending]) if pending else []
+    counts = engine.count_tokens([p[2].text.strip() for p in pending]) if pending else []
     units: list[_Unit] = []
-    for (i, block, glossary, keep, context), count in zip(pending, counts, strict=True):
+    for (i, b, block, glossary, keep, context), count in zip(pending, counts, strict=True):
         body = block.text.strip()
         if count <= engine.max_input_tokens:
             block.pieces, piece_counts = [Piece(body, "")], [count]
@@ -194,8 +209,10 @@ def translate_rows(
             # A term repeated in the source is one constraint (and one adherence count).
             pairs = dict.fromkeys((t.source, t.target) for t in matched)
             pairs.update(dict.fromkeys((span, span) for span in keep if span in piece.text))
-            segment = Segment(piece.text, tuple(context) if k == 0 else (), tuple(pairs))
-            unit = _Unit(i, segment, n)
+            sn = prepared[i].sn
+            text = sn[b] if sn is not None else piece.text
+            segment = Segment(text, tuple(context) if k == 0 else (), tuple(pairs))
+            unit = _Unit(i, segment, n, formatted=sn is not None)
             block.units.append(unit)
             units.append(unit)
 
@@ -204,8 +221,10 @@ def translate_rows(
     if batch_costs is not None and units:
         # Decoder-only models: a row costs its prompt and generated tokens in the KV cache.
         costs = batch_costs([u.segment for u in units], costs)
-    for batch in plan_batches(costs, max_batch_tokens, max_batch_size):
-        _run_batch(engine, [units[j] for j in batch], stats)
+    for formatted in (False, True):  # one prompt shape per batch
+        group = [j for j, u in enumerate(units) if u.formatted == formatted]
+        for batch in plan_batches([costs[j] for j in group], max_batch_tokens, max_batch_size):
+            _run_batch(engine, [units[group[j]] for j in batch], stats)
 
     glue = "" if target_lang.split("-")[0] in _UNSPACED_TARGETS else " "
     _finish_rows(engine, prepared, results, glue, aligner, max_batch_tokens, max_batch_size, stats)
@@ -216,8 +235,7 @@ def _anchoring_needed(plan: FormatPlan) -> bool:
     """Markup or protected spans beyond plain numbers: a prose sentence keeps its digits in
     the text (models copy them well), rather than losing them to re-insertion."""
     return any(
-        t.kind != "text" and not (t.kind == "verbatim" and t.label == "number")
-        for t in plan.tokens
+        t.kind != "text" and not (t.kind == "verbatim" and t.label == "number") for t in plan.tokens
     )
 
 
@@ -235,7 +253,12 @@ def _early_result(row: RowInput) -> RowResult | None:
 def _run_batch(engine: TranslationEngine, batch: list[_Unit], stats: TranslateStats) -> None:
     stats.batches += 1
     try:
-        outputs = engine.translate_batch([u.segment for u in batch])
+        translate = (
+            engine.translate_formatted  # type: ignore[attr-defined]
+            if batch[0].formatted
+            else engine.translate_batch
+        )
+        outputs = translate([u.segment for u in batch])
         if len(outputs) != len(batch):
             raise RuntimeError(f"engine returned {len(outputs)} outputs for {len(batch)} inputs")
     except Exception as exc:  # noqa: BLE001 - any model failure is isolated to its rows
@@ -281,7 +304,7 @@ def _finish_rows(
         else:
             ok_rows[i] = [_block_text(b, glue) for b in row.blocks]
 
-    formatted = [i for i in ok_rows if prepared[i].plan is not None]
+    formatted = [i for i in ok_rows if prepared[i].plan is not None and prepared[i].sn is None]
     restored: dict[int, tuple[str, str | None, str | None]] = {}
     if formatted:
 
@@ -297,6 +320,18 @@ def _finish_rows(
         for i, outcome in zip(formatted, outcomes, strict=True):
             text = prepared[i].lead + outcome.text + prepared[i].trail
             restored[i] = (text, outcome.status, outcome.detail)
+            stats.format_counts[outcome.status] = stats.format_counts.get(outcome.status, 0) + 1
+
+    def fallback_runs(texts: list[str]) -> list[str]:
+        return _translate_plain(engine, texts, max_batch_tokens, max_batch_size, stats)
+
+    for i in ok_rows:
+        row = prepared[i]
+        if row.sn is not None and row.plan is not None:
+            # Raw model outputs, <sn> tags included, one per unit (not the joined block).
+            outputs = [b.units[0].output or "" if b.units else b.text for b in row.blocks]
+            outcome = restore_from_sn(row.plan, outputs, fallback_runs)
+            restored[i] = (row.lead + outcome.text + row.trail, outcome.status, outcome.detail)
             stats.format_counts[outcome.status] = stats.format_counts.get(outcome.status, 0) + 1
 
     for i, blocks in ok_rows.items():

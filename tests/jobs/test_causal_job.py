@@ -68,4 +68,8 @@ def test_hy_mt_job_with_context_glossary_and_html(tmp_path: Path) -> None:
     assert "HunYuan" in rows["h2"]["translation"] and rows["h2"]["glossary_missed"] == []
     html = rows["h3"]
     assert TAG.findall(html["translation"]) == TAG.findall(html["text"])
+    # The row went through HY-MT's formatted prompt; a random model writes no <sn> tags
+    # back, so the runs between tags were translated one by one around the source markup.
+    # (Only that path can lose the block tag <p>: the alignment path never sends it.)
+    assert html["format_status"] == "fallback" and "'<p>'" in html["format_detail"]
     assert main(["verify", str(config)]) == 0
