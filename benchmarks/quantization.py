@@ -25,26 +25,33 @@ TARGETS = {"bleu_drop": 0.8, "memory_ratio": 0.40, "speedup": 1.3}
 def run_precision(args: argparse.Namespace) -> dict[str, Any]:
     """Load, quantize, translate and score once; this runs inside the subprocess."""
     import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from tools.train_demo_model import load_splits, score, translate
-    from workers.quantize import quantize_model, weight_bytes
+    from benchmarks.common import demo_engine
+    from tools.train_demo_model import load_splits, score
+    from workers.quantize import weight_bytes
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     splits = load_splits(args.pair, args.data_dir)
     test_name, (sources, refs) = next(iter(splits.tests.items()))
     sources, refs = sources[: args.limit], refs[: args.limit]
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForSeq2SeqLM.from_pretrained(args.model)
-    model = quantize_model(model, args.worker, device)
-    kwargs = {"num_beams": 4, "batch_size": args.batch_size, "device": device}
-    translate(model, tokenizer, sources[: args.batch_size], **kwargs)  # warm-up, not timed
+    # The production path: the worker's engine and shard loop (length-sorted token-budget
+    # batches, our decoding loop), so the ratio is the one a job sees.
+    src_lang, tgt_lang = args.pair.split("-")
+    engine, translate = demo_engine(
+        args.model,
+        quantization=args.worker,
+        device=device,
+        source_lang=src_lang,
+        target_lang=tgt_lang,
+    )
+    model, tokenizer = engine.model, engine.tokenizer
+    translate(sources[: args.batch_size])  # warm-up, not timed
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    hyps = translate(model, tokenizer, sources, **kwargs)
+    hyps = translate(sources)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
