@@ -302,11 +302,13 @@ def _cannot_improve(
     """HF's early-stopping heuristic (early_stopping=False): k finished hypotheses, and the
     best live score, normalised at the current length, does not beat the worst of them.
 
-    Rows with constraints stop sooner, under the same assumption (a live score normalised
-    now is the best it will reach): once no live hypothesis that meets every constraint
-    beats the best finished one. Live hypotheses still missing a constraint are left out:
-    they are the unconstrained beam's leftovers, blocked from ending; waiting for them and
-    for k finished hypotheses ran rows to the length limit (1.7x the steps on dev_override).
+    Rows with constraints use the same rule over the live hypotheses that already meet
+    every constraint: k finished, and none of those contenders beats the worst of them.
+    Live hypotheses still missing a constraint are left out: they are the unconstrained
+    beam's leftovers, blocked from ending, and waiting for them ran rows to the length
+    limit. Measured on the glossary dev sets (demo en-de, beam 4): stopping at the *best*
+    finished one instead was faster but cost BLEU (41.98 vs 42.65 with this rule, against
+    42.09 unconstrained); this rule costs 1.12x / 1.29x the unconstrained decoding time.
     """
     if not row.finished or not row.finished[0][0]:
         return False
@@ -319,7 +321,9 @@ def _cannot_improve(
     contenders = [h.score for h in beams if done(h.state)]
     if not contenders:
         return True
-    return max(contenders) / length**length_penalty <= row.finished[0][1]
+    if len(row.finished) < num_beams:
+        return False
+    return max(contenders) / length**length_penalty <= row.finished[-1][1]
 
 
 def _result(row: _Row) -> SearchResult:
