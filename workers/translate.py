@@ -24,7 +24,7 @@ import structlog
 from pipeline.status import EMPTY, FAILED, GLOSSARY_MISSED, INVALID, OK, OK_SPLIT
 from workers.batching import plan_batches
 from workers.engine import Segment, TranslationEngine
-from workers.formats import FormatPlan, prepare_formats, restore_many
+from workers.formats import FormatPlan, FormatResult, prepare_formats, restore_many
 from workers.glossary import Glossary, Term, check_terms
 from workers.sn_tags import restore_from_sn, sn_sources
 from workers.splitting import Piece, join_pieces, split_for_model
@@ -304,40 +304,32 @@ def _finish_rows(
         else:
             ok_rows[i] = [_block_text(b, glue) for b in row.blocks]
 
-    formatted = [i for i in ok_rows if prepared[i].plan is not None and prepared[i].sn is None]
-    restored: dict[int, tuple[str, str | None, str | None]] = {}
-    if formatted:
-
-        def fallback(texts: list[str]) -> list[str]:
-            return _translate_plain(engine, texts, max_batch_tokens, max_batch_size, stats)
-
-        outcomes = restore_many(
-            [prepared[i].plan for i in formatted],  # type: ignore[misc]
-            [ok_rows[i] for i in formatted],
-            aligner,
-            fallback,
-        )
-        for i, outcome in zip(formatted, outcomes, strict=True):
-            text = prepared[i].lead + outcome.text + prepared[i].trail
-            restored[i] = (text, outcome.status, outcome.detail)
-            stats.format_counts[outcome.status] = stats.format_counts.get(outcome.status, 0) + 1
-
     def fallback_runs(texts: list[str]) -> list[str]:
         return _translate_plain(engine, texts, max_batch_tokens, max_batch_size, stats)
 
+    outcomes: dict[int, FormatResult] = {}
+    aligned = [i for i in ok_rows if prepared[i].plan is not None and prepared[i].sn is None]
+    if aligned:  # one batched alignment pass for every row placed by alignment
+        plans = [plan for i in aligned if (plan := prepared[i].plan) is not None]
+        restored = restore_many(plans, [ok_rows[i] for i in aligned], aligner, fallback_runs)
+        outcomes.update(zip(aligned, restored, strict=True))
     for i in ok_rows:
         row = prepared[i]
         if row.sn is not None and row.plan is not None:
             # Raw model outputs, <sn> tags included, one per unit (not the joined block).
-            outputs = [b.units[0].output or "" if b.units else b.text for b in row.blocks]
-            outcome = restore_from_sn(row.plan, outputs, fallback_runs)
-            restored[i] = (row.lead + outcome.text + row.trail, outcome.status, outcome.detail)
-            stats.format_counts[outcome.status] = stats.format_counts.get(outcome.status, 0) + 1
+            outputs = [(b.units[0].output or "") if b.units else b.text for b in row.blocks]
+            outcomes[i] = restore_from_sn(row.plan, outputs, fallback_runs)
+    for outcome in outcomes.values():
+        stats.format_counts[outcome.status] = stats.format_counts.get(outcome.status, 0) + 1
 
     for i, blocks in ok_rows.items():
         row = prepared[i]
-        text, format_status, format_detail = restored.get(i, (blocks[0], None, None))
-        results[i] = _row_result(row, text, format_status, format_detail, stats)
+        if i in outcomes:
+            found = outcomes[i]
+            text = row.lead + found.text + row.trail
+            results[i] = _row_result(row, text, found.status, found.detail, stats)
+        else:
+            results[i] = _row_result(row, blocks[0], None, None, stats)
 
 
 def _row_result(
