@@ -164,11 +164,11 @@ def translate_rows(
     pending: list[tuple[int, int, _Block, Glossary | None, list[str], Sequence[str]]] = []
     formatted_prompt = getattr(engine, "translate_formatted", None)
     for i, row in enumerate(rows):
-        early = _early_result(row)
-        if early is not None:
+        cleaned = clean_text(row.text) if row.text is not None else None
+        early = _early_result(row, cleaned)
+        if early is not None or cleaned is None:
             results[i] = early
             continue
-        cleaned = clean_text(row.text or "")
         body = cleaned.strip()
         lead, trail = cleaned[: cleaned.find(body)], cleaned[cleaned.find(body) + len(body) :]
         plan = None
@@ -239,13 +239,13 @@ def _anchoring_needed(plan: FormatPlan) -> bool:
     )
 
 
-def _early_result(row: RowInput) -> RowResult | None:
+def _early_result(row: RowInput, cleaned: str | None) -> RowResult | None:
     """Rows that never reach the model, with the reason."""
     if row.glossary_error:
         return RowResult(None, INVALID, f"row glossary unusable: {row.glossary_error}")
     if row.text is None:
         return RowResult(None, EMPTY, "text is null: nothing to translate")
-    if not clean_text(row.text).strip():
+    if cleaned is None or not cleaned.strip():
         return RowResult(row.text, EMPTY, "text is empty or whitespace-only: nothing to translate")
     return None
 

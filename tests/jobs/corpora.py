@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import yaml
 
 from tests.tiny_models import WORDS
 
@@ -41,3 +43,26 @@ def corpus_table(n: int, *, docs: int = 0, seed: int = 0, awkward: bool = True) 
         columns["doc_id"] = [f"d{i // per_doc:04d}" for i in range(n)]
         columns["seg_idx"] = [i % per_doc for i in range(n)]
     return pa.table(columns)
+
+
+def local_job_config(
+    tmp_path: Path,
+    model_path: Path | str,
+    *,
+    source: str = "en",
+    target: str = "de",
+    **sections: Any,
+) -> Path:
+    """Write `tmp_path/job.yaml`: input `tmp_path/in.parquet`, output `tmp_path/out`."""
+    data: dict[str, Any] = {
+        "source_lang": source,
+        "target_lang": target,
+        "input": {"path": str(tmp_path / "in.parquet")},
+        "output": {"path": str(tmp_path / "out")},
+        "model": {"name_or_path": str(model_path)},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

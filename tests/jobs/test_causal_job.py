@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from jobs.cli import main
 from pipeline.status import EMPTY, TRANSLATED
+from tests.jobs.corpora import local_job_config
 from tests.workers.tiny_causal import build_tiny_hy_mt
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -40,21 +40,15 @@ def test_hy_mt_job_with_context_glossary_and_html(tmp_path: Path) -> None:
     )
     pq.write_table(table, tmp_path / "in.parquet")
     (tmp_path / "terms.csv").write_text("source,target\n混元,HunYuan\n狗,dog\n")
-    config = tmp_path / "job.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "source_lang": "zh",
-                "target_lang": "en",
-                "input": {"path": str(tmp_path / "in.parquet")},
-                "output": {"path": str(tmp_path / "out")},
-                "model": {"name_or_path": str(model)},
-                "glossary": {"path": str(tmp_path / "terms.csv")},
-                "context": {"window": 2},
-                "decoding": {"num_beams": 1, "max_new_tokens": 24},
-                "workers": {"num_workers": 1, "num_cpus": 1},
-            }
-        )
+    config = local_job_config(
+        tmp_path,
+        model,
+        source="zh",
+        target="en",
+        glossary={"path": str(tmp_path / "terms.csv")},
+        context={"window": 2},
+        decoding={"num_beams": 1, "max_new_tokens": 24},
+        workers={"num_workers": 1, "num_cpus": 1},
     )
     assert main(["run", str(config), "--no-progress"]) == 0
     rows = {

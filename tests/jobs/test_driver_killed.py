@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pyarrow.dataset as ds
-import yaml
 
-from tests.jobs.corpora import corpus_table
+from tests.jobs.corpora import corpus_table, local_job_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,20 +39,13 @@ def test_driver_killed_after_two_shards_resumes_without_redoing_them(
 
     pq.write_table(table, tmp_path / "in.parquet", row_group_size=100)
     out = tmp_path / "out"
-    config = tmp_path / "job.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "source_lang": "en",
-                "target_lang": "de",
-                "input": {"path": str(tmp_path / "in.parquet")},
-                "output": {"path": str(out)},
-                "model": {"name_or_path": str(tiny_marian), "max_input_tokens": 40},
-                "decoding": {"num_beams": 4, "max_new_tokens": 24},
-                "workers": {"num_workers": 1, "num_cpus": 1},
-                "sharding": {"rows_per_shard": 60},
-            }
-        )
+    config = local_job_config(
+        tmp_path,
+        tiny_marian,
+        model={"max_input_tokens": 40},
+        decoding={"num_beams": 4, "max_new_tokens": 24},
+        workers={"num_workers": 1, "num_cpus": 1},
+        sharding={"rows_per_shard": 60},
     )
     first = batchmt(config, wait=False)
     completions = out / "_completions"

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from jobs.cli import main
 from pipeline.status import EMPTY, GLOSSARY_MISSED, INVALID, TRANSLATED
+from tests.jobs.corpora import local_job_config
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -30,7 +30,7 @@ def corpus() -> pa.Table:
         "a man and a woman sit on the street.",
         "the child is playing in the water.",
         '<p>a <b>dog</b> runs in the <a href="https://example.com/p?id=1&amp;x=2">park</a>.</p>',
-        "<li class=\"item\">a cat <i>sits</i> on a red ball.</li>",
+        '<li class="item">a cat <i>sits</i> on a red ball.</li>',
         "a woman is walking.",
         "",
     ]
@@ -60,22 +60,14 @@ def test_glossary_file_row_glossaries_and_html(tiny_marian: Path, tmp_path: Path
     (tmp_path / "terms.tsv").write_text(
         "source\ttarget\ndog\thund\nchild\tkind\npeople\tVierbeiner\n"
     )
-    config = tmp_path / "job.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "source_lang": "en",
-                "target_lang": "de",
-                "input": {"path": str(tmp_path / "in.parquet")},
-                "output": {"path": str(tmp_path / "out")},
-                "model": {"name_or_path": str(tiny_marian)},
-                "glossary": {"path": str(tmp_path / "terms.tsv")},
-                "decoding": {"num_beams": 2, "max_new_tokens": 48, "max_length_a": 3.0},
-                "workers": {"num_workers": 1},
-                "sharding": {"rows_per_shard": 4},
-                "quality": {"sample_per_shard": 2},
-            }
-        )
+    config = local_job_config(
+        tmp_path,
+        tiny_marian,
+        glossary={"path": str(tmp_path / "terms.tsv")},
+        decoding={"num_beams": 2, "max_new_tokens": 48, "max_length_a": 3.0},
+        workers={"num_workers": 1},
+        sharding={"rows_per_shard": 4},
+        quality={"sample_per_shard": 2},
     )
     assert main(["run", str(config), "--no-progress"]) == 0
     rows = {
@@ -121,19 +113,7 @@ def test_bad_glossary_file_fails_before_any_work(
 ) -> None:
     pq.write_table(corpus(), tmp_path / "in.parquet")
     (tmp_path / "terms.tsv").write_text("source\ttarget\ndog\tHund\ndog\tVierbeiner\n")
-    config = tmp_path / "job.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "source_lang": "en",
-                "target_lang": "de",
-                "input": {"path": str(tmp_path / "in.parquet")},
-                "output": {"path": str(tmp_path / "out")},
-                "model": {"name_or_path": "unused"},
-                "glossary": {"path": str(tmp_path / "terms.tsv")},
-            }
-        )
-    )
+    config = local_job_config(tmp_path, "unused", glossary={"path": str(tmp_path / "terms.tsv")})
     assert main(["run", str(config), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "terms.tsv" in err and "3" in err and "dog" in err
