@@ -18,9 +18,9 @@ def demo_engine(
     target_lang: str = "de",
 ) -> tuple[Any, Callable[[list[str]], list[str]]]:
     """(engine, translate) for `model_dir`, beam 4, the job defaults for batching."""
-    from pipeline.spec import spec_from_dict
-    from workers.loading import load_engine
-    from workers.translate import translate_texts
+    from batchmt.pipeline.spec import spec_from_dict
+    from batchmt.workers.engines.loading import load_engine
+    from batchmt.workers.translate import translate_texts
 
     spec = spec_from_dict(
         {

@@ -55,7 +55,7 @@ def intact(source: str, output: str) -> bool:
 
 
 def stripped(output: str, html: bool, markdown: bool) -> str:
-    from workers.markup import lex
+    from batchmt.workers.formats.markup import lex
 
     text = "".join(t.raw for t in lex(output, html=html, markdown=markdown) if t.kind == "text")
     return re.sub(r"\s+", " ", text.replace("&amp;", "&")).strip()
@@ -73,7 +73,7 @@ def formatted(
     aligner: Callable[[list[str], list[str]], list[object]] | None,
     keep: frozenset[str],
 ) -> tuple[list[str], list[str], list[str]]:
-    from workers.formats import prepare_formats, restore_many
+    from batchmt.workers.formats.plan import prepare_formats, restore_many
 
     plans = [prepare_formats(r["source"], "auto", keep) for r in rows]
     flat = [u for p in plans for u in p.units]
@@ -102,7 +102,7 @@ def main() -> None:
     rows = rows[: args.limit] if args.limit else rows
     refs = [r["reference"] for r in rows]
 
-    from workers.alignment import engine_aligner
+    from batchmt.workers.engines.alignment import engine_aligner
 
     engine, run = engine_for(args.model)
     run([r["plain_source"] for r in rows[:8]])  # warm-up

@@ -21,10 +21,10 @@ from pathlib import Path
 import sacrebleu
 import torch
 
-from workers.batching import plan_batches
-from workers.engine import Segment
-from workers.glossary import Glossary, check_terms, parse_row_glossary
-from workers.seq2seq import Seq2SeqEngine
+from batchmt.pipeline.glossary import Glossary, check_terms, parse_row_glossary
+from batchmt.workers.batching import plan_batches
+from batchmt.workers.engines.base import Segment
+from batchmt.workers.engines.seq2seq import Seq2SeqEngine
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ("dev_consistent", "dev_override")

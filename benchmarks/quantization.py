@@ -26,9 +26,9 @@ def run_precision(args: argparse.Namespace) -> dict[str, Any]:
     """Load, quantize, translate and score once; this runs inside the subprocess."""
     import torch
 
+    from batchmt.workers.engines.quantize import weight_bytes
     from benchmarks.common import demo_engine
     from tools.train_demo_model import load_splits, score
-    from workers.quantize import weight_bytes
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

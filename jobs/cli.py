@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipeline.logs import configure_logging
+from batchmt.pipeline.logs import configure_logging
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_UNUSABLE = 0, 1, 2
 
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level)
     # Imported here so `batchmt --help` stays fast (Ray and torch take seconds to import).
-    from jobs import commands
+    from batchmt.jobs import commands
 
     try:
         return int(commands.dispatch(args))

@@ -9,8 +9,8 @@ from typing import Any
 import ray
 import structlog
 
-from pipeline.spec import JobSpec
-from workers.actor import FAULT_MARKER_ENV, FAULT_SHARD_ENV
+from batchmt.pipeline.spec import JobSpec
+from batchmt.workers.actor import FAULT_MARKER_ENV, FAULT_SHARD_ENV
 
 log = structlog.get_logger(__name__)
 

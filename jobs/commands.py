@@ -6,15 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from jobs.driver import JobFailed, run_job
-from jobs.plan import make_plan, output_layout
-from jobs.report import job_report, status_report, verify_report
-from pipeline.commit import OutputConflictError, OutputLayout, job_status, verify
-from pipeline.corpus import CorpusError, open_dataset
-from pipeline.spec import JobSpec, SpecError, load_spec
-from pipeline.storage import StorageError, open_fs
-from workers.engine import EngineLoadError
-from workers.glossary import GlossaryError
+from batchmt.jobs.driver import JobFailed, run_job
+from batchmt.jobs.prepare import make_plan, output_layout
+from batchmt.jobs.report import job_report, status_report, verify_report
+from batchmt.pipeline.commit import OutputConflictError, OutputLayout, job_status, verify
+from batchmt.pipeline.corpus import CorpusError, open_dataset
+from batchmt.pipeline.glossary import GlossaryError
+from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
+from batchmt.pipeline.storage import StorageError, open_fs
+from batchmt.workers.engines.base import EngineLoadError
 
 # Errors that mean "this job cannot run as configured": one line, exit 2.
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -42,7 +42,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "verify":
         return cmd_verify(spec)
     if args.command == "submit":
-        from jobs.submit import submit
+        from batchmt.jobs.submit import submit
 
         return submit(args.config, args.overrides, args.address, wait=not args.no_wait)
     raise SpecError(f"unknown command {args.command!r}")
@@ -59,7 +59,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     fs, root = open_fs(args.output, options)
     status = job_status(OutputLayout(fs, root))
     if args.json:
-        from jobs.cli import print_json
+        from batchmt.jobs.cli import print_json
 
         print_json(status)
     else:

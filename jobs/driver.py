@@ -17,14 +17,14 @@ import ray
 import structlog
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from jobs.cluster import PoolShape, actor_runtime_env, connect, pool_shape
-from jobs.plan import prepare
-from jobs.progress import Progress
-from pipeline import status as row_status
-from pipeline.commit import OutputLayout, completed_shards, mark_complete, write_success
-from pipeline.shards import Shard
-from pipeline.spec import JobSpec
-from workers.actor import TranslatorActor
+from batchmt.jobs.cluster import PoolShape, actor_runtime_env, connect, pool_shape
+from batchmt.jobs.prepare import prepare
+from batchmt.jobs.progress import Progress
+from batchmt.pipeline import status as row_status
+from batchmt.pipeline.commit import OutputLayout, completed_shards, mark_complete, write_success
+from batchmt.pipeline.shards import Shard
+from batchmt.pipeline.spec import JobSpec
+from batchmt.workers.actor import TranslatorActor
 
 log = structlog.get_logger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobs.driver import JobOutcome
+    from batchmt.jobs.driver import JobOutcome
 
 
 def _counts(by_status: dict[str, int]) -> str:

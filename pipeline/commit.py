@@ -26,11 +26,19 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipeline import status as row_status
-from pipeline.quality import merge_quality
-from pipeline.shards import Plan
-from pipeline.spec import OutputSpec
-from pipeline.storage import join, list_names, open_fs, publish, read_json, remove, write_json
+from batchmt.pipeline import status as row_status
+from batchmt.pipeline.quality import merge_quality
+from batchmt.pipeline.shards import Plan
+from batchmt.pipeline.spec import OutputSpec
+from batchmt.pipeline.storage import (
+    join,
+    list_names,
+    open_fs,
+    publish,
+    read_json,
+    remove,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipeline.spec import InputSpec
-from pipeline.storage import open_fs, open_input, with_retries
+from batchmt.pipeline.spec import InputSpec
+from batchmt.pipeline.storage import open_fs, open_input, with_retries
 
 if TYPE_CHECKING:
-    from pipeline.shards import RowSlice, Shard
+    from batchmt.pipeline.shards import RowSlice, Shard
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 # Hive writes a null partition value as this placeholder.

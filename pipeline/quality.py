@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline import status as row_status
+from batchmt.pipeline import status as row_status
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipeline.corpus import CorpusError, check_schema, schema_to_text
-from pipeline.spec import InputSpec, ShardingSpec
-from pipeline.storage import open_fs, open_input, with_retries
+from batchmt.pipeline.corpus import CorpusError, check_schema, schema_to_text
+from batchmt.pipeline.spec import InputSpec, ShardingSpec
+from batchmt.pipeline.storage import open_fs, open_input, with_retries
 
 log = logging.getLogger(__name__)
 

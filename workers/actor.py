@@ -16,20 +16,20 @@ import pyarrow as pa
 import structlog
 import torch
 
-from pipeline.commit import OutputLayout, write_quality, write_shard_data
-from pipeline.context import context_windows
-from pipeline.corpus import read_shard
-from pipeline.logs import configure_logging
-from pipeline.quality import shard_quality
-from pipeline.shards import Shard
-from pipeline.spec import JobSpec
-from pipeline.status import INVALID
-from pipeline.storage import open_fs
-from workers.devices import place
-from workers.glossary import Glossary, RowGlossaryError, load_glossary
-from workers.loading import load_engine, quiet_progress_bars
-from workers.model_files import resolve_model_path
-from workers.translate import RowInput, RowResult, TranslateStats, translate_rows
+from batchmt.pipeline.commit import OutputLayout, write_quality, write_shard_data
+from batchmt.pipeline.context import context_windows
+from batchmt.pipeline.corpus import read_shard
+from batchmt.pipeline.glossary import Glossary, RowGlossaryError, load_glossary
+from batchmt.pipeline.logs import configure_logging
+from batchmt.pipeline.quality import shard_quality
+from batchmt.pipeline.shards import Shard
+from batchmt.pipeline.spec import JobSpec
+from batchmt.pipeline.status import INVALID
+from batchmt.pipeline.storage import open_fs
+from batchmt.workers.devices import place
+from batchmt.workers.engines.checkpoints import resolve_model_path
+from batchmt.workers.engines.loading import load_engine, quiet_progress_bars
+from batchmt.workers.translate import RowInput, RowResult, TranslateStats, translate_rows
 
 log = structlog.get_logger(__name__)
 
@@ -218,10 +218,10 @@ def _adherence(stats: TranslateStats, with_glossary: bool) -> dict[str, Any]:
 
 def _aligner_for(engine: Any) -> Any:
     """Word alignment for placing inline markup: cross-attention of encoder-decoder models."""
-    from workers.seq2seq import Seq2SeqEngine
+    from batchmt.workers.engines.seq2seq import Seq2SeqEngine
 
     if isinstance(engine, Seq2SeqEngine):
-        from workers.alignment import engine_aligner
+        from batchmt.workers.engines.alignment import engine_aligner
 
         return engine_aligner(engine)
     return None

@@ -21,13 +21,13 @@ from typing import Any
 
 import structlog
 
-from pipeline.status import EMPTY, FAILED, GLOSSARY_MISSED, INVALID, OK, OK_SPLIT
-from workers.batching import plan_batches
-from workers.engine import Segment, TranslationEngine
-from workers.formats import FormatPlan, FormatResult, prepare_formats, restore_many
-from workers.glossary import Glossary, Term, check_terms
-from workers.sn_tags import restore_from_sn, sn_sources
-from workers.splitting import Piece, join_pieces, split_for_model
+from batchmt.pipeline.glossary import Glossary, Term, check_terms
+from batchmt.pipeline.status import EMPTY, FAILED, GLOSSARY_MISSED, INVALID, OK, OK_SPLIT
+from batchmt.workers.batching import plan_batches
+from batchmt.workers.engines.base import Segment, TranslationEngine
+from batchmt.workers.formats.plan import FormatPlan, FormatResult, prepare_formats, restore_many
+from batchmt.workers.formats.sn_tags import restore_from_sn, sn_sources
+from batchmt.workers.splitting import Piece, join_pieces, split_for_model
 
 log = structlog.get_logger(__name__)
 

@@ -8,9 +8,9 @@ import sys
 
 import ray
 
-from jobs.cluster import pool_shape
-from jobs.driver import _start_pool
-from pipeline.spec import spec_from_dict
+from batchmt.jobs.cluster import pool_shape
+from batchmt.jobs.driver import _start_pool
+from batchmt.pipeline.spec import spec_from_dict
 
 
 def main(model_dir: str) -> None:

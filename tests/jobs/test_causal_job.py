@@ -11,8 +11,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import main
-from pipeline.status import EMPTY, TRANSLATED
+from batchmt.jobs.cli import main
+from batchmt.pipeline.status import EMPTY, TRANSLATED
 from tests.jobs.corpora import local_job_config
 from tests.workers.tiny_causal import build_tiny_hy_mt
 

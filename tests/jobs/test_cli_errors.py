@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from jobs.cli import main
+from batchmt.jobs.cli import main
 
 
 def config(tmp_path: Path, **overrides: object) -> str:

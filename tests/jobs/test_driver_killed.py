@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def batchmt(config: Path, *, wait: bool = True) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.cli", "run", str(config), "--no-progress"],
+        [sys.executable, "-m", "batchmt.jobs.cli", "run", str(config), "--no-progress"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -13,8 +13,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import main
-from pipeline.status import EMPTY, GLOSSARY_MISSED, INVALID, TRANSLATED
+from batchmt.jobs.cli import main
+from batchmt.pipeline.status import EMPTY, GLOSSARY_MISSED, INVALID, TRANSLATED
 from tests.jobs.corpora import local_job_config
 
 pytestmark = pytest.mark.usefixtures("ray_local")

@@ -11,9 +11,9 @@ import pyarrow.dataset as ds
 import pytest
 import yaml
 
-from jobs.cli import main
-from pipeline.status import EMPTY, OK, OK_SPLIT
-from pipeline.storage import open_fs
+from batchmt.jobs.cli import main
+from batchmt.pipeline.status import EMPTY, OK, OK_SPLIT
+from batchmt.pipeline.storage import open_fs
 from tests.conftest import StorageRoot
 from tests.jobs.corpora import corpus_table
 

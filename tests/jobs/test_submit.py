@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import shlex
 
-from jobs.submit import entrypoint
+from batchmt.jobs.submit import entrypoint
 
 
 def test_entrypoint_is_the_same_batchmt_run_command_with_quoted_overrides() -> None:

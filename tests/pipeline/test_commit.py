@@ -4,8 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import status
-from pipeline.commit import (
+from batchmt.pipeline import status
+from batchmt.pipeline.commit import (
     OutputConflictError,
     OutputLayout,
     completed_shard_ids,
@@ -20,10 +20,10 @@ from pipeline.commit import (
     write_shard_data,
     write_success,
 )
-from pipeline.corpus import open_dataset, read_shard
-from pipeline.quality import shard_quality
-from pipeline.shards import Plan, plan_shards
-from pipeline.spec import InputSpec, OutputSpec, ShardingSpec
+from batchmt.pipeline.corpus import open_dataset, read_shard
+from batchmt.pipeline.quality import shard_quality
+from batchmt.pipeline.shards import Plan, plan_shards
+from batchmt.pipeline.spec import InputSpec, OutputSpec, ShardingSpec
 from tests.conftest import StorageRoot
 
 

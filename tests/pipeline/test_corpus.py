@@ -3,8 +3,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.corpus import CorpusError, check_schema, open_dataset
-from pipeline.spec import InputSpec
+from batchmt.pipeline.corpus import CorpusError, check_schema, open_dataset
+from batchmt.pipeline.spec import InputSpec
 from tests.conftest import StorageRoot
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from sacrebleu.metrics import BLEU, CHRF
 
-from pipeline import status
-from pipeline.quality import (
+from batchmt.pipeline import status
+from batchmt.pipeline.quality import (
     merge_quality,
     repeated_ngram_ratio,
     row_flags,

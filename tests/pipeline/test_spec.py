@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.spec import SpecError, load_spec, spec_from_dict
+from batchmt.pipeline.spec import SpecError, load_spec, spec_from_dict
 
 BASE = {
     "source_lang": "en",

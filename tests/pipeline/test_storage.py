@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pipeline.storage import (
+from batchmt.pipeline.storage import (
     StorageError,
     is_transient,
     join,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.alignment import Alignment, align
+from batchmt.workers.engines.alignment import Alignment, align
 
 PAIRS = [
     ("a man is walking.", "ein mann geht."),

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from workers.alignment import Alignment
-from workers.formats import prepare_formats, restore_formats, restore_many, validate
-from workers.sn_tags import restore_from_sn, sn_sources
+from batchmt.workers.engines.alignment import Alignment
+from batchmt.workers.formats.plan import prepare_formats, restore_formats, restore_many, validate
+from batchmt.workers.formats.sn_tags import restore_from_sn, sn_sources
 
 # Rows a document pipeline meets; every one must come back with its markup intact.
 TRICKY = [
@@ -99,7 +99,7 @@ def tiny(tiny_marian: Path) -> tuple[Any, Any]:
 @pytest.mark.parametrize("row", TRICKY)
 def test_tiny_random_model_keeps_markup(row: str, tiny: tuple[Any, Any]) -> None:
     """Garbage translations from a random-weight model, real alignment, intact markup."""
-    from workers.alignment import align
+    from batchmt.workers.engines.alignment import align
 
     model, tokenizer = tiny
 

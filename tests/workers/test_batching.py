@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.batching import plan_batches
+from batchmt.workers.batching import plan_batches
 
 CASES = [
     # lengths, budget, max rows, expected batches (indices)

@@ -16,14 +16,14 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.spec import JobSpec, spec_from_dict
+from batchmt.pipeline.spec import JobSpec, spec_from_dict
+from batchmt.workers.engines.base import EngineLoadError, Segment
+from batchmt.workers.engines.causal import CausalEngine, CausalStep, decode_rows, greedy
+from batchmt.workers.engines.loading import load_engine
+from batchmt.workers.engines.memory import CAUSAL_LINEARS, check_fit, footprint, kv_bytes_per_token
+from batchmt.workers.engines.prequantized import prequantized_config
+from batchmt.workers.translate import translate_texts
 from tests.workers.tiny_causal import ASSISTANT, BOS, USER, build_tiny_hy_mt
-from workers.causal import CausalEngine, CausalStep, decode_rows, greedy
-from workers.engine import EngineLoadError, Segment
-from workers.loading import load_engine
-from workers.memory import CAUSAL_LINEARS, check_fit, footprint, kv_bytes_per_token
-from workers.quantize_causal import prequantized_config
-from workers.translate import translate_texts
 
 CPU = torch.device("cpu")
 SEGMENTS = [

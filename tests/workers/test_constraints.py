@@ -6,7 +6,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from workers.constraints import (
+from batchmt.workers.decoding.constraints import (
     Constraint,
     RowConstraints,
     build_row_constraints,

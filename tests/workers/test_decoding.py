@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from batchmt.pipeline.glossary import check_terms
+from batchmt.workers.decoding.constraints import Constraint, RowConstraints
+from batchmt.workers.decoding.search import constrained_search
+from batchmt.workers.engines.base import Segment
+from batchmt.workers.engines.seq2seq import Seq2SeqEngine, Seq2SeqStep
 from tests.tiny_models import WORDS, corpus
 from tests.workers.test_seq2seq import spec_for
-from workers.constraints import Constraint, RowConstraints
-from workers.decoding import constrained_search
-from workers.engine import Segment
-from workers.glossary import check_terms
-from workers.seq2seq import Seq2SeqEngine, Seq2SeqStep
 
 CPU = torch.device("cpu")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workers.formats import prepare_formats, restore_formats, validate
-from workers.markup import detect, lex, unbalanced
+from batchmt.workers.formats.markup import detect, lex, unbalanced
+from batchmt.workers.formats.plan import prepare_formats, restore_formats, validate
 
 # (row, markup/spans that must be lexed as non-text, exactly as written)
 LEXED = [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.glossary import (
+from batchmt.pipeline.glossary import (
     Glossary,
     GlossaryError,
     RowGlossaryError,

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from workers.engine import Segment
-from workers.languages import HY_MT_LANGUAGES, hy_mt_code, is_chinese, language_names
-from workers.prompts import PromptBuilder, strip_echoed_context, strip_target
+from batchmt.workers.engines.base import Segment
+from batchmt.workers.engines.hymt.languages import (
+    HY_MT_LANGUAGES,
+    hy_mt_code,
+    is_chinese,
+    language_names,
+)
+from batchmt.workers.engines.hymt.prompts import PromptBuilder, strip_echoed_context, strip_target
 
 # Golden strings: each official template filled in by hand, as the model card shows them.
 GOLDEN = [

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import MarianConfig, MarianMTModel
 
-from workers.quantize import (
+from batchmt.workers.engines.quantize import (
     QUANTIZED_LINEARS,
     W8A8Linear,
     quantize_model,
@@ -111,7 +111,7 @@ def test_weight_bytes_shrinks_and_counts_packed_weights(marian: MarianMTModel) -
 
 
 def _targets(model: nn.Module):
-    from workers.quantize import target_linears
+    from batchmt.workers.engines.quantize import target_linears
 
     return list(target_linears(model))
 

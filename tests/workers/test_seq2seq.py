@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.spec import JobSpec, spec_from_dict
-from pipeline.status import OK, OK_SPLIT
+from batchmt.pipeline.spec import JobSpec, spec_from_dict
+from batchmt.pipeline.status import OK, OK_SPLIT
+from batchmt.workers.engines.base import EngineLoadError, Segment
+from batchmt.workers.engines.checkpoints import resolve_model_path
+from batchmt.workers.engines.loading import load_engine
+from batchmt.workers.engines.seq2seq import Seq2SeqEngine
+from batchmt.workers.translate import translate_texts
 from tests.conftest import StorageRoot
-from workers.engine import EngineLoadError, Segment
-from workers.loading import load_engine
-from workers.model_files import resolve_model_path
-from workers.seq2seq import Seq2SeqEngine
-from workers.translate import translate_texts
 
 CPU = torch.device("cpu")
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.splitting import Piece, join_pieces, split_for_model
+from batchmt.workers.splitting import Piece, join_pieces, split_for_model
 
 
 def words(texts: list[str]) -> list[int]:

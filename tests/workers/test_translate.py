@@ -10,9 +10,9 @@ from typing import ClassVar
 
 import pytest
 
-from pipeline.status import EMPTY, FAILED, OK, OK_SPLIT
-from workers.engine import Segment
-from workers.translate import clean_text, translate_texts
+from batchmt.pipeline.status import EMPTY, FAILED, OK, OK_SPLIT
+from batchmt.workers.engines.base import Segment
+from batchmt.workers.translate import clean_text, translate_texts
 
 
 class RuleEngine:

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from workers.alignment import Alignment
-from workers.markup import Token
+from batchmt.workers.engines.alignment import Alignment
+from batchmt.workers.formats.markup import Token
 
 Escape = Literal["html", "markdown", ""]
 

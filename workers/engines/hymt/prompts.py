@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from workers.engine import Segment
-from workers.languages import is_chinese, language_names
+from batchmt.workers.engines.base import Segment
+from batchmt.workers.engines.hymt.languages import is_chinese, language_names
 
 ZH_XX = (
     "将以下文本翻译为{target_language}，注意只需要输出翻译后的结果，不要额外解释：\n\n{source_text}"

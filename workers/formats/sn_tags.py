@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from workers.anchors import Pair, Point, Unit, render
-from workers.formats import FormatPlan, FormatResult, Translator, assemble, finish
+from batchmt.workers.formats.anchors import Pair, Point, Unit, render
+from batchmt.workers.formats.plan import FormatPlan, FormatResult, Translator, assemble, finish
 
 _SN = re.compile(r"</?sn>")
 _TARGET = re.compile(r"<target>(.*?)(?:</target>|\Z)", re.S)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.spec import JobSpec
-from workers.engine import EngineLoadError, TranslationEngine
+from batchmt.pipeline.spec import JobSpec
+from batchmt.workers.engines.base import EngineLoadError, TranslationEngine
 
 
 def quiet_progress_bars() -> None:
@@ -31,10 +31,10 @@ def load_engine(spec: JobSpec, model_path: str, device: torch.device) -> Transla
             "from the workers)"
         ) from exc
     if getattr(config, "is_encoder_decoder", False):
-        from workers.seq2seq import Seq2SeqEngine
+        from batchmt.workers.engines.seq2seq import Seq2SeqEngine
 
         return Seq2SeqEngine(spec, model_path, device)
     # Decoder-only: an LLM translator driven by prompts (HY-MT1.5 and its templates).
-    from workers.causal import CausalEngine
+    from batchmt.workers.engines.causal import CausalEngine
 
     return CausalEngine(spec, model_path, device, config=config)

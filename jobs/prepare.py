@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.commit import OutputLayout, prepare_output
-from pipeline.corpus import CorpusError, check_schema, open_dataset
-from pipeline.shards import Plan, plan_shards
-from pipeline.spec import JobSpec
-from pipeline.storage import open_fs
-from workers.glossary import load_glossary
+from batchmt.pipeline.commit import OutputLayout, prepare_output
+from batchmt.pipeline.corpus import CorpusError, check_schema, open_dataset
+from batchmt.pipeline.glossary import load_glossary
+from batchmt.pipeline.shards import Plan, plan_shards
+from batchmt.pipeline.spec import JobSpec
+from batchmt.pipeline.storage import open_fs
 
 # Columns the job adds to every output row; an input that already has them would be
 # silently overwritten, so it is refused up front.

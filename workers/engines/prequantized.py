@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from workers.engine import EngineLoadError
-from workers.memory import CAUSAL_LINEARS
-from workers.quantize import W8A8Linear
+from batchmt.workers.engines.base import EngineLoadError
+from batchmt.workers.engines.memory import CAUSAL_LINEARS
+from batchmt.workers.engines.quantize import W8A8Linear
 
 
 def causal_linears(model: nn.Module) -> Iterator[tuple[str, nn.Linear]]:

@@ -224,7 +224,7 @@ def load_glossary(
     storage_options: Mapping[str, Any] | None = None,
 ) -> Glossary:
     """Read a TSV/CSV/TMX glossary through fsspec; raise GlossaryError on a bad file."""
-    from pipeline.storage import open_fs
+    from batchmt.pipeline.storage import open_fs
 
     fs, path = open_fs(url, storage_options)
     try:

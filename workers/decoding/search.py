@@ -42,7 +42,7 @@ from typing import Protocol
 
 import torch
 
-from workers.constraints import ConstraintState, RowConstraints
+from batchmt.workers.decoding.constraints import ConstraintState, RowConstraints
 
 _NO_CONSTRAINTS = RowConstraints(())
 

@@ -12,11 +12,11 @@ from typing import Any
 import structlog
 import torch
 
-from pipeline.spec import JobSpec
-from workers.constraints import RowConstraints, build_row_constraints
-from workers.decoding import constrained_search
-from workers.engine import EngineLoadError, Segment
-from workers.langcodes import nllb_code
+from batchmt.pipeline.spec import JobSpec
+from batchmt.workers.decoding.constraints import RowConstraints, build_row_constraints
+from batchmt.workers.decoding.search import constrained_search
+from batchmt.workers.engines.base import EngineLoadError, Segment
+from batchmt.workers.engines.nllb_codes import nllb_code
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +74,7 @@ class Seq2SeqEngine:
         model.eval()
         model = model.to(device)
         if spec.model.quantization != "none":
-            from workers.quantize import quantize_model
+            from batchmt.workers.engines.quantize import quantize_model
 
             model = quantize_model(model, spec.model.quantization, device)
         self.model = model

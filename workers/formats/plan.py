@@ -24,9 +24,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from workers.alignment import Alignment
-from workers.anchors import Escape, Pair, Point, Unit, escape_text, project
-from workers.markup import Token, detect, lex, markup_tokens, unbalanced
+from batchmt.workers.engines.alignment import Alignment
+from batchmt.workers.formats.anchors import Escape, Pair, Point, Unit, escape_text, project
+from batchmt.workers.formats.markup import Token, detect, lex, markup_tokens, unbalanced
 
 Aligner = Callable[[list[str], list[str]], list[Alignment]]
 Translator = Callable[[list[str]], list[str]]

@@ -17,18 +17,18 @@ from typing import Any
 import structlog
 import torch
 
-from pipeline.spec import JobSpec
-from workers.constraints import RowConstraints, build_row_constraints
-from workers.decoding import constrained_search
-from workers.engine import EngineLoadError, Segment
-from workers.memory import available_bytes, check_fit, footprint
-from workers.prompts import PromptBuilder, strip_echoed_context, strip_target
-from workers.quantize_causal import (
+from batchmt.pipeline.spec import JobSpec
+from batchmt.workers.decoding.constraints import RowConstraints, build_row_constraints
+from batchmt.workers.decoding.search import constrained_search
+from batchmt.workers.engines.base import EngineLoadError, Segment
+from batchmt.workers.engines.hymt.prompts import PromptBuilder, strip_echoed_context, strip_target
+from batchmt.workers.engines.memory import available_bytes, check_fit, footprint
+from batchmt.workers.engines.prequantized import (
     prequantized_config,
     quantize_causal_int8,
     without_quantization,
 )
-from workers.seq2seq import Translation
+from batchmt.workers.engines.seq2seq import Translation
 
 log = structlog.get_logger(__name__)
 

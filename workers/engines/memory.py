@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from workers.engine import EngineLoadError
+from batchmt.workers.engines.base import EngineLoadError
 
 # Leaf names of HunYuan/Llama-style Linear layers that int8/fp8/int4 checkpoints quantize.
 CAUSAL_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

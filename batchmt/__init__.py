@@ -1,0 +1,59 @@
+"""batchmt: distributed batch translation jobs on Ray.
+
+The Python API mirrors the command line::
+
+    import batchmt
+
+    outcome = batchmt.run("configs/demo.yaml")           # or a dict, or a JobSpec
+    table = batchmt.read_output(outcome.output_path)     # a pyarrow Table
+    ds = batchmt.read_output(outcome.output_path, as_ray_dataset=True)
+
+The code lives in three rooms installed under this package: `batchmt.pipeline` (data
+plane: spec, corpus, shards, commit, quality, glossary files), `batchmt.workers` (compute
+in one Ray actor: engines, decoding, formats) and `batchmt.jobs` (driver and entry points).
+Importing `batchmt` is cheap: Ray and torch load only when a job runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "JobOutcome",
+    "JobSpec",
+    "Plan",
+    "SpecError",
+    "load_config",
+    "plan",
+    "read_output",
+    "run",
+]
+
+if TYPE_CHECKING:
+    from batchmt.api import load_config, plan, read_output, run
+    from batchmt.jobs.driver import JobOutcome
+    from batchmt.pipeline.shards import Plan
+    from batchmt.pipeline.spec import JobSpec, SpecError
+
+_LAZY = {
+    "run": "batchmt.api",
+    "plan": "batchmt.api",
+    "read_output": "batchmt.api",
+    "load_config": "batchmt.api",
+    "JobSpec": "batchmt.pipeline.spec",
+    "SpecError": "batchmt.pipeline.spec",
+    "Plan": "batchmt.pipeline.shards",
+    "JobOutcome": "batchmt.jobs.driver",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `import batchmt` must not pull Ray and torch into a notebook that only reads output.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'batchmt' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
