@@ -19,6 +19,7 @@ def demo_engine(
 ) -> tuple[Any, Callable[[list[str]], list[str]]]:
     """(engine, translate) for `model_dir`, beam 4, the job defaults for batching."""
     from batchmt.pipeline.spec import spec_from_dict
+    from batchmt.workers.engines.base import EngineConfig
     from batchmt.workers.engines.loading import load_engine
     from batchmt.workers.translate import translate_texts
 
@@ -32,7 +33,7 @@ def demo_engine(
             "decoding": {"num_beams": 4},
         }
     )
-    engine = load_engine(spec, model_dir, torch.device(device))
+    engine = load_engine(EngineConfig.from_spec(spec), model_dir, torch.device(device))
 
     def translate(texts: list[str]) -> list[str]:
         results, _ = translate_texts(

@@ -2,9 +2,7 @@
 
 plain:   `translate_texts` over `plain_source` (the same sentences without any markup).
 remove:  prepare_formats -> translate units -> align -> restore (verbatim spans taken out of
-         the text and re-inserted by alignment; the default).
-keep:    the same, verbatim spans left in the text for the model to copy (what identity
-         constraints would force; run here without constraints).
+         the text and re-inserted by alignment, as jobs do).
 BLEU is over the output with every tag and protected span stripped, against `reference`.
 
     python -m benchmarks.formats --limit 200 --threads 2
@@ -25,7 +23,6 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "formats" / "dev_formats.jsonl"
-_KEEP_ALL = frozenset({"url", "placeholder", "number", "email", "code"})
 # An independent check of the guarantee (not the lexer under test): tags by a plain regex,
 # protected spans by the patterns the data set uses.
 _TAG = re.compile(r"<[^<>]+>")
@@ -71,11 +68,10 @@ def formatted(
     rows: list[dict[str, str]],
     run: Callable[[list[str]], list[str]],
     aligner: Callable[[list[str], list[str]], list[object]] | None,
-    keep: frozenset[str],
 ) -> tuple[list[str], list[str], list[str]]:
     from batchmt.workers.formats.plan import prepare_formats, restore_many
 
-    plans = [prepare_formats(r["source"], "auto", keep) for r in rows]
+    plans = [prepare_formats(r["source"], "auto") for r in rows]
     flat = [u for p in plans for u in p.units]
     outs = run(flat)
     per_row, k = [], 0
@@ -95,20 +91,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--show", type=int, default=0, help="print N example rows")
     parser.add_argument("--repeat", type=int, default=1, help="alternating timing rounds")
-    parser.add_argument("--no-keep", action="store_true", help="skip the keep variant")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = [json.loads(line) for line in Path(args.data).read_text(encoding="utf-8").splitlines()]
     rows = rows[: args.limit] if args.limit else rows
     refs = [r["reference"] for r in rows]
 
-    from batchmt.workers.engines.alignment import engine_aligner
-
     engine, run = engine_for(args.model)
     run([r["plain_source"] for r in rows[:8]])  # warm-up
-    variants: list[tuple[str, frozenset[str]]] = [("remove+align", frozenset())]
-    if not args.no_keep:
-        variants.append(("keep (no constraints)", _KEEP_ALL))
+    variants = ["remove+align"]
     # The machine is shared: wall time, best of --repeat alternating runs.
     best: dict[str, float] = {}
     outputs: dict[str, tuple[list[str], list[str], list[str]]] = {}
@@ -116,13 +107,13 @@ def main() -> None:
         start = time.perf_counter()
         plain = run([r["plain_source"] for r in rows])
         best["plain"] = min(best.get("plain", 1e9), time.perf_counter() - start)
-        for name, keep in variants:
+        for name in variants:
             start = time.perf_counter()
-            outputs[name] = formatted(rows, run, engine_aligner(engine), keep)
+            outputs[name] = formatted(rows, run, engine.aligner())
             best[name] = min(best.get(name, 1e9), time.perf_counter() - start)
     base = best["plain"]
     table = [("plain_source", sacrebleu.corpus_bleu(plain, [refs]).score, base, 1.0, "", 1.0)]
-    for name, _ in variants:
+    for name in variants:
         texts, statuses, bleu_text = outputs[name]
         share = sum(intact(r["source"], t) for r, t in zip(rows, texts)) / len(rows)
         counts = Counter(statuses)

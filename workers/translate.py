@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
 from batchmt.pipeline.glossary import Glossary, Term, check_terms
 from batchmt.pipeline.status import EMPTY, FAILED, GLOSSARY_MISSED, INVALID, OK, OK_SPLIT
 from batchmt.workers.batching import plan_batches
-from batchmt.workers.engines.base import Segment, TranslationEngine
+from batchmt.workers.engines.base import Aligner, Segment, TranslationEngine
 from batchmt.workers.formats.plan import FormatPlan, FormatResult, prepare_formats, restore_many
 from batchmt.workers.formats.sn_tags import restore_from_sn, sn_sources
 from batchmt.workers.splitting import Piece, join_pieces, split_for_model
@@ -44,11 +43,6 @@ _HAS_WORD = re.compile(r"\w")
 # Target languages written without spaces between sentences.
 _UNSPACED_TARGETS = ("zh", "ja", "th", "yue", "bo", "my", "km", "lo")
 _MAX_ERROR_CHARS = 500
-# Verbatim spans left in the text the model sees (forced through identity constraints)
-# instead of being cut out and re-inserted by alignment. Measured on 300 dev_formats rows
-# (demo en-de, beam 4): cut out + aligned 39.79 BLEU; numbers kept + constrained 39.52
-# with 35 rows falling back; plain source 39.77. So nothing is kept by default.
-KEEP_IN_TEXT: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -90,6 +84,17 @@ class _Unit:
     formatted: bool = False  # segment text carries <sn> markup for the formatted prompt
     output: str | None = None
     error: str | None = None
+
+
+@dataclass
+class _Pending:
+    """A block waiting for its token count (and, if too long, its split)."""
+
+    row: int
+    index: int  # of the block within its row
+    block: _Block
+    glossary: Glossary | None
+    context: Sequence[str]
 
 
 @dataclass
@@ -154,15 +159,12 @@ def translate_rows(
     max_batch_tokens: int,
     max_batch_size: int,
     formats_mode: str = "auto",
-    aligner: Callable[[list[str], list[str]], list[Any]] | None = None,
 ) -> tuple[list[RowResult], TranslateStats]:
     """One RowResult per input row, in input order."""
     stats = TranslateStats()
     results: list[RowResult | None] = [None] * len(rows)
     prepared: dict[int, _Row] = {}
-    # (row, block index, block, glossary, verbatim spans kept, context)
-    pending: list[tuple[int, int, _Block, Glossary | None, list[str], Sequence[str]]] = []
-    formatted_prompt = getattr(engine, "translate_formatted", None)
+    pending: list[_Pending] = []
     for i, row in enumerate(rows):
         cleaned = clean_text(row.text) if row.text is not None else None
         early = _early_result(row, cleaned)
@@ -173,29 +175,29 @@ def translate_rows(
         lead, trail = cleaned[: cleaned.find(body)], cleaned[cleaned.find(body) + len(body) :]
         plan = None
         if formats_mode != "text":
-            plan = prepare_formats(body, formats_mode, keep=KEEP_IN_TEXT)
+            plan = prepare_formats(body, formats_mode)
             if not _anchoring_needed(plan):
                 plan = None  # prose (numbers at most): translated as it is
         texts = plan.units if plan is not None else [cleaned]
-        verbatim = plan.verbatim if plan is not None else [[] for _ in texts]
         blocks = [_Block(text, [], []) for text in texts]
         prepared[i] = _Row(blocks, plan, lead, trail)
         # Whole units only: a unit cut into sentences would cut its <sn> spans too.
         if (
             plan is not None
-            and formatted_prompt is not None
+            and engine.translates_marked
             and plan.units
             and max(engine.count_tokens(plan.units)) <= engine.max_input_tokens
         ):
             prepared[i].sn = sn_sources(plan)
-        for b, (block, keep) in enumerate(zip(blocks, verbatim, strict=True)):
+        for b, block in enumerate(blocks):
             if _HAS_WORD.search(block.text):
-                pending.append((i, b, block, row.glossary, keep, row.context))
+                pending.append(_Pending(i, b, block, row.glossary, row.context))
 
     # One tokenizer call for every block: most fit, and only those that do not are split.
-    counts = engine.count_tokens([p[2].text.strip() for p in pending]) if pending else []
+    counts = engine.count_tokens([p.block.text.strip() for p in pending]) if pending else []
     units: list[_Unit] = []
-    for (i, b, block, glossary, keep, context), count in zip(pending, counts, strict=True):
+    for waiting, count in zip(pending, counts, strict=True):
+        i, block, glossary = waiting.row, waiting.block, waiting.glossary
         body = block.text.strip()
         if count <= engine.max_input_tokens:
             block.pieces, piece_counts = [Piece(body, "")], [count]
@@ -208,25 +210,25 @@ def translate_rows(
             prepared[i].terms.update(dict.fromkeys(matched))
             # A term repeated in the source is one constraint (and one adherence count).
             pairs = dict.fromkeys((t.source, t.target) for t in matched)
-            pairs.update(dict.fromkeys((span, span) for span in keep if span in piece.text))
             sn = prepared[i].sn
-            text = sn[b] if sn is not None else piece.text
-            segment = Segment(text, tuple(context) if k == 0 else (), tuple(pairs))
+            text = sn[waiting.index] if sn is not None else piece.text
+            context = tuple(waiting.context) if k == 0 else ()
+            segment = Segment(text, context, tuple(pairs))
             unit = _Unit(i, segment, n, formatted=sn is not None)
             block.units.append(unit)
             units.append(unit)
 
+    # Decoder-only models: a row costs its prompt and generated tokens in the KV cache.
     costs = [u.tokens for u in units]
-    batch_costs = getattr(engine, "batch_costs", None)
-    if batch_costs is not None and units:
-        # Decoder-only models: a row costs its prompt and generated tokens in the KV cache.
-        costs = batch_costs([u.segment for u in units], costs)
+    if units:
+        costs = engine.batch_costs([u.segment for u in units], costs)
     for formatted in (False, True):  # one prompt shape per batch
         group = [j for j, u in enumerate(units) if u.formatted == formatted]
         for batch in plan_batches([costs[j] for j in group], max_batch_tokens, max_batch_size):
             _run_batch(engine, [units[group[j]] for j in batch], stats)
 
     glue = "" if target_lang.split("-")[0] in _UNSPACED_TARGETS else " "
+    aligner = engine.aligner() if any(r.plan is not None for r in prepared.values()) else None
     _finish_rows(engine, prepared, results, glue, aligner, max_batch_tokens, max_batch_size, stats)
     return [r for r in results if r is not None], stats
 
@@ -253,12 +255,9 @@ def _early_result(row: RowInput, cleaned: str | None) -> RowResult | None:
 def _run_batch(engine: TranslationEngine, batch: list[_Unit], stats: TranslateStats) -> None:
     stats.batches += 1
     try:
-        translate = (
-            engine.translate_formatted  # type: ignore[attr-defined]
-            if batch[0].formatted
-            else engine.translate_batch
-        )
-        outputs = translate([u.segment for u in batch])
+        outputs = [
+            t.text for t in engine.translate([u.segment for u in batch], marked=batch[0].formatted)
+        ]
         if len(outputs) != len(batch):
             raise RuntimeError(f"engine returned {len(outputs)} outputs for {len(batch)} inputs")
     except Exception as exc:  # noqa: BLE001 - any model failure is isolated to its rows
@@ -291,7 +290,7 @@ def _finish_rows(
     prepared: dict[int, _Row],
     results: list[RowResult | None],
     glue: str,
-    aligner: Callable[[list[str], list[str]], list[Any]] | None,
+    aligner: Aligner | None,
     max_batch_tokens: int,
     max_batch_size: int,
     stats: TranslateStats,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from batchmt.workers.engines.alignment import Alignment, align
+from batchmt.workers.engines.alignment import align
+from batchmt.workers.engines.base import Alignment
 
 PAIRS = [
     ("a man is walking.", "ein mann geht."),

@@ -17,11 +17,12 @@ import torch
 from torch import nn
 
 from batchmt.pipeline.spec import JobSpec, spec_from_dict
-from batchmt.workers.engines.base import EngineLoadError, Segment
+from batchmt.workers.engines.base import EngineConfig, EngineLoadError, Segment
 from batchmt.workers.engines.causal import CausalEngine, CausalStep, decode_rows, greedy
 from batchmt.workers.engines.loading import load_engine
-from batchmt.workers.engines.memory import CAUSAL_LINEARS, check_fit, footprint, kv_bytes_per_token
+from batchmt.workers.engines.memory import check_fit, footprint, kv_bytes_per_token
 from batchmt.workers.engines.prequantized import prequantized_config
+from batchmt.workers.engines.quantize import CAUSAL_LINEARS
 from batchmt.workers.translate import translate_texts
 from tests.workers.tiny_causal import ASSISTANT, BOS, USER, build_tiny_hy_mt
 
@@ -65,7 +66,7 @@ def make_spec(model: Path, *, quantization: str = "none", **decoding: Any) -> Jo
 
 @pytest.fixture(scope="module")
 def greedy_engine(tiny_hy_mt: Path) -> CausalEngine:
-    engine = load_engine(make_spec(tiny_hy_mt), str(tiny_hy_mt), CPU)
+    engine = load_engine(EngineConfig.from_spec(make_spec(tiny_hy_mt)), str(tiny_hy_mt), CPU)
     assert isinstance(engine, CausalEngine)
     return engine
 
@@ -89,14 +90,18 @@ def test_count_tokens_counts_the_source_text_only(greedy_engine: CausalEngine) -
 
 def test_input_limit_leaves_room_for_the_whole_translation(tiny_hy_mt: Path) -> None:
     # Output bound 1.5 x source + 10 must fit max_new_tokens=40: source <= 20 tokens.
-    engine = CausalEngine(make_spec(tiny_hy_mt), str(tiny_hy_mt), CPU)
+    engine = CausalEngine(EngineConfig.from_spec(make_spec(tiny_hy_mt)), str(tiny_hy_mt), CPU)
     assert engine.max_input_tokens == 20
     # max_new_tokens=300 allows 193 source tokens, but prompt + 300 must fit 512 positions.
-    wide = CausalEngine(make_spec(tiny_hy_mt, max_new_tokens=300), str(tiny_hy_mt), CPU)
+    wide = CausalEngine(
+        EngineConfig.from_spec(make_spec(tiny_hy_mt, max_new_tokens=300)), str(tiny_hy_mt), CPU
+    )
     overhead = max(wide._prompt_lengths([wide.prompts.plain(""), wide.prompts.formatted("")]))
     assert wide.max_input_tokens == 512 - overhead - 300 < 193
     # Nothing fits: the floor keeps the engine usable, the shard loop splits finely.
-    none_left = CausalEngine(make_spec(tiny_hy_mt, max_new_tokens=2000), str(tiny_hy_mt), CPU)
+    none_left = CausalEngine(
+        EngineConfig.from_spec(make_spec(tiny_hy_mt, max_new_tokens=2000)), str(tiny_hy_mt), CPU
+    )
     assert none_left.max_input_tokens == 8
 
 
@@ -168,22 +173,26 @@ def test_rows_stop_at_their_length_bound() -> None:
 
 def test_beam_search_returns_every_row(tiny_hy_mt: Path) -> None:
     spec = make_spec(tiny_hy_mt, num_beams=3, max_new_tokens=12)
-    engine = CausalEngine(spec, str(tiny_hy_mt), CPU)
+    engine = CausalEngine(EngineConfig.from_spec(spec), str(tiny_hy_mt), CPU)
     assert engine.signature["decoding"] == "beam3"
     assert len(engine.translate_batch(SEGMENTS)) == len(SEGMENTS)
     # Rows with the same output bound: padding must not change a row's beam search.
     same = [Segment("the dog"), Segment("two children are playing in the street")]
     counts = engine.count_tokens([s.text for s in same])
-    assert engine._bound(counts[0]) == engine._bound(counts[1])
+    assert engine.config.output_bound(counts[0]) == engine.config.output_bound(counts[1])
     assert engine.translate_batch(same) == [engine.translate_batch([s])[0] for s in same]
 
 
 def test_sampling_is_seeded(tiny_hy_mt: Path) -> None:
     plain = [s for s in SEGMENTS if not s.terms]  # rows with terms take the beam search
-    engine = CausalEngine(make_spec(tiny_hy_mt, do_sample=True), str(tiny_hy_mt), CPU)
+    engine = CausalEngine(
+        EngineConfig.from_spec(make_spec(tiny_hy_mt, do_sample=True)), str(tiny_hy_mt), CPU
+    )
     first = engine.translate_batch(plain)
     assert first == engine.translate_batch(plain)
-    other = CausalEngine(make_spec(tiny_hy_mt, do_sample=True, seed=7), str(tiny_hy_mt), CPU)
+    other = CausalEngine(
+        EngineConfig.from_spec(make_spec(tiny_hy_mt, do_sample=True, seed=7)), str(tiny_hy_mt), CPU
+    )
     assert other.translate_batch(plain) != first
 
 
@@ -203,17 +212,17 @@ def test_glossary_terms_are_prompted_and_enforced(greedy_engine: CausalEngine) -
     segment = SEGMENTS[3]
     assert "cats 翻译成 Katzen" in greedy_engine.prompts.for_segment(segment)
     # The random model would never write "Katzen"; the constrained search makes it.
-    batch = greedy_engine.translate_segments(SEGMENTS)
+    batch = greedy_engine.translate(SEGMENTS)
     assert "Katzen" in batch[3].text and batch[3].unmet_terms == []
     two = Segment("a dog and a cat", terms=(("dog", "Hund"), ("cat", "Katze")))
-    (result,) = greedy_engine.translate_segments([two])
+    (result,) = greedy_engine.translate([two])
     assert "Hund" in result.text and "Katze" in result.text
 
 
 def test_beam_search_matches_generate_without_terms(tiny_hy_mt: Path) -> None:
     """Our search and transformers' generate agree on a batch without terms."""
     spec = make_spec(tiny_hy_mt, num_beams=3, max_new_tokens=12)
-    engine = CausalEngine(spec, str(tiny_hy_mt), CPU)
+    engine = CausalEngine(EngineConfig.from_spec(spec), str(tiny_hy_mt), CPU)
     ours = engine.translate_batch(SEGMENTS[:2] + SEGMENTS[4:])
     engine.decoder = "hf"
     assert ours == engine.translate_batch(SEGMENTS[:2] + SEGMENTS[4:])
@@ -222,11 +231,13 @@ def test_beam_search_matches_generate_without_terms(tiny_hy_mt: Path) -> None:
 def test_formatted_translation_strips_the_target_wrapper(
     greedy_engine: CausalEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = greedy_engine.translate_formatted([Segment("Click <sn>Save</sn>.")])
+    out = [t.text for t in greedy_engine.translate([Segment("Click <sn>Save</sn>.")], marked=True)]
     assert len(out) == 1 and "<target>" not in out[0] and "</target>" not in out[0]
     answer = ["<target>Klicke auf <sn>Speichern</sn>.</target><｜hy_place▁holder▁no▁2｜>"]
     monkeypatch.setattr(greedy_engine.tokenizer, "batch_decode", lambda *a, **k: answer)
-    assert greedy_engine.translate_formatted([Segment("x")]) == ["Klicke auf <sn>Speichern</sn>."]
+    assert [t.text for t in greedy_engine.translate([Segment("x")], marked=True)] == [
+        "Klicke auf <sn>Speichern</sn>."
+    ]
 
 
 def test_the_shard_loop_runs_the_causal_engine(greedy_engine: CausalEngine) -> None:
@@ -244,7 +255,9 @@ def test_the_shard_loop_runs_the_causal_engine(greedy_engine: CausalEngine) -> N
 
 
 def test_batch_costs_count_prompt_and_output_per_beam(tiny_hy_mt: Path) -> None:
-    engine = CausalEngine(make_spec(tiny_hy_mt, num_beams=4), str(tiny_hy_mt), CPU)
+    engine = CausalEngine(
+        EngineConfig.from_spec(make_spec(tiny_hy_mt, num_beams=4)), str(tiny_hy_mt), CPU
+    )
     tokens = engine.count_tokens([s.text for s in SEGMENTS])
     costs = engine.batch_costs(SEGMENTS, tokens)
     prompts = engine._prompt_lengths([engine.prompts.for_segment(s) for s in SEGMENTS])
@@ -253,7 +266,9 @@ def test_batch_costs_count_prompt_and_output_per_beam(tiny_hy_mt: Path) -> None:
 
 
 def test_cpu_int8_quantizes_the_projections_and_translates(tiny_hy_mt: Path) -> None:
-    engine = CausalEngine(make_spec(tiny_hy_mt, quantization="int8"), str(tiny_hy_mt), CPU)
+    engine = CausalEngine(
+        EngineConfig.from_spec(make_spec(tiny_hy_mt, quantization="int8")), str(tiny_hy_mt), CPU
+    )
     kinds = {
         name.rsplit(".", 1)[-1]: type(module).__module__
         for name, module in engine.model.named_modules()
@@ -280,7 +295,9 @@ def test_prequantized_modes_refuse_unquantized_checkpoints(
     tiny_hy_mt: Path, mode: str, message: str
 ) -> None:
     with pytest.raises(EngineLoadError, match=message):
-        CausalEngine(make_spec(tiny_hy_mt, quantization=mode), str(tiny_hy_mt), CPU)
+        CausalEngine(
+            EngineConfig.from_spec(make_spec(tiny_hy_mt, quantization=mode)), str(tiny_hy_mt), CPU
+        )
 
 
 HY_MT_FP8_QUANT = {
@@ -300,18 +317,26 @@ def tiny_fp8(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_fp8_checkpoint_refuses_cpu(tiny_fp8: Path) -> None:
     with pytest.raises(EngineLoadError, match="fp8 runs on a CUDA GPU only"):
-        CausalEngine(make_spec(tiny_fp8, quantization="fp8"), str(tiny_fp8), CPU)
+        CausalEngine(
+            EngineConfig.from_spec(make_spec(tiny_fp8, quantization="fp8")), str(tiny_fp8), CPU
+        )
 
 
 @pytest.mark.parametrize("mode", ["none", "int8"])
 def test_quantized_checkpoint_refuses_unquantized_modes(tiny_fp8: Path, mode: str) -> None:
     with pytest.raises(EngineLoadError, match=r"already quantized .*set model.quantization=fp8"):
-        CausalEngine(make_spec(tiny_fp8, quantization=mode), str(tiny_fp8), CPU)
+        CausalEngine(
+            EngineConfig.from_spec(make_spec(tiny_fp8, quantization=mode)), str(tiny_fp8), CPU
+        )
 
 
 def test_gptq_mode_refuses_an_fp8_checkpoint(tiny_fp8: Path) -> None:
     with pytest.raises(EngineLoadError, match=r"gptq-int4 does not match .* quantized with 'fp8'"):
-        CausalEngine(make_spec(tiny_fp8, quantization="gptq-int4"), str(tiny_fp8), CPU)
+        CausalEngine(
+            EngineConfig.from_spec(make_spec(tiny_fp8, quantization="gptq-int4")),
+            str(tiny_fp8),
+            CPU,
+        )
 
 
 def test_fp8_quirk_is_patched_on_a_copy(tiny_fp8: Path) -> None:
@@ -331,9 +356,9 @@ def test_fp8_quirk_is_patched_on_a_copy(tiny_fp8: Path) -> None:
 def test_replica_that_cannot_fit_is_refused(tiny_hy_mt: Path) -> None:
     spec = make_spec(tiny_hy_mt, max_batch_tokens=100_000)
     with pytest.raises(EngineLoadError, match=r"does not fit .*lower decoding.max_batch_tokens to"):
-        CausalEngine(spec, str(tiny_hy_mt), CPU, memory_bytes=64 * 2**20)
+        CausalEngine(EngineConfig.from_spec(spec), str(tiny_hy_mt), CPU, memory_bytes=64 * 2**20)
     with pytest.raises(EngineLoadError, match=r"does not fit .*model.quantization=int8"):
-        CausalEngine(spec, str(tiny_hy_mt), CPU, memory_bytes=100_000)
+        CausalEngine(EngineConfig.from_spec(spec), str(tiny_hy_mt), CPU, memory_bytes=100_000)
 
 
 # HY-MT1.5-1.8B's shape (HunYuanDenseV1): 32 layers, d2048, 16 heads / 4 KV heads of 128.

@@ -11,7 +11,7 @@ import torch
 from batchmt.pipeline.glossary import check_terms
 from batchmt.workers.decoding.constraints import Constraint, RowConstraints
 from batchmt.workers.decoding.search import constrained_search
-from batchmt.workers.engines.base import Segment
+from batchmt.workers.engines.base import EngineConfig, Segment
 from batchmt.workers.engines.seq2seq import Seq2SeqEngine, Seq2SeqStep
 from tests.tiny_models import WORDS, corpus
 from tests.workers.test_seq2seq import spec_for
@@ -21,7 +21,7 @@ CPU = torch.device("cpu")
 
 def engine_for(model_dir: Path, num_beams: int, **decoding: object) -> Seq2SeqEngine:
     spec = spec_for(model_dir, decoding={"num_beams": num_beams, "max_new_tokens": 16, **decoding})
-    return Seq2SeqEngine(spec, str(model_dir), CPU)
+    return Seq2SeqEngine(EngineConfig.from_spec(spec), str(model_dir), CPU)
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])
@@ -69,7 +69,7 @@ def random_rows(n: int, seed: int) -> list[Segment]:
 def test_every_term_appears_in_every_row(tiny_marian: Path, num_beams: int) -> None:
     engine = engine_for(tiny_marian, num_beams, max_new_tokens=40)
     rows = random_rows(40, seed=num_beams)
-    out = engine.translate_segments(rows)
+    out = engine.translate(rows)
     for segment, translation in zip(rows, out, strict=True):
         _, missed = check_terms(translation.text, segment.terms)
         assert missed == [] and translation.unmet_terms == [], (segment, translation)

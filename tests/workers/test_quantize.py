@@ -10,7 +10,7 @@ from torch import nn
 from transformers import MarianConfig, MarianMTModel
 
 from batchmt.workers.engines.quantize import (
-    QUANTIZED_LINEARS,
+    SEQ2SEQ_LINEARS,
     W8A8Linear,
     quantize_model,
     quantize_w8a8,
@@ -68,7 +68,7 @@ def is_quantized(module: nn.Module) -> bool:
 def test_policy_quantizes_attention_and_ffn_only(marian: MarianMTModel, build) -> None:
     q = build(marian)
     leaves = {name: m for name, m in q.named_modules() if name.rsplit(".", 1)[-1]}
-    attn_ffn = [m for n, m in leaves.items() if n.rsplit(".", 1)[-1] in QUANTIZED_LINEARS]
+    attn_ffn = [m for n, m in leaves.items() if n.rsplit(".", 1)[-1] in SEQ2SEQ_LINEARS]
     assert len(attn_ffn) == 2 * 6 + 2 * 10  # enc: 4 attn + 2 ffn; dec: 8 attn + 2 ffn
     assert all(is_quantized(m) for m in attn_ffn)
     assert type(q.lm_head) is nn.Linear and q.lm_head.weight.dtype == torch.float32

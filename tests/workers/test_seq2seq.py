@@ -9,7 +9,7 @@ import torch
 
 from batchmt.pipeline.spec import JobSpec, spec_from_dict
 from batchmt.pipeline.status import OK, OK_SPLIT
-from batchmt.workers.engines.base import EngineLoadError, Segment
+from batchmt.workers.engines.base import EngineConfig, EngineLoadError, Segment
 from batchmt.workers.engines.checkpoints import resolve_model_path
 from batchmt.workers.engines.loading import load_engine
 from batchmt.workers.engines.seq2seq import Seq2SeqEngine
@@ -34,7 +34,7 @@ def spec_for(model_dir: Path | str, src: str = "en", tgt: str = "de", **sections
 
 
 def test_marian_translates_batches_in_order(tiny_marian: Path) -> None:
-    engine = load_engine(spec_for(tiny_marian), str(tiny_marian), CPU)
+    engine = load_engine(EngineConfig.from_spec(spec_for(tiny_marian)), str(tiny_marian), CPU)
     assert isinstance(engine, Seq2SeqEngine)
     assert engine.max_input_tokens == 62  # 64 positions - special-token margin
     texts = ["a man is walking.", "two dogs play in the park with a red ball.", "a cat."]
@@ -47,14 +47,14 @@ def test_output_length_is_bounded_by_input_length(tiny_marian: Path) -> None:
     spec = spec_for(
         tiny_marian, decoding={"max_new_tokens": 200, "max_length_a": 1.0, "max_length_b": 2}
     )
-    engine = load_engine(spec, str(tiny_marian), CPU)
+    engine = load_engine(EngineConfig.from_spec(spec), str(tiny_marian), CPU)
     out = engine.translate_batch([Segment("a dog.")])[0]
     assert len(engine.tokenizer(out)["input_ids"]) <= engine.count_tokens(["a dog."])[0] + 3
 
 
 def test_long_rows_are_split_not_truncated(tiny_marian: Path) -> None:
     spec = spec_for(tiny_marian, model={"max_input_tokens": 12})
-    engine = load_engine(spec, str(tiny_marian), CPU)
+    engine = load_engine(EngineConfig.from_spec(spec), str(tiny_marian), CPU)
     long_text = " ".join(["a man is walking in the park."] * 8)
     results, stats = translate_texts(
         engine,
@@ -69,7 +69,9 @@ def test_long_rows_are_split_not_truncated(tiny_marian: Path) -> None:
 
 
 def test_m2m100_sets_source_code_and_forces_target_language(tiny_m2m100: Path) -> None:
-    engine = load_engine(spec_for(tiny_m2m100, "en", "fr"), str(tiny_m2m100), CPU)
+    engine = load_engine(
+        EngineConfig.from_spec(spec_for(tiny_m2m100, "en", "fr")), str(tiny_m2m100), CPU
+    )
     assert isinstance(engine, Seq2SeqEngine)
     tok = engine.tokenizer
     assert engine.generate_kwargs["forced_bos_token_id"] == tok.get_lang_id("fr")
@@ -84,13 +86,15 @@ def test_m2m100_sets_source_code_and_forces_target_language(tiny_m2m100: Path) -
 
 def test_unknown_target_language_is_a_load_error(tiny_m2m100: Path) -> None:
     with pytest.raises(EngineLoadError, match="target language 'xx'"):
-        load_engine(spec_for(tiny_m2m100, "en", "xx"), str(tiny_m2m100), CPU)
+        load_engine(
+            EngineConfig.from_spec(spec_for(tiny_m2m100, "en", "xx")), str(tiny_m2m100), CPU
+        )
 
 
 def test_context_for_seq2seq_needs_a_separator_token(tiny_marian: Path) -> None:
     spec = spec_for(tiny_marian, context={"window": 2, "seq2seq_use_context": True})
     with pytest.raises(EngineLoadError, match="separator token"):
-        load_engine(spec, str(tiny_marian), CPU)
+        load_engine(EngineConfig.from_spec(spec), str(tiny_marian), CPU)
 
 
 def test_missing_local_model_folder() -> None:
@@ -111,5 +115,5 @@ def test_model_from_object_storage_is_cached_locally(
     local = resolve_model_path(root.url_of("tiny"), root.storage_options)
     assert Path(local, "config.json").exists() and Path(local, ".complete").exists()
     assert resolve_model_path(root.url_of("tiny"), root.storage_options) == local
-    engine = load_engine(spec_for(root.url_of("tiny")), local, CPU)
+    engine = load_engine(EngineConfig.from_spec(spec_for(root.url_of("tiny"))), local, CPU)
     assert engine.translate_batch([Segment("a dog.")])

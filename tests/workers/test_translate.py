@@ -11,11 +11,13 @@ from typing import ClassVar
 import pytest
 
 from batchmt.pipeline.status import EMPTY, FAILED, OK, OK_SPLIT
-from batchmt.workers.engines.base import Segment
+from batchmt.workers.engines.base import Segment, Translation, TranslationEngine
 from batchmt.workers.translate import clean_text, translate_texts
 
 
-class RuleEngine:
+class RuleEngine(TranslationEngine):
+    """Reverses the words: an engine with only the required methods, base defaults for the rest."""
+
     max_input_tokens = 8
     signature: ClassVar[dict[str, str]] = {"model": "rules"}
 
@@ -25,11 +27,11 @@ class RuleEngine:
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(t.split()) + 1 for t in texts]  # +1 for </s>
 
-    def translate_batch(self, segments: list[Segment]) -> list[str]:
+    def translate(self, segments: list[Segment], *, marked: bool = False) -> list[Translation]:
         self.calls.append(len(segments))
         if any("POISON" in s.text for s in segments):
             raise RuntimeError("model exploded")
-        return [" ".join(reversed(s.text.split())) for s in segments]
+        return [Translation(" ".join(reversed(s.text.split()))) for s in segments]
 
 
 def run(texts: list[str | None], **kw: object) -> tuple[list, RuleEngine]:

@@ -4,53 +4,21 @@ Format anchoring needs to know which target words translate which source words, 
 that wrapped "dog" can wrap "Hund". One teacher-forced forward pass over (source,
 translation) pairs returns the decoder's cross-attention; averaging a few upper layers and
 all heads gives a usable soft alignment at a fraction of the cost of decoding (no beam, no
-steps). Words are whitespace-delimited (`str.split()`), the unit `workers/anchors.py`
+steps). Words are whitespace-delimited (`str.split()`), the unit `formats/anchors.py`
 works in; subword pieces are folded into the words they belong to.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from batchmt.workers.engines.base import Alignment
+
 # SentencePiece marks a piece that starts a new whitespace-delimited word with U+2581.
 _SP_WORD_START = "\u2581"
-
-
-@dataclass(frozen=True)
-class Alignment:
-    """Word links (indices into `text.split()`): `best_source[t]` is the source word that
-    target word t attends to most, `best_target[s]` the reverse."""
-
-    best_source: tuple[int, ...]
-    best_target: tuple[int, ...]
-
-    @property
-    def source_words(self) -> int:
-        return len(self.best_target)
-
-    @property
-    def target_words(self) -> int:
-        return len(self.best_source)
-
-    @property
-    def links(self) -> set[tuple[int, int]]:
-        """Both directions together: every word has at least one link."""
-        forward = {(s, t) for t, s in enumerate(self.best_source)}
-        return forward | {(s, t) for s, t in enumerate(self.best_target)}
-
-    def targets_of(self, source_word: int) -> list[int]:
-        """Target words that chose this source word; else the one it chose. Using one
-        direction first keeps a tag around "dog" from stretching over half the sentence."""
-        chosen = [t for t, s in enumerate(self.best_source) if s == source_word]
-        if chosen:
-            return chosen
-        if 0 <= source_word < len(self.best_target):
-            return [self.best_target[source_word]]
-        return []
 
 
 def _piece_words(pieces: Sequence[str], n_words: int) -> list[int]:
@@ -177,13 +145,3 @@ def _align_batch(
         )
         result.append(_links(matrix))
     return result
-
-
-def engine_aligner(engine: Any) -> Any:
-    """`align` bound to a loaded `Seq2SeqEngine` (its .model and .tokenizer), in the shape
-    `restore_formats` takes: (sources, targets) -> alignments."""
-
-    def run(sources: list[str], targets: list[str]) -> list[Alignment]:
-        return align(engine.model, engine.tokenizer, sources, targets)
-
-    return run

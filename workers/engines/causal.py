@@ -1,36 +1,39 @@
 """Decoder-only LLM translators (HY-MT1.5, `HunYuanDenseV1ForCausalLM`) as a TranslationEngine.
 
-Each segment becomes HY-MT's official prompt (workers/prompts.py) inside the tokenizer's chat
+Each segment becomes HY-MT's official prompt (engines/hymt/prompts.py) inside the tokenizer's chat
 template; batches are left-padded so every row's next token sits in the last column.
 Decoding runs over the model with a KV cache (`CausalStep`, prefill once, one token per
-step): beam search and glossary constraints through `workers/decoding.py`'s search, greedy
-and sampling in `decode_rows`; finished rows leave the batch in both.
+step): beam search and glossary constraints through `workers/decoding/`'s search, greedy
+and sampling in `decoding/sampling.py`; finished rows leave the batch in both.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import structlog
 import torch
 
-from batchmt.pipeline.spec import JobSpec
-from batchmt.workers.decoding.constraints import RowConstraints, build_row_constraints
-from batchmt.workers.decoding.search import constrained_search
-from batchmt.workers.engines.base import EngineLoadError, Segment
-from batchmt.workers.engines.hymt.prompts import PromptBuilder, strip_echoed_context, strip_target
-from batchmt.workers.engines.memory import available_bytes, check_fit, footprint
-from batchmt.workers.engines.prequantized import (
-    prequantized_config,
-    quantize_causal_int8,
-    without_quantization,
+from batchmt.workers.decoding.sampling import decode_rows, greedy, sampler
+from batchmt.workers.decoding.terms import search_with_terms
+from batchmt.workers.engines.base import (
+    EngineConfig,
+    EngineLoadError,
+    Segment,
+    Translation,
+    TranslationEngine,
 )
-from batchmt.workers.engines.seq2seq import Translation
-
-log = structlog.get_logger(__name__)
+from batchmt.workers.engines.dtypes import requested_dtype
+from batchmt.workers.engines.hymt.prompts import (
+    PromptBuilder,
+    strip_echoed_context,
+    strip_target,
+)
+from batchmt.workers.engines.memory import available_bytes, check_fit, footprint
+from batchmt.workers.engines.prequantized import prequantized_config, without_quantization
+from batchmt.workers.engines.quantize import CAUSAL_LINEARS, quantize_model
 
 # Special-token spellings that survive skip_special_tokens when a checkpoint registers them
 # as plain added tokens (HY-MT's "<｜hy_...｜>" family).
@@ -40,7 +43,7 @@ _MIN_INPUT_TOKENS = 8
 
 
 class CausalStep:
-    """The model side of `workers/decoding.py`'s search for decoder-only models (its
+    """The model side of `workers/decoding/search.py`'s search for decoder-only models (its
     `DecoderStep` protocol): `step(None)` prefills the prompts and returns the first
     token's log-probs, one row per prompt; `step(tokens)` appends one token per live
     hypothesis and returns the next log-probs [H, vocab]; `reorder(index)` keeps hypothesis
@@ -101,89 +104,12 @@ class CausalStep:
         return logp
 
 
-Chooser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def decode_rows(
-    step: CausalStep,
-    prompt_ids: torch.Tensor,
-    bounds: Sequence[int],
-    stop_ids: set[int],
-    choose: Chooser,
-) -> list[list[int]]:
-    """One hypothesis per row (greedy or sampled); a row leaves the batch when it stops.
-
-    `choose(history, logprobs)` picks one token per live row; history is prompt + output so
-    far (what a repetition penalty looks at).
-    """
-    outputs: list[list[int]] = [[] for _ in bounds]
-    live = list(range(len(bounds)))
-    history = prompt_ids
-    logprobs = step(None)
-    while live:
-        tokens = choose(history, logprobs)
-        keep: list[int] = []
-        for h, token in enumerate(tokens.tolist()):
-            row = live[h]
-            if token in stop_ids:
-                continue
-            outputs[row].append(token)
-            if len(outputs[row]) < bounds[row]:
-                keep.append(h)
-        if not keep:
-            break
-        index = torch.tensor(keep, device=tokens.device)
-        live = [live[h] for h in keep]
-        chosen = tokens.index_select(0, index)
-        history = torch.cat([history.index_select(0, index), chosen[:, None]], dim=1)
-        step.reorder(index)
-        logprobs = step(chosen)
-    return outputs
-
-
-def greedy(_history: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
-    return logprobs.argmax(-1)
-
-
-def sampler(spec: JobSpec, device: torch.device) -> Chooser:
-    """HY-MT's recommended sampling (the spec's defaults), seeded: a batch is reproducible."""
-    from transformers import (
-        LogitsProcessorList,
-        RepetitionPenaltyLogitsProcessor,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
-
-    decoding = spec.decoding
-    processors = LogitsProcessorList()
-    if decoding.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(decoding.repetition_penalty))
-    processors.append(TemperatureLogitsWarper(decoding.temperature))
-    if decoding.top_k > 0:
-        processors.append(TopKLogitsWarper(decoding.top_k))
-    if decoding.top_p < 1.0:
-        processors.append(TopPLogitsWarper(decoding.top_p))
-    generator = torch.Generator(device=device).manual_seed(decoding.seed)
-
-    def choose(history: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
-        scores = processors(history, logprobs)  # type: ignore[arg-type]
-        probs = scores.softmax(-1)
-        return torch.multinomial(probs, 1, generator=generator).view(-1)
-
-    return choose
-
-
-def compute_dtype(spec: JobSpec, device: torch.device) -> torch.dtype:
+def compute_dtype(config: EngineConfig, device: torch.device) -> torch.dtype:
     """bf16 on GPU, fp32 on CPU, unless model.dtype names one ("auto" means that default)."""
-    if spec.model.dtype == "auto":
+    dtype = requested_dtype(config.model, device)
+    if dtype is None:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    dtype: torch.dtype = getattr(torch, spec.model.dtype)
-    if device.type == "cpu" and dtype == torch.float16:
-        raise EngineLoadError(
-            "model.dtype=float16 is slow or unsupported on CPU; use float32 or bfloat16 there"
-        )
-    if spec.model.quantization == "int8" and device.type == "cpu" and dtype != torch.float32:
+    if config.model.quantization == "int8" and device.type == "cpu" and dtype != torch.float32:
         raise EngineLoadError(
             "model.quantization=int8 on CPU computes in float32 (fbgemm kernels); set "
             "model.dtype=auto or float32"
@@ -196,44 +122,44 @@ def clean_output(text: str, context: Sequence[str]) -> str:
     return strip_echoed_context(text, context).strip()
 
 
-class CausalEngine:
+class CausalEngine(TranslationEngine):
     """A transformers `AutoModelForCausalLM` translator replica (HY-MT1.5 prompts)."""
 
     def __init__(
         self,
-        spec: JobSpec,
+        config: EngineConfig,
         model_path: str,
         device: torch.device,
         *,
-        config: Any = None,
+        hf_config: Any = None,
         memory_bytes: int | None = None,
     ) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-        self.spec = spec
+        self.config = config
         self.device = device
-        name = spec.model.name_or_path
+        name = config.model_name
         options: dict[str, Any] = {
-            "trust_remote_code": spec.model.trust_remote_code,
-            "revision": spec.model.revision,
+            "trust_remote_code": config.model.trust_remote_code,
+            "revision": config.model.revision,
         }
         try:
-            self.prompts = PromptBuilder(spec.source_lang, spec.target_lang)
+            self.prompts = PromptBuilder(config.source_lang, config.target_lang)
         except ValueError as exc:
             raise EngineLoadError(f"{exc} (source_lang / target_lang in the job config)") from None
-        if config is None:
-            config = AutoConfig.from_pretrained(model_path, **options)
-        quantization = spec.model.quantization
-        load_config = prequantized_config(config, quantization, device, name)
-        dtype = compute_dtype(spec, device)
+        if hf_config is None:
+            hf_config = AutoConfig.from_pretrained(model_path, **options)
+        quantization = config.model.quantization
+        load_config = prequantized_config(hf_config, quantization, device, name)
+        dtype = compute_dtype(config, device)
 
         # Refuse before loading gigabytes: weights + KV cache for the batch budget.
-        need = footprint(without_quantization(config), quantization, dtype, device)
+        need = footprint(without_quantization(hf_config), quantization, dtype, device)
         available = memory_bytes if memory_bytes is not None else available_bytes(device)
-        #: The largest KV-cache token budget per batch this replica's memory allows.
-        self.max_batch_tokens = check_fit(
+        # The largest KV-cache token budget per batch this replica's memory allows.
+        self._kv_budget = check_fit(
             need,
-            spec.decoding.max_batch_tokens,
+            config.decoding.max_batch_tokens,
             available,
             model_name=name,
             quantization=quantization,
@@ -265,7 +191,7 @@ class CausalEngine:
         # Typed loosely: after int8 the replica is a plain nn.Module with swapped layers.
         self.model: Any = model
         if quantization == "int8":
-            self.model = quantize_causal_int8(model, device)
+            self.model = quantize_model(model, "int8", device, CAUSAL_LINEARS)
         elif quantization == "none":
             self.model = model.to(device)  # type: ignore[arg-type]
         self.stop_ids = self._stop_ids(self.model)
@@ -278,11 +204,11 @@ class CausalEngine:
         self.blocked_ids = (
             [tokenizer.pad_token_id] if tokenizer.pad_token_id not in self.stop_ids else []
         )
-        #: "ours": beam search through workers/decoding.py (finished rows leave the batch);
+        #: "ours": beam search through workers/decoding/ (finished rows leave the batch);
         #: "hf": transformers' generate for batches without terms (the reference).
         self.decoder = "ours"
-        self.max_input_tokens = self._input_limit(config)
-        decoding = spec.decoding
+        self.max_input_tokens = self._input_limit(hf_config)
+        decoding = config.decoding
         mode = "sample" if decoding.do_sample else f"beam{decoding.num_beams}"
         self.signature = {
             "model": name,
@@ -305,7 +231,7 @@ class CausalEngine:
             found.update(value if isinstance(value, list) else [value] if value is not None else [])
         if not found:
             raise EngineLoadError(
-                f"model {self.spec.model.name_or_path!r} names no end-of-sequence token "
+                f"model {self.config.model_name!r} names no end-of-sequence token "
                 "(eos_token_id in generation_config.json or config.json); decoding could not stop"
             )
         return found
@@ -327,28 +253,32 @@ class CausalEngine:
         encoded = self.tokenizer(self._chat(prompts), add_special_tokens=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
-    def _input_limit(self, config: Any) -> int:
+    def _input_limit(self, hf_config: Any) -> int:
         """Longest source (in tokens) whose prompt and full translation fit the model.
 
         Two bounds: the output bound (a x source + b) must stay within max_new_tokens, or a
         long row's translation would be cut off; and prompt + context + output must fit the
         model's positions. Longer text is split by the shard loop instead.
         """
-        decoding = self.spec.decoding
-        positions = int(getattr(config, "max_position_embeddings", 0) or 2048)
+        decoding = self.config.decoding
+        positions = int(getattr(hf_config, "max_position_embeddings", 0) or 2048)
         overhead = max(self._prompt_lengths([self.prompts.plain(""), self.prompts.formatted("")]))
         by_output = int((decoding.max_new_tokens - decoding.max_length_b) / decoding.max_length_a)
         # Context gets at most as many tokens as the source (see _with_context).
-        share = 2 if self.spec.context.window > 0 else 1
+        share = 2 if self.config.context.window > 0 else 1
         by_positions = (positions - overhead - decoding.max_new_tokens) // share
         limit = max(_MIN_INPUT_TOKENS, min(by_output, by_positions))
-        configured = self.spec.model.max_input_tokens
+        configured = self.config.model.max_input_tokens
         return min(configured, limit) if configured else limit
 
-    def _bound(self, source_tokens: int) -> int:
-        decoding = self.spec.decoding
-        budget = int(decoding.max_length_a * source_tokens + decoding.max_length_b)
-        return max(1, min(decoding.max_new_tokens, budget))
+    @property
+    def kv_token_budget(self) -> int:
+        """KV-cache tokens per batch that the memory check found room for."""
+        return self._kv_budget
+
+    @property
+    def translates_marked(self) -> bool:
+        return True  # HY-MT's formatted prompt keeps <sn> spans in place
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         # The source text alone: the shard loop splits by it; prompt overhead is accounted
@@ -360,12 +290,14 @@ class CausalEngine:
         """KV-cache tokens each segment holds at its peak: (prompt + output bound) x beams.
 
         Feed these to `plan_batches` as lengths, with a budget of at most
-        `self.max_batch_tokens`, so that a batch's KV cache fits the memory check's numbers.
+        `self.kv_token_budget`, so that a batch's KV cache fits the memory check's numbers.
         """
-        beams = 1 if self.spec.decoding.do_sample else self.spec.decoding.num_beams
+        decoding = self.config.decoding
+        beams = 1 if decoding.do_sample else decoding.num_beams
         prompts = [self.prompts.for_segment(self._with_context(s)) for s in segments]
         lengths = self._prompt_lengths(prompts)
-        return [(n + self._bound(k)) * beams for n, k in zip(lengths, source_tokens, strict=True)]
+        bound = self.config.output_bound
+        return [(n + bound(k)) * beams for n, k in zip(lengths, source_tokens, strict=True)]
 
     def _with_context(self, segment: Segment) -> Segment:
         """Keep the newest context segments that fit within max_input_tokens tokens."""
@@ -382,15 +314,15 @@ class CausalEngine:
 
     # -- translation -----------------------------------------------------------------------
 
-    def translate_batch(self, segments: list[Segment]) -> list[str]:
-        return [t.text for t in self.translate_segments(segments)]
-
-    def translate_segments(
-        self, segments: list[Segment], *, formatted: bool = False
-    ) -> list[Translation]:
+    def translate(self, segments: list[Segment], *, marked: bool = False) -> list[Translation]:
         """Translate one batch; rows with terms are decoded under their constraints and
-        report the terms the decoder could not place."""
-        if formatted:
+        report the terms the decoder could not place.
+
+        `marked`: the text carries <sn></sn> markup (workers/formats/sn_tags.py makes it) and
+        goes through HY-MT's formatted template; the answer comes back without its <target>
+        wrapper, tags kept for the shard loop to restore.
+        """
+        if marked:
             segments = [Segment(s.text, (), s.terms) for s in segments]
             prompts = [self.prompts.formatted(s.text) for s in segments]
         else:
@@ -398,33 +330,25 @@ class CausalEngine:
             prompts = [self.prompts.for_segment(s) for s in segments]
         return self._translate(segments, prompts)
 
-    def translate_formatted(self, segments: list[Segment]) -> list[str]:
-        """Segments whose text carries <sn></sn> markup (workers/anchors.py makes it), through
-        HY-MT's formatted template; the answer comes back without its <target> wrapper, tags
-        kept for the anchors to restore."""
-        return [t.text for t in self.translate_segments(segments, formatted=True)]
-
     @torch.inference_mode()
     def _translate(self, segments: list[Segment], prompts: list[str]) -> list[Translation]:
         inputs = self.tokenizer(
             self._chat(prompts), return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.device)
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
-        bounds = [self._bound(n) for n in self.count_tokens([s.text for s in segments])]
-        decoding = self.spec.decoding
+        sources = self.count_tokens([s.text for s in segments])
+        bounds = [self.config.output_bound(n) for n in sources]
+        decoding = self.config.decoding
         unmet: list[list[str]] = [[] for _ in segments]
         if any(s.terms for s in segments) or (
             decoding.num_beams > 1 and not decoding.do_sample and self.decoder == "ours"
         ):
             # Terms are a guarantee, not a request: such batches take the constrained beam
             # search even when sampling is on (the terminology prompt alone only asks).
-            constraints: list[RowConstraints | None] = [
-                build_row_constraints(self.tokenizer, [t for _, t in s.terms]) if s.terms else None
-                for s in segments
-            ]
-            results = constrained_search(
+            results = search_with_terms(
                 CausalStep(self.model, ids, mask, self.blocked_ids),
-                constraints,
+                self.tokenizer,
+                [[t for _, t in s.terms] for s in segments],
                 num_beams=decoding.num_beams,
                 max_len=bounds,
                 eos_id=self.eos_id,
@@ -432,10 +356,8 @@ class CausalEngine:
             )
             outputs = [r.tokens for r in results]
             unmet = [list(r.unmet) for r in results]
-            if any(unmet):
-                log.warning("glossary_terms_unmet", rows=sum(map(bool, unmet)), batch=len(unmet))
         elif decoding.do_sample or decoding.num_beams == 1:
-            choose = sampler(self.spec, self.device) if decoding.do_sample else greedy
+            choose = sampler(decoding, self.device) if decoding.do_sample else greedy
             step = CausalStep(self.model, ids, mask, self.blocked_ids)
             outputs = decode_rows(step, ids, bounds, self.stop_ids, choose)
         else:
@@ -451,7 +373,7 @@ class CausalEngine:
         stop = sorted(self.stop_ids)
         output = self.model.generate(
             **inputs,
-            num_beams=self.spec.decoding.num_beams,
+            num_beams=self.config.decoding.num_beams,
             do_sample=False,
             max_new_tokens=max(bounds),
             max_length=None,

@@ -17,8 +17,8 @@ from torch import nn
 
 from batchmt.workers.engines.base import EngineLoadError
 
-# Leaf names of HunYuan/Llama-style Linear layers that int8/fp8/int4 checkpoints quantize.
-CAUSAL_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# The HunYuan/Llama-style Linear layers that int8/fp8/int4 replicas hold quantized.
+from batchmt.workers.engines.quantize import CAUSAL_LINEARS
 
 # Bytes per weight of a quantized Linear, scales included (per-channel for int8/fp8,
 # per group of 128 for GPTQ int4 with fp16 scales and packed zero points).

@@ -1,64 +1,18 @@
-"""INT8 replicas of decoder-only models (HunYuan / Llama layer naming).
+"""Decoder-only checkpoints released already quantized (HY-MT FP8 / GPTQ-Int4).
 
-Same policy and backends as `workers/quantize.py` (read QUANTIZATION_POLICY there), with the
-causal LM's layer names: attention q/k/v/o projections and the gated MLP's gate/up/down.
-Embeddings, every RMSNorm (including HunYuan's per-head query/key norms) and lm_head stay in
-higher precision: lm_head picks the token, where int8 error changes the output.
+INT8 made here from full-precision weights is `quantize.py`'s one path for both families;
+this module only checks and adapts the configs of checkpoints quantized by their authors.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.util
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch import nn
 
 from batchmt.workers.engines.base import EngineLoadError
-from batchmt.workers.engines.memory import CAUSAL_LINEARS
-from batchmt.workers.engines.quantize import W8A8Linear
-
-
-def causal_linears(model: nn.Module) -> Iterator[tuple[str, nn.Linear]]:
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in CAUSAL_LINEARS:
-            yield name, module
-
-
-def quantize_causal_int8(model: nn.Module, device: torch.device) -> nn.Module:
-    """Quantize in place (replicas are per actor; a copy would double peak memory)."""
-    model = model.to(device).eval()
-    if device.type == "cpu":
-        return _cpu_dynamic(model)
-    if device.type == "cuda":
-        if next(model.parameters()).dtype == torch.float32:
-            model = model.to(torch.bfloat16)
-        for name, linear in list(causal_linears(model)):
-            parent_name, _, leaf = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, leaf, W8A8Linear(linear).to(linear.weight.device))
-        return model
-    raise ValueError(
-        f"int8 quantization is not available on device {device.type!r}; use a cpu or cuda "
-        "device, or model.quantization=none"
-    )
-
-
-def _cpu_dynamic(model: nn.Module) -> nn.Module:
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    if next(model.parameters()).dtype != torch.float32:
-        # fbgemm's dynamic int8 kernels take fp32 activations only.
-        model = model.float()
-    names = {name: per_channel_dynamic_qconfig for name, _ in causal_linears(model)}
-    with warnings.catch_warnings():
-        # torch.ao.quantization is deprecated for torchao, which has no fast CPU int8 kernel.
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, qconfig_spec=names, dtype=torch.qint8, inplace=True)
-
 
 # quant_method values (config.json quantization_config) each pre-quantized mode accepts.
 _PREQUANTIZED_METHODS = {"fp8": ("compressed-tensors", "fp8", "fbgemm_fp8"), "gptq-int4": ("gptq",)}

@@ -1,14 +1,15 @@
-"""INT8 model replicas for the translation engine.
+"""INT8 model replicas for both engine families.
 
-``quantize_model(model, mode, device)`` is the one entry point; ``QUANTIZATION_POLICY`` is the
-one place that says what gets quantized and how. ``weight_bytes(model)`` reports the memory a
+``quantize_model(model, mode, device, linears)`` is the one entry point; ``QUANTIZATION_POLICY``
+is the one place that says what gets quantized and how; each family names its layers
+(``SEQ2SEQ_LINEARS``, ``CAUSAL_LINEARS``). ``weight_bytes(model)`` reports the memory a
 replica's weights take, quantized buffers included.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,15 +17,19 @@ from torch import nn
 
 ALLOWED_MODES = ("none", "int8")
 
-# Leaf names of the nn.Linear layers that are quantized (Marian / BART / M2M100 naming).
-QUANTIZED_LINEARS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+# Leaf names of the nn.Linear layers that are quantized, per family.
+# Encoder-decoder (Marian / BART / M2M100 naming): attention projections and the FFN.
+SEQ2SEQ_LINEARS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+# Decoder-only (HunYuan / Llama naming): attention q/k/v/o and the gated MLP. HunYuan's
+# per-head query/key RMSNorms are not Linear layers and stay in higher precision.
+CAUSAL_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 QUANTIZATION_POLICY = """\
 mode "none": the model as given, moved to the device, eval mode.
 
-mode "int8": only the attention projections (q_proj, k_proj, v_proj, out_proj, self- and
-cross-attention) and the feed-forward layers (fc1, fc2) are quantized: these hold most of the
-compute and, apart from the vocabulary matrix, most of the weights.
+mode "int8": only the attention projections (q/k/v and the output projection, self- and
+cross-attention) and the feed-forward layers (fc1/fc2, or gate/up/down) are quantized: these
+hold most of the compute and, apart from the vocabulary matrix, most of the weights.
   weights      int8, symmetric, one scale per output channel (row), computed once
   activations  int8, symmetric, scales computed at run time from each call's input
 Stay in higher precision (never quantized): token embeddings, positional embeddings, every
@@ -44,8 +49,11 @@ Backends, picked by device:
 """
 
 
-def quantize_model(model: nn.Module, mode: str, device: torch.device) -> nn.Module:
-    """Return ``model`` on ``device`` in eval mode, quantized as ``mode`` and the policy say.
+def quantize_model(
+    model: nn.Module, mode: str, device: torch.device, linears: Sequence[str] = SEQ2SEQ_LINEARS
+) -> nn.Module:
+    """Return ``model`` on ``device`` in eval mode, quantized as ``mode`` and the policy say;
+    ``linears`` are the leaf names of the family's layers to quantize.
 
     The model is changed in place (and returned): replicas are built per actor, so copying
     would only double peak memory.
@@ -57,28 +65,33 @@ def quantize_model(model: nn.Module, mode: str, device: torch.device) -> nn.Modu
     if mode == "none":
         return model
     if device.type == "cpu":
-        return _quantize_cpu_dynamic(model)
+        return _quantize_cpu_dynamic(model, linears)
     if device.type == "cuda":
         if next(model.parameters()).dtype == torch.float32:
             model = model.to(torch.bfloat16)
-        return quantize_w8a8(model)
+        return quantize_w8a8(model, linears)
     raise ValueError(
         f"int8 quantization is not available on device {device.type!r}; use a cpu or cuda "
         "device, or quantization mode 'none'"
     )
 
 
-def target_linears(model: nn.Module) -> Iterator[tuple[str, nn.Linear]]:
+def target_linears(
+    model: nn.Module, linears: Sequence[str] = SEQ2SEQ_LINEARS
+) -> Iterator[tuple[str, nn.Linear]]:
     """The nn.Linear layers the policy quantizes (by leaf name), as (qualified name, module)."""
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in QUANTIZED_LINEARS:
+        if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in linears:
             yield name, module
 
 
-def _quantize_cpu_dynamic(model: nn.Module) -> nn.Module:
+def _quantize_cpu_dynamic(model: nn.Module, linears: Sequence[str]) -> nn.Module:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    names = {name: per_channel_dynamic_qconfig for name, _ in target_linears(model)}
+    if next(model.parameters()).dtype != torch.float32:
+        # fbgemm's dynamic int8 kernels take fp32 activations only.
+        model = model.float()
+    names = {name: per_channel_dynamic_qconfig for name, _ in target_linears(model, linears)}
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao, whose int8 path has no fast
         # CPU kernel yet; keep using the fbgemm kernels until that changes.
@@ -133,9 +146,9 @@ class W8A8Linear(nn.Module):
         return y.reshape(*x.shape[:-1], self.out_features)
 
 
-def quantize_w8a8(model: nn.Module) -> nn.Module:
+def quantize_w8a8(model: nn.Module, linears: Sequence[str] = SEQ2SEQ_LINEARS) -> nn.Module:
     """Swap the policy's Linear layers for ``W8A8Linear`` in place (device-independent)."""
-    for name, linear in list(target_linears(model)):
+    for name, linear in list(target_linears(model, linears)):
         parent_name, _, leaf = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         replacement = W8A8Linear(linear).to(linear.weight.device)

@@ -6,92 +6,74 @@ One replica per actor: loaded once, optionally quantized, then fed length-sorted
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 import torch
 
-from batchmt.pipeline.spec import JobSpec
-from batchmt.workers.decoding.constraints import RowConstraints, build_row_constraints
-from batchmt.workers.decoding.search import constrained_search
-from batchmt.workers.engines.base import EngineLoadError, Segment
+from batchmt.workers.decoding.terms import search_with_terms
+from batchmt.workers.engines.base import (
+    Aligner,
+    EngineConfig,
+    EngineLoadError,
+    Segment,
+    Translation,
+    TranslationEngine,
+)
+from batchmt.workers.engines.dtypes import requested_dtype
 from batchmt.workers.engines.nllb_codes import nllb_code
-
-log = structlog.get_logger(__name__)
+from batchmt.workers.engines.quantize import SEQ2SEQ_LINEARS, quantize_model
 
 # Headroom under the position limit for the special tokens the tokenizer adds.
 _SPECIAL_TOKEN_MARGIN = 2
 
 
-@dataclass
-class Translation:
-    text: str
-    # Target terms of the segment that the decoder could not place (length limit, or a
-    # term the vocabulary cannot write); empty when every term is in `text`.
-    unmet_terms: list[str] = field(default_factory=list)
-
-
-def _torch_dtype(name: str, device: torch.device) -> torch.dtype | str:
-    """The weights' dtype; "auto" keeps the checkpoint's."""
-    if name == "auto":
-        return "auto"
-    dtype: torch.dtype = getattr(torch, name)
-    if device.type == "cpu" and dtype == torch.float16:
-        raise EngineLoadError(
-            "model.dtype=float16 is slow or unsupported on CPU; use float32 or bfloat16 there"
-        )
-    return dtype
-
-
-class Seq2SeqEngine:
+class Seq2SeqEngine(TranslationEngine):
     """A transformers `AutoModelForSeq2SeqLM` replica on one device."""
 
-    def __init__(self, spec: JobSpec, model_path: str, device: torch.device) -> None:
+    def __init__(self, config: EngineConfig, model_path: str, device: torch.device) -> None:
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        self.spec = spec
+        self.config = config
         self.device = device
-        if spec.model.quantization not in ("none", "int8"):
+        model_spec = config.model
+        if model_spec.quantization not in ("none", "int8"):
             raise EngineLoadError(
-                f"model.quantization={spec.model.quantization} applies to decoder-only "
+                f"model.quantization={model_spec.quantization} applies to decoder-only "
                 "checkpoints released pre-quantized (HY-MT FP8 / GPTQ-Int4); seq2seq models "
                 "take none or int8"
             )
         options: dict[str, Any] = {
-            "trust_remote_code": spec.model.trust_remote_code,
-            "revision": spec.model.revision,
+            "trust_remote_code": model_spec.trust_remote_code,
+            "revision": model_spec.revision,
         }
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path, **options)
             model = AutoModelForSeq2SeqLM.from_pretrained(
-                model_path, dtype=_torch_dtype(spec.model.dtype, device), **options
+                model_path, dtype=requested_dtype(model_spec, device) or "auto", **options
             )
         except (OSError, ValueError) as exc:
             raise EngineLoadError(
-                f"could not load seq2seq model {spec.model.name_or_path!r}: {exc}"
+                f"could not load seq2seq model {config.model_name!r}: {exc}"
             ) from exc
         model.eval()
         model = model.to(device)
-        if spec.model.quantization != "none":
-            from batchmt.workers.engines.quantize import quantize_model
-
-            model = quantize_model(model, spec.model.quantization, device)
+        if model_spec.quantization != "none":
+            model = quantize_model(model, model_spec.quantization, device, SEQ2SEQ_LINEARS)
         self.model = model
         self.generate_kwargs = self._language_setup(model.config.model_type)
         self._search_setup(model)
         self.max_input_tokens = self._input_limit(model.config)
-        self.use_context = spec.context.window > 0 and spec.context.seq2seq_use_context
+        self.use_context = config.context.window > 0 and config.context.seq2seq_use_context
         if self.use_context and not getattr(self.tokenizer, "sep_token", None):
             raise EngineLoadError(
-                f"context.seq2seq_use_context is set but {spec.model.name_or_path!r} has no "
+                f"context.seq2seq_use_context is set but {config.model_name!r} has no "
                 "separator token to mark where the context ends; use a document-level model "
                 "or set context.seq2seq_use_context=false"
             )
         self.signature = {
-            "model": spec.model.name_or_path,
+            "model": config.model_name,
             "family": "seq2seq",
-            "quantization": spec.model.quantization,
+            "quantization": model_spec.quantization,
             "dtype": str(model.dtype).removeprefix("torch."),
             "device": device.type,
         }
@@ -102,13 +84,13 @@ class Seq2SeqEngine:
         if not hasattr(tok, "src_lang"):
             return {}  # a bilingual model (Marian): the direction is baked in
         if model_type == "m2m_100" and hasattr(tok, "get_lang_id"):
-            src, tgt = self.spec.source_lang, self.spec.target_lang
+            src, tgt = self.config.source_lang, self.config.target_lang
             tok.src_lang = src
             try:
                 return {"forced_bos_token_id": tok.get_lang_id(tgt)}
             except KeyError:
                 raise EngineLoadError(f"model does not know target language {tgt!r}") from None
-        src, tgt = nllb_code(self.spec.source_lang), nllb_code(self.spec.target_lang)
+        src, tgt = nllb_code(self.config.source_lang), nllb_code(self.config.target_lang)
         tok.src_lang = src
         bos = tok.convert_tokens_to_ids(tgt)
         if bos is None or bos == tok.unk_token_id:
@@ -127,9 +109,9 @@ class Seq2SeqEngine:
         self.forced_prefix = [int(bos)] if bos is not None else []
         self.force_eos_at_max = gen.forced_eos_token_id is not None
 
-    def _input_limit(self, config: Any) -> int:
-        configured = self.spec.model.max_input_tokens
-        positions = getattr(config, "max_position_embeddings", None) or 512
+    def _input_limit(self, model_config: Any) -> int:
+        configured = self.config.model.max_input_tokens
+        positions = getattr(model_config, "max_position_embeddings", None) or 512
         limit = min(positions, getattr(self.tokenizer, "model_max_length", positions) or positions)
         limit -= _SPECIAL_TOKEN_MARGIN
         return min(configured, limit) if configured else limit
@@ -147,28 +129,26 @@ class Seq2SeqEngine:
         ]
         return [len(ids) for ids in encoded]
 
-    def translate_batch(self, segments: list[Segment]) -> list[str]:
-        return [t.text for t in self.translate_segments(segments)]
+    def aligner(self) -> Aligner:
+        """Cross-attention word alignment (teacher-forced on the translation)."""
+        from batchmt.workers.engines.alignment import align
+
+        def run(sources: list[str], targets: list[str]) -> list[Any]:
+            return align(self.model, self.tokenizer, sources, targets)
+
+        return run
 
     @torch.inference_mode()
-    def translate_segments(self, segments: list[Segment]) -> list[Translation]:
+    def translate(self, segments: list[Segment], *, marked: bool = False) -> list[Translation]:
         """Translate one batch; segments with terms are decoded under their constraints."""
+        if marked:
+            raise ValueError("seq2seq engines do not take <sn>-marked text (translates_marked)")
         sources = [self._source(s) for s in segments]
         inputs = self.tokenizer(sources, return_tensors="pt", padding=True, truncation=False)
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        decoding = self.spec.decoding
-        # Bound output by input length: one degenerate row must not hold the batch for
-        # max_new_tokens steps while the others finished long ago.
+        decoding = self.config.decoding
         lengths = inputs["attention_mask"].sum(dim=1).tolist()
-        limits = [
-            max(
-                1,
-                min(
-                    decoding.max_new_tokens, int(decoding.max_length_a * n + decoding.max_length_b)
-                ),
-            )
-            for n in lengths
-        ]
+        limits = [self.config.output_bound(n) for n in lengths]
         if self.decoder == "hf" and not any(s.terms for s in segments):
             output = self.model.generate(
                 **inputs,
@@ -179,24 +159,18 @@ class Seq2SeqEngine:
                 **self.generate_kwargs,
             )
             return [Translation(t) for t in self._decode(output.tolist())]
-        constraints: list[RowConstraints | None] = [
-            build_row_constraints(self.tokenizer, [tgt for _, tgt in s.terms]) if s.terms else None
-            for s in segments
-        ]
-        results = constrained_search(
+        results = search_with_terms(
             Seq2SeqStep(self.model, inputs, self.blocked_ids),
-            constraints,
+            self.tokenizer,
+            [[tgt for _, tgt in s.terms] for s in segments],
             num_beams=decoding.num_beams,
             max_len=limits,
             eos_id=self.eos_id,
             forced_prefix=self.forced_prefix,
             force_eos_at_max=self.force_eos_at_max,
         )
-        unmet = sum(1 for r in results if not r.met)
-        if unmet:
-            log.warning("glossary_terms_unmet", rows=unmet, batch=len(segments))
         texts = self._decode([r.tokens for r in results])
-        return [Translation(t, r.unmet) for t, r in zip(texts, results, strict=True)]
+        return [Translation(t, list(r.unmet)) for t, r in zip(texts, results, strict=True)]
 
     def _decode(self, outputs: list[list[int]]) -> list[str]:
         if not self.use_context:

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from batchmt.workers.engines.alignment import Alignment
+from batchmt.workers.engines.base import Alignment
 from batchmt.workers.formats.markup import Token
 
 Escape = Literal["html", "markdown", ""]
@@ -56,7 +56,6 @@ class Unit:
     text: str
     pairs: list[Pair] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
-    kept: list[tuple[str, int]] = field(default_factory=list)  # verbatim left in text, offset
     escape: Escape = ""
     lead: str = ""
     trail: str = ""
@@ -65,10 +64,8 @@ class Unit:
     def needs_alignment(self) -> bool:
         """False when every anchor lands at an edge or wraps everything: no forward pass."""
         end = len(self.text)
-        return (
-            any(not (p.start == 0 and p.end == end) for p in self.pairs)
-            or any(0 < p.at < end for p in self.points)
-            or bool(self.kept)
+        return any(not (p.start == 0 and p.end == end) for p in self.pairs) or any(
+            0 < p.at < end for p in self.points
         )
 
 
@@ -154,16 +151,7 @@ def project(unit: Unit, translation: str, alignment: Alignment | None) -> Projec
     mapper = _Mapper(unit.text, translation, alignment)
     spans = {p.seq: mapper.pair(p.start, p.end) for p in unit.pairs}
     offsets = {p.seq: mapper.point(p.at) for p in unit.points}
-    points = list(unit.points)
-    seq = max([p.seq for p in unit.pairs] + [p.seq for p in points] + [0]) + 1
-    for raw, at in unit.kept:
-        # A verbatim span left in the text that the model lost: put the source bytes back.
-        if translation.count(raw) < sum(1 for r, _ in unit.kept if r == raw):
-            mapper.notes.append(f"verbatim span {raw!r} lost in translation: re-inserted")
-            points.append(Point(raw, at, seq, None, True, True))
-            offsets[seq] = mapper.point(at)
-            seq += 1
-    text, notes = render(unit, translation, spans, offsets, points)
+    text, notes = render(unit, translation, spans, offsets, list(unit.points))
     return Projection(text, sorted(set(mapper.notes)) + notes)
 
 

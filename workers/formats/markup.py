@@ -24,9 +24,7 @@ class Token:
     label: str = ""  # what a verbatim span is: url, placeholder, number, code, comment...
 
 
-VOID = frozenset(
-    "area base br col embed hr img input link meta param source track wbr".split()
-)
+VOID = frozenset("area base br col embed hr img input link meta param source track wbr".split())
 BLOCK = frozenset(
     (
         "address article aside blockquote body br caption dd details dialog div dl dt "
@@ -116,8 +114,9 @@ def _lex_md_lines(text: str, offset: int, html: bool, verbatim: bool) -> list[To
             body_start = prefix.end()
         body = text[body_start : line.start(1)]
         if body:
-            tokens += _lex_inline(body, offset + body_start, html=html, markdown=True,
-                                  verbatim=verbatim)
+            tokens += _lex_inline(
+                body, offset + body_start, html=html, markdown=True, verbatim=verbatim
+            )
         if line.group(1):
             tokens.append(Token("void", line.group(1), offset + line.start(1), block=True))
     return tokens
@@ -132,8 +131,12 @@ def _pattern(html: bool, markdown: bool, verbatim: bool) -> re.Pattern[str]:
             continue
         parts.append(f"(?P<v_{len(parts)}_{label}>{regex})")
     if markdown:
-        parts += [f"(?P<md_code>{_MD_CODE})", f"(?P<md_image>{_MD_IMAGE})",
-                  f"(?P<md_link_close>{_MD_LINK_CLOSE})", r"(?P<md_link_open>\[)"]
+        parts += [
+            f"(?P<md_code>{_MD_CODE})",
+            f"(?P<md_image>{_MD_IMAGE})",
+            f"(?P<md_link_close>{_MD_LINK_CLOSE})",
+            r"(?P<md_link_open>\[)",
+        ]
     if html:
         parts.append(f"(?P<tag>{_TAG.pattern})")
     return re.compile("|".join(parts) or r"(?!x)x", re.S)
@@ -168,9 +171,11 @@ def _lex_inline(
         for start, end, _ in spans:
             masked[start:end] = "\0" * (end - start)
         marks = _emphasis("".join(masked), offset)
-    events = sorted([(s, e, t) for s, e, t in spans] + [
-        (m.start - offset, m.start - offset + len(m.raw), m) for m in marks.values()
-    ], key=lambda item: item[0])
+    events = sorted(
+        [(s, e, t) for s, e, t in spans]
+        + [(m.start - offset, m.start - offset + len(m.raw), m) for m in marks.values()],
+        key=lambda item: item[0],
+    )
     pos = 0
     for start, end, token in events:
         if start < pos or token is None:
