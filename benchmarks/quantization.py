@@ -28,7 +28,8 @@ def run_precision(args: argparse.Namespace) -> dict[str, Any]:
 
     from batchmt.workers.engines.quantize import weight_bytes
     from benchmarks.common import demo_engine
-    from tools.train_demo_model import load_splits, score
+    from tools.train_demo.data import load_splits
+    from tools.train_demo.evaluate import score
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

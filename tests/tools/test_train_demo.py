@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from tools.train_demo_model import main, split_tatoeba
+from tools.train_demo.cli import main
+from tools.train_demo.data import split_tatoeba
 
 EN = [
     "A man rides a red bike.",
