@@ -69,7 +69,8 @@ def formatted(
     run: Callable[[list[str]], list[str]],
     aligner: Callable[[list[str], list[str]], list[object]] | None,
 ) -> tuple[list[str], list[str], list[str]]:
-    from batchmt.workers.formats.plan import prepare_formats, restore_many
+    from batchmt.workers.formats.plan import prepare_formats
+    from batchmt.workers.formats.restore import restore_many
 
     plans = [prepare_formats(r["source"], "auto") for r in rows]
     flat = [u for p in plans for u in p.units]

@@ -24,7 +24,8 @@ from batchmt.pipeline.glossary import Glossary, Term, check_terms
 from batchmt.pipeline.status import EMPTY, FAILED, GLOSSARY_MISSED, INVALID, OK, OK_SPLIT
 from batchmt.workers.batching import plan_batches
 from batchmt.workers.engines.base import Aligner, Segment, TranslationEngine
-from batchmt.workers.formats.plan import FormatPlan, FormatResult, prepare_formats, restore_many
+from batchmt.workers.formats.plan import FormatPlan, FormatResult, prepare_formats
+from batchmt.workers.formats.restore import restore_many
 from batchmt.workers.formats.sn_tags import restore_from_sn, sn_sources
 from batchmt.workers.splitting import Piece, join_pieces, split_for_model
 

@@ -14,9 +14,8 @@ from batchmt.workers.formats.plan import (
     FormatResult,
     Translator,
     prepare_formats,
-    restore_many,
-    validate,
 )
+from batchmt.workers.formats.restore import restore_many, validate
 from batchmt.workers.formats.sn_tags import restore_from_sn, sn_sources
 
 

@@ -11,9 +11,8 @@ from batchmt.workers.formats.plan import (
     FormatResult,
     Translator,
     prepare_formats,
-    restore_many,
-    validate,
 )
+from batchmt.workers.formats.restore import restore_many, validate
 
 
 def _restore(

@@ -14,7 +14,8 @@ import re
 from collections.abc import Sequence
 
 from batchmt.workers.formats.anchors import Pair, Point, Unit, render
-from batchmt.workers.formats.plan import FormatPlan, FormatResult, Translator, assemble, finish
+from batchmt.workers.formats.plan import FormatPlan, FormatResult, Translator
+from batchmt.workers.formats.restore import assemble, finish
 
 _SN = re.compile(r"</?sn>")
 _TARGET = re.compile(r"<target>(.*?)(?:</target>|\Z)", re.S)
