@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from batchmt.workers.engines.base import Alignment
+from batchmt.workers.engines.base import Aligner, Alignment
 from batchmt.workers.formats.plan import (
-    Aligner,
     FormatPlan,
     FormatResult,
     Translator,
@@ -27,6 +26,7 @@ def _restore(
 ) -> FormatResult:
     """One row through restore_many, as the shard loop restores it."""
     return restore_many([plan], [outs], align, translate)[0]
+
 
 # Rows a document pipeline meets; every one must come back with its markup intact.
 TRICKY = [

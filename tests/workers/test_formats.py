@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from batchmt.workers.engines.base import Aligner
 from batchmt.workers.formats.markup import detect, lex, unbalanced
 from batchmt.workers.formats.plan import (
-    Aligner,
     FormatPlan,
     FormatResult,
     Translator,
@@ -23,6 +23,7 @@ def _restore(
 ) -> FormatResult:
     """One row through restore_many, as the shard loop restores it."""
     return restore_many([plan], [outs], align, translate)[0]
+
 
 # (row, markup/spans that must be lexed as non-text, exactly as written)
 LEXED = [
