@@ -75,8 +75,13 @@ def read_output(
     layout = OutputLayout(fs, root.rstrip("/"))
     files = [layout.data(shard_id) for shard_id in sorted(completed_shard_ids(layout))]
     if as_ray_dataset:
-        import ray.data
-
+        try:
+            import ray.data
+        except ImportError as exc:
+            raise ImportError(
+                f"read_output(as_ray_dataset=True) needs Ray Data ({exc}); install it with "
+                "pip install 'batchmt[data]'"
+            ) from exc
         return ray.data.read_parquet(files, filesystem=fs) if files else ray.data.from_items([])
     return _read_tables(fs, files)
 

@@ -1,0 +1,126 @@
+"""The Python API (`import batchmt`): a job from a plain interpreter, beside a user's own
+top-level `pipeline/`, `workers/` and `jobs/` packages, and its output read back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+import batchmt
+from batchmt.pipeline.status import OK
+from tests.jobs.corpora import corpus_table
+
+ROWS = 40
+
+# What a user's project may hold: packages named like batchmt's rooms. Importing any of
+# them would mean batchmt picked up the user's code instead of its own.
+_USER_PACKAGE = 'raise ImportError("the user\'s own {name} package was imported")\n'
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory, tiny_marian: Path) -> dict[str, Any]:
+    """Run one job through `batchmt.run` in a fresh interpreter whose working directory holds
+    the user's `pipeline/`, `workers/` and `jobs/` packages (first on sys.path)."""
+    project = tmp_path_factory.mktemp("user_project")
+    for name in ("pipeline", "workers", "jobs"):
+        (project / name).mkdir()
+        (project / name / "__init__.py").write_text(_USER_PACKAGE.format(name=name))
+    pq.write_table(corpus_table(ROWS, awkward=False), project / "corpus.parquet")
+    config = {
+        "source_lang": "en",
+        "target_lang": "de",
+        "input": {"path": "corpus.parquet"},
+        "output": {"path": "out"},
+        "model": {"name_or_path": str(tiny_marian)},
+        "decoding": {"num_beams": 1, "max_new_tokens": 8},
+        "workers": {"num_workers": 1, "num_cpus": 1},
+        "sharding": {"rows_per_shard": 15},
+    }
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import batchmt
+        config = {config!r}
+        plan = batchmt.plan(config)
+        outcome = batchmt.run(config)
+        table = batchmt.read_output(outcome.output_path)
+        assert not any(m in sys.modules for m in ("pipeline", "workers", "jobs"))
+        print(json.dumps({{
+            "shards": len(plan.shards),
+            "state": outcome.state,
+            "rows_in": outcome.summary["rows_in"],
+            "rows_out": table.num_rows,
+            "statuses": sorted(set(table.column("status").to_pylist())),
+        }}))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"project": project, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def test_run_from_a_plain_interpreter_beside_user_packages(job: dict[str, Any]) -> None:
+    assert job["shards"] == 3
+    assert job["state"] == "new"
+    assert job["rows_in"] == job["rows_out"] == ROWS
+    assert job["statuses"] == [OK]
+
+
+def test_read_output_returns_each_row_once(job: dict[str, Any]) -> None:
+    table = batchmt.read_output(job["project"] / "out")
+    ids = table.column("id").to_pylist()
+    assert sorted(ids) == [f"r{i:05d}" for i in range(ROWS)]
+    assert {"translation", "status", "error"} <= set(table.column_names)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_read_output_as_a_ray_dataset(job: dict[str, Any]) -> None:
+    dataset = batchmt.read_output(job["project"] / "out", as_ray_dataset=True)
+    assert dataset.count() == ROWS
+
+
+def test_read_output_of_an_empty_output_is_an_empty_table(tmp_path: Path) -> None:
+    assert batchmt.read_output(tmp_path).num_rows == 0
+
+
+def test_import_batchmt_does_not_load_ray_or_torch() -> None:
+    probe = "import sys, batchmt; print(sorted({'ray', 'torch'} & set(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_load_config_takes_a_spec_a_dict_or_a_path(tmp_path: Path) -> None:
+    data = {
+        "source_lang": "en",
+        "target_lang": "de",
+        "input": {"path": "in"},
+        "output": {"path": "out"},
+        "model": {"name_or_path": "m"},
+    }
+    spec = batchmt.load_config(data, ["decoding.num_beams=2"])
+    assert spec.decoding.num_beams == 2
+    assert batchmt.load_config(spec) is spec
+    assert batchmt.load_config(spec, ["decoding.num_beams=3"]).decoding.num_beams == 3
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(data))  # JSON is YAML
+    assert batchmt.load_config(path).model.name_or_path == "m"
+    with pytest.raises(batchmt.SpecError, match="YAML path, a dict or a batchmt.JobSpec"):
+        batchmt.load_config(42)  # type: ignore[arg-type]
