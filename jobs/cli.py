@@ -7,14 +7,13 @@ problems); 2 the job could not start (bad config, bad input, output conflict).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 
 from batchmt.pipeline.logs import configure_logging
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_UNUSABLE = 0, 1, 2
+EXIT_INCOMPLETE, EXIT_UNUSABLE = 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,10 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-
-
-def print_json(obj: object) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import ray
 import structlog
 
 from batchmt.pipeline.spec import JobSpec
-from batchmt.workers.actor import FAULT_MARKER_ENV, FAULT_SHARD_ENV
+from batchmt.workers.faults import FAULT_MARKER_ENV, FAULT_SHARD_ENV
 
 log = structlog.get_logger(__name__)
 

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from batchmt.jobs.driver import JobFailed, run_job
-from batchmt.jobs.prepare import make_plan, output_layout
-from batchmt.jobs.report import job_report, status_report, verify_report
+from batchmt.jobs.prepare import make_plan
+from batchmt.jobs.report import job_report, print_json, status_report, verify_report
 from batchmt.pipeline.commit import OutputConflictError, OutputLayout, job_status, verify
 from batchmt.pipeline.corpus import CorpusError, open_dataset
-from batchmt.pipeline.glossary import GlossaryError
+from batchmt.pipeline.glossary_files import GlossaryError
 from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
 from batchmt.pipeline.storage import StorageError, open_fs
 from batchmt.workers.engines.base import EngineLoadError
@@ -59,8 +59,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     fs, root = open_fs(args.output, options)
     status = job_status(OutputLayout(fs, root))
     if args.json:
-        from batchmt.jobs.cli import print_json
-
         print_json(status)
     else:
         print(status_report(args.output, status))
@@ -69,7 +67,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_verify(spec: JobSpec) -> int:
     dataset = open_dataset(spec.input)
-    report = verify(output_layout(spec), dataset, spec.input.id_column).to_dict()
+    report = verify(OutputLayout.open(spec.output), dataset, spec.input.id_column).to_dict()
     print(verify_report(report))
     if not report["ok"]:
         print("verify: output does not match input (see above)", file=sys.stderr)

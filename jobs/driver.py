@@ -1,6 +1,6 @@
 """The driver run loop: plan, start the actor pool, stream shards, commit, report.
 
-The driver holds only shard descriptors and small result dicts: the corpus is read by
+The driver holds only shard descriptors and small shard results: the corpus is read by
 the actors, shard by shard. Completion markers are written here, after an actor has
 published the shard's data and quality files, so a marker always means "done whole".
 """
@@ -22,6 +22,7 @@ from batchmt.jobs.prepare import prepare
 from batchmt.jobs.progress import Progress
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.commit import OutputLayout, completed_shards, mark_complete, write_success
+from batchmt.pipeline.results import ShardResult
 from batchmt.pipeline.shards import Shard
 from batchmt.pipeline.spec import JobSpec
 from batchmt.workers.actor import TranslatorActor
@@ -137,13 +138,13 @@ def run_job(
 
 
 def summarize(
-    spec: JobSpec, fingerprint: str, rows_in: int, shards: int, results: dict[str, dict[str, Any]]
+    spec: JobSpec, fingerprint: str, rows_in: int, shards: int, results: dict[str, ShardResult]
 ) -> dict[str, Any]:
     by_status: Counter[str] = Counter()
     source_tokens = 0
     for result in results.values():
-        by_status.update(result.get("status_counts", {}))
-        source_tokens += int(result.get("source_tokens", 0))
+        by_status.update(result.status_counts)
+        source_tokens += result.source_tokens
     ok = sum(by_status[s] for s in row_status.TRANSLATED)
     failed = sum(by_status[s] for s in row_status.ERRORS)
     return {
@@ -242,7 +243,7 @@ def _run_pool(
             assert shard is not None
             slot.ref, slot.shard = None, None
             try:
-                result = ray.get(ref)
+                result: ShardResult = ray.get(ref)
             except RayActorError as exc:
                 reason = f"worker died: {_root_cause(exc)}"
                 log.warning("worker_died", shard=shard.shard_id, attempt=attempts[shard.shard_id])
@@ -251,8 +252,8 @@ def _run_pool(
                 reason = f"shard raised: {_root_cause(exc)}"
                 log.warning("shard_error", shard=shard.shard_id, error=reason)
             else:
-                mark_complete(layout, shard.shard_id, result)
-                timings.worker_busy += float(result.get("seconds", 0.0))
+                mark_complete(layout, result)
+                timings.worker_busy += result.seconds
                 progress.shard_done(result)
                 continue
             if attempts[shard.shard_id] < max_attempts:

@@ -1,46 +1,37 @@
-"""Before any work: check the input, plan shards, and claim (or resume) the output."""
+"""Before any work: check the input and glossary, plan shards, claim (or resume) the output.
+
+Everything here fails fast with one line, before a worker starts or a model loads.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+from batchmt.pipeline.columns import RESULT_COLUMNS
 from batchmt.pipeline.commit import OutputLayout, prepare_output
 from batchmt.pipeline.corpus import CorpusError, check_schema, open_dataset
-from batchmt.pipeline.glossary import load_glossary
+from batchmt.pipeline.glossary_files import load_glossary
 from batchmt.pipeline.shards import Plan, plan_shards
 from batchmt.pipeline.spec import JobSpec
-from batchmt.pipeline.storage import open_fs
-
-# Columns the job adds to every output row; an input that already has them would be
-# silently overwritten, so it is refused up front.
-RESULT_COLUMNS = (
-    "translation",
-    "status",
-    "error",
-    "glossary_hits",
-    "glossary_missed",
-    "format_status",
-    "format_detail",
-)
 
 
 @dataclass(frozen=True)
 class Prepared:
+    """A job ready to run: where its output goes and the plan to run (the stored one when
+    resuming)."""
+
     layout: OutputLayout
     plan: Plan
-    state: str  # "new" | "resume"
-    fingerprint: str
-
-
-def output_layout(spec: JobSpec) -> OutputLayout:
-    fs, root = open_fs(spec.output.path, spec.output.storage_options)
-    return OutputLayout(fs, root)
+    state: Literal["new", "resume"]
+    fingerprint: str  # of the spec, as recorded in the manifest
 
 
 def make_plan(spec: JobSpec) -> Plan:
     """Plan from Parquet metadata only; fails on a schema problem with one line."""
     dataset = open_dataset(spec.input)
     check_schema(dataset, spec.input)
+    # An input column of the same name would be silently overwritten: refuse it up front.
     clash = [c for c in RESULT_COLUMNS if c in dataset.schema.names]
     if clash:
         raise CorpusError(
@@ -51,7 +42,8 @@ def make_plan(spec: JobSpec) -> Plan:
 
 
 def prepare(spec: JobSpec) -> Prepared:
-    layout = output_layout(spec)
+    """Plan, check the glossary, then claim the output: new, resume, or OutputConflictError."""
+    layout = OutputLayout.open(spec.output)
     plan = make_plan(spec)
     if spec.glossary.path:
         # A bad glossary file fails here, before any output is claimed or worker started.

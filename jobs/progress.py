@@ -8,16 +8,18 @@ from typing import Any
 
 import structlog
 
+from batchmt.pipeline.results import ShardResult
+
 log = structlog.get_logger(__name__)
 
 
 class Progress:
     def __init__(
-        self, shards: int, rows: int, done: dict[str, dict[str, Any]], *, enabled: bool = True
+        self, shards: int, rows: int, done: dict[str, ShardResult], *, enabled: bool = True
     ) -> None:
         self.started = time.perf_counter()
         self.rows_total = rows
-        self.rows_done = sum(int(r.get("num_rows", 0)) for r in done.values())
+        self.rows_done = sum(r.num_rows for r in done.values())
         self.tokens = 0
         self.bar: Any = None
         if enabled and sys.stderr.isatty():
@@ -38,9 +40,9 @@ class Progress:
         if self.bar is not None:
             self._refresh()
 
-    def shard_done(self, result: dict[str, Any]) -> None:
-        self.rows_done += int(result.get("num_rows", 0))
-        self.tokens += int(result.get("source_tokens", 0))
+    def shard_done(self, result: ShardResult) -> None:
+        self.rows_done += result.num_rows
+        self.tokens += result.source_tokens
         elapsed = max(time.perf_counter() - self.started, 1e-6)
         if self.bar is not None:
             self.bar.update(1)
@@ -48,7 +50,7 @@ class Progress:
         else:
             log.info(
                 "shard_committed",
-                shard=result.get("shard_id"),
+                shard=result.shard_id,
                 rows_done=self.rows_done,
                 rows_total=self.rows_total,
                 source_tokens_per_s=round(self.tokens / elapsed, 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -82,3 +83,8 @@ def verify_report(report: dict[str, Any]) -> str:
         else:
             lines.append(f"  {key}: {value}")
     return "\n".join(lines)
+
+
+def print_json(obj: object) -> None:
+    """Machine-readable output (`status --json`): stable key order, anything else as str."""
+    print(json.dumps(obj, indent=2, sort_keys=True, default=str))

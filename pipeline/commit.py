@@ -3,7 +3,7 @@
     <output>/_manifest.json          frozen plan + spec fingerprint (first thing written)
     <output>/data/part-<shard>.parquet   one file per shard, published whole
     <output>/quality/<shard>.json     the shard's quality sample
-    <output>/_completions/<shard>     JSON counts, written LAST: the shard is done
+    <output>/_completions/<shard>     the shard's counts (results.ShardResult), written LAST
     <output>/_SUCCESS                 JSON summary once every shard is complete
 
 Keys depend only on the shard id, so a retried or duplicated attempt overwrites instead of
@@ -27,7 +27,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from batchmt.pipeline import status as row_status
+from batchmt.pipeline.columns import ERROR, STATUS
 from batchmt.pipeline.quality import merge_quality
+from batchmt.pipeline.results import ShardResult
 from batchmt.pipeline.shards import Plan
 from batchmt.pipeline.spec import OutputSpec
 from batchmt.pipeline.storage import (
@@ -113,13 +115,9 @@ def write_quality(layout: OutputLayout, shard_id: str, obj: dict[str, Any]) -> N
     write_json(layout.fs, layout.quality(shard_id), obj)
 
 
-def mark_complete(layout: OutputLayout, shard_id: str, result: dict[str, Any]) -> None:
-    """Record the shard as done. Call only after its data and quality files are closed.
-
-    `result` is stored as-is; `job_status` reads `num_rows` (int) and `status_counts`
-    ({status: rows}) from it.
-    """
-    write_json(layout.fs, layout.completion(shard_id), result)
+def mark_complete(layout: OutputLayout, result: ShardResult) -> None:
+    """Record the shard as done. Call only after its data and quality files are closed."""
+    write_json(layout.fs, layout.completion(result.shard_id), result.to_dict())
 
 
 def completed_shard_ids(layout: OutputLayout) -> set[str]:
@@ -141,10 +139,18 @@ def _read_many(layout: OutputLayout, paths: dict[str, str]) -> dict[str, Any]:
     return {key: value for key, value in pairs if value is not None}
 
 
-def completed_shards(layout: OutputLayout) -> dict[str, dict[str, Any]]:
-    """{shard_id: completion body} for every completed shard; {} when none."""
+def completed_shards(layout: OutputLayout) -> dict[str, ShardResult]:
+    """{shard_id: its result} for every completed shard; {} when none."""
     ids = completed_shard_ids(layout)
-    return _read_many(layout, {sid: layout.completion(sid) for sid in ids})
+    bodies = _read_many(layout, {sid: layout.completion(sid) for sid in ids})
+    done = {}
+    for sid, body in bodies.items():
+        if not isinstance(body, dict):
+            log.warning("ignoring %s: not a JSON object", layout.completion(sid))
+            continue
+        # Markers of older versions may lack the id: the file name is the shard's.
+        done[sid] = ShardResult.from_dict({"shard_id": sid, **body})
+    return done
 
 
 # ----------------------------------------------------------------------------------------
@@ -239,8 +245,8 @@ def job_status(layout: OutputLayout) -> dict[str, Any]:
     manifest = read_manifest(layout)
     done = completed_shards(layout)
     status_counts: Counter[str] = Counter()
-    for body in done.values():
-        status_counts.update({str(k): int(v) for k, v in (body.get("status_counts") or {}).items()})
+    for result in done.values():
+        status_counts.update(result.status_counts)
     quality = _read_many(layout, {sid: layout.quality(sid) for sid in done})
     total = len(manifest[1].shards) if manifest else None
     planned_ids = [s.shard_id for s in manifest[1].shards] if manifest else []
@@ -253,7 +259,7 @@ def job_status(layout: OutputLayout) -> dict[str, Any]:
         "pending_shards": pending[:20],
         "rows": {
             "input": manifest[1].num_rows if manifest else None,
-            "done": sum(int(body.get("num_rows", 0)) for body in done.values()),
+            "done": sum(result.num_rows for result in done.values()),
             "ok": sum(status_counts[s] for s in row_status.TRANSLATED),
             "failed": sum(status_counts[s] for s in row_status.ERRORS),
             "by_status": dict(sorted(status_counts.items())),
@@ -305,12 +311,12 @@ def _id_counts(dataset: ds.Dataset, column: str) -> tuple[pa.Table, int]:
 def _unexplained_rows(output: ds.Dataset) -> int:
     """Rows whose status is not a translation and that have no error (and are not EMPTY)."""
     names = output.schema.names
-    if "status" not in names:
+    if STATUS not in names:
         return output.count_rows()
     explained = [*row_status.TRANSLATED, row_status.EMPTY]
-    expr = ~pc.field("status").isin(explained)
-    if "error" in names:
-        expr = expr & pc.field("error").is_null()
+    expr = ~pc.field(STATUS).isin(explained)
+    if ERROR in names:
+        expr = expr & pc.field(ERROR).is_null()
     return output.count_rows(filter=expr)
 
 

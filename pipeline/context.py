@@ -12,9 +12,7 @@ from collections import deque
 import pyarrow as pa
 import pyarrow.compute as pc
 
-CONTEXT_COLUMN = "context"
-DOC_COLUMN = "doc_id"
-SEG_COLUMN = "seg_idx"
+from batchmt.pipeline.columns import CONTEXT, DOC_ID, SEG_IDX
 
 
 def context_windows(table: pa.Table, text_column: str, window: int) -> list[list[str]]:
@@ -27,26 +25,26 @@ def context_windows(table: pa.Table, text_column: str, window: int) -> list[list
     - else [] for every row.
     """
     n = table.num_rows
-    if CONTEXT_COLUMN in table.column_names:
+    if CONTEXT in table.column_names:
         return [
             [item for item in value if item is not None] if value else []
-            for value in table.column(CONTEXT_COLUMN).to_pylist()
+            for value in table.column(CONTEXT).to_pylist()
         ]
     names = table.column_names
-    if window <= 0 or DOC_COLUMN not in names or SEG_COLUMN not in names:
+    if window <= 0 or DOC_ID not in names or SEG_IDX not in names:
         return [[] for _ in range(n)]
     return _windows_from_documents(table, text_column, window)
 
 
 def _windows_from_documents(table: pa.Table, text_column: str, window: int) -> list[list[str]]:
     n = table.num_rows
-    doc_column = table.column(DOC_COLUMN)
+    doc_column = table.column(DOC_ID)
     if pa.types.is_dictionary(doc_column.type):  # sorting needs plain values
         doc_column = doc_column.cast(doc_column.type.value_type)
     keys = pa.table(
         {
             "doc": doc_column,
-            "seg": table.column(SEG_COLUMN),
+            "seg": table.column(SEG_IDX),
             "row": pa.array(range(n), pa.int64()),
         }
     )
@@ -59,8 +57,8 @@ def _windows_from_documents(table: pa.Table, text_column: str, window: int) -> l
             ("row", "ascending"),
         ],
     ).to_pylist()
-    docs = table.column(DOC_COLUMN).to_pylist()
-    segs = table.column(SEG_COLUMN).to_pylist()
+    docs = table.column(DOC_ID).to_pylist()
+    segs = table.column(SEG_IDX).to_pylist()
     texts = table.column(text_column).to_pylist()
 
     out: list[list[str]] = [[] for _ in range(n)]

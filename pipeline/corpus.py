@@ -1,31 +1,24 @@
 """Reading input corpora: a Parquet file, a folder (hive partitions), or a glob; any fsspec URL.
 
-The driver only lists files and reads footers (see shards.py); rows are read by workers,
-one shard at a time (`read_shard`), so a corpus far larger than memory is fine.
+The driver only lists files, reads footers (see shards.py) and checks the schema here; rows
+are read by workers, one shard at a time (see shard_reader.py), so a corpus far larger than
+memory is fine.
 """
 
 from __future__ import annotations
 
-import base64
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import fsspec
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
+from batchmt.pipeline import columns
 from batchmt.pipeline.spec import InputSpec
-from batchmt.pipeline.storage import open_fs, open_input, with_retries
-
-if TYPE_CHECKING:
-    from batchmt.pipeline.shards import RowSlice, Shard
+from batchmt.pipeline.storage import open_fs, with_retries
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
-# Hive writes a null partition value as this placeholder.
-_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 class CorpusError(ValueError):
@@ -85,18 +78,6 @@ def list_files(fs: fsspec.AbstractFileSystem, path: str, url: str) -> tuple[list
     return files, base
 
 
-def partition_values(path: str, base: str) -> dict[str, str]:
-    """Hive `key=value` folders between `base` and the file; null partitions are left out."""
-    values: dict[str, str] = {}
-    for part in _relative(path, base).split("/")[:-1]:
-        key, sep, value = part.partition("=")
-        if sep and key:
-            value = unquote(value)
-            if value != _HIVE_NULL:
-                values[unquote(key)] = value
-    return values
-
-
 def open_dataset(input_spec: InputSpec) -> ds.Dataset:
     """A pyarrow Dataset over the input files (sorted), with hive partition columns as strings.
 
@@ -137,11 +118,11 @@ def partition_fields(dataset: ds.Dataset) -> list[str]:
 # Schema checks
 
 _OPTIONAL_TYPES = {
-    "context": "list<string> (an explicit context window per row)",
-    "glossary": "list<struct<source: string, target: string>> (per-row glossary terms)",
-    "doc_id": "a scalar (the document a row belongs to)",
-    "seg_idx": "an integer (the row's position in its document)",
-    "reference": "string (a reference translation)",
+    columns.CONTEXT: "list<string> (an explicit context window per row)",
+    columns.GLOSSARY: "list<struct<source: string, target: string>> (per-row glossary terms)",
+    columns.DOC_ID: "a scalar (the document a row belongs to)",
+    columns.SEG_IDX: "an integer (the row's position in its document)",
+    columns.REFERENCE: "string (a reference translation)",
 }
 
 
@@ -165,19 +146,19 @@ def _is_scalar(t: pa.DataType) -> bool:
 def _optional_ok(name: str, t: pa.DataType) -> bool:
     if pa.types.is_null(t):
         return True  # an all-null column written without a type: no values to misread
-    if name == "context":
+    if name == columns.CONTEXT:
         return _is_list(t) and (_is_string(t.value_type) or pa.types.is_null(t.value_type))
-    if name == "glossary":
+    if name == columns.GLOSSARY:
         if not (_is_list(t) and pa.types.is_struct(t.value_type)):
             return False
         struct = t.value_type
         names = {struct.field(i).name: struct.field(i).type for i in range(struct.num_fields)}
         return all(k in names and _is_string(names[k]) for k in ("source", "target"))
-    if name == "doc_id":
+    if name == columns.DOC_ID:
         return _is_scalar(t)
-    if name == "seg_idx":
+    if name == columns.SEG_IDX:
         return pa.types.is_integer(t)
-    if name == "reference":
+    if name == columns.REFERENCE:
         return _is_string(t)
     return True
 
@@ -214,73 +195,3 @@ def check_schema(dataset: ds.Dataset | pa.Schema, input_spec: InputSpec) -> None
                 f"input column {name!r} has type {schema.field(index).type}; expected {expected} "
                 "or rename the column"
             )
-
-
-# ----------------------------------------------------------------------------------------
-# Reading one shard (inside the worker)
-
-
-def schema_to_text(schema: pa.Schema) -> str:
-    """A schema as plain text (base64 Arrow IPC) so it can travel in JSON and to actors."""
-    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
-
-
-def schema_from_text(text: str) -> pa.Schema:
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Reorder/cast to `schema`; columns a file lacks become nulls (files may differ)."""
-    columns = []
-    for field in schema:
-        if field.name in table.column_names:
-            column = table.column(field.name)
-            columns.append(column if column.type == field.type else column.cast(field.type))
-        else:
-            columns.append(pa.nulls(table.num_rows, field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _read_slices(
-    fs: fsspec.AbstractFileSystem, path: str, slices: Iterable[RowSlice]
-) -> list[pa.Table]:
-    def read() -> list[pa.Table]:
-        with open_input(fs, path) as f:
-            parquet = pq.ParquetFile(f, pre_buffer=True)
-            out = []
-            for piece in slices:
-                table = parquet.read_row_group(piece.row_group).slice(piece.offset, piece.length)
-                for key, value in piece.partition.items():
-                    if key not in table.column_names:
-                        table = table.append_column(
-                            key, pa.array([value] * table.num_rows, pa.string())
-                        )
-                out.append(table)
-            return out
-
-    return with_retries(f"read {path}", read)
-
-
-def read_shard(shard: Shard, input_spec: InputSpec) -> pa.Table:
-    """Exactly the rows the shard names, in plan order, with the plan's schema.
-
-    Each file is opened once; only the named row groups are read. Partition columns are
-    added back from the slice, so every shard has the same columns.
-    """
-    fs, _path = open_fs(input_spec.path, input_spec.storage_options)
-    schema = schema_from_text(shard.schema) if shard.schema else None
-    tables: list[pa.Table] = []
-    i = 0
-    slices = shard.slices
-    while i < len(slices):
-        j = i
-        while j < len(slices) and slices[j].path == slices[i].path:
-            j += 1
-        tables.extend(_read_slices(fs, slices[i].path, slices[i:j]))
-        i = j
-    if schema is not None:
-        tables = [_conform(t, schema) for t in tables]
-        if not tables:
-            return schema.empty_table()
-        return pa.concat_tables(tables)
-    return pa.concat_tables(tables, promote_options="permissive")

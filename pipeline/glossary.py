@@ -1,30 +1,17 @@
-"""Glossaries: load them (TSV, CSV, TMX 1.4), merge per-row terms, find terms in a source
-text, and check which target terms a translation contains.
-
-Loading happens once per job, before any work: a bad file fails with `file:line: reason`.
-A bad per-row glossary fails only its row (`RowGlossaryError`).
+"""Glossaries in memory: terms, a job's glossary merged with a row's own, finding terms in a
+source text, and checking which target terms a translation contains.
 
 Matching and checking compare NFKC-normalised text, case-insensitively unless a term says
-otherwise, so full-width letters, ligatures and case never hide a term.
+otherwise, so full-width letters, ligatures and case never hide a term. Glossary files are
+read by glossary_files.py.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-_TRUE = {"1", "true", "yes", "y"}
-_FALSE = {"0", "false", "no", "n", ""}
-_COLUMNS = {"source", "target", "case_sensitive", "source_lang", "target_lang"}
-_TEXT_EXTENSIONS = {".tsv": "\t", ".tab": "\t", ".txt": "\t", ".csv": ","}
-
-
-class GlossaryError(ValueError):
-    """A glossary file that cannot be used; the message is `file:line: reason`."""
 
 
 class RowGlossaryError(ValueError):
@@ -36,6 +23,14 @@ class Term:
     source: str
     target: str
     case_sensitive: bool = False
+
+    @classmethod
+    def clean(cls, source: str, target: str, case_sensitive: bool = False) -> Term | None:
+        """The term without surrounding whitespace; None when a side is empty."""
+        source, target = source.strip(), target.strip()
+        if not source or not target:
+            return None
+        return cls(source, target, case_sensitive)
 
     @property
     def key(self) -> str:
@@ -197,7 +192,7 @@ def parse_row_glossary(value: Any) -> list[Term]:
         source, target = entry.get("source"), entry.get("target")
         if not isinstance(source, str) or not isinstance(target, str):
             raise RowGlossaryError(f"glossary entry {n} needs string source and target")
-        term = _term(source, target, bool(entry.get("case_sensitive") or False))
+        term = Term.clean(source, target, bool(entry.get("case_sensitive") or False))
         if term is None:
             raise RowGlossaryError(f"glossary entry {n} has an empty source or target")
         old = terms.get(term.key)
@@ -210,179 +205,9 @@ def parse_row_glossary(value: Any) -> list[Term]:
     return list(terms.values())
 
 
-def _term(source: str, target: str, case_sensitive: bool) -> Term | None:
-    source, target = source.strip(), target.strip()
-    if not source or not target:
-        return None
-    return Term(source, target, case_sensitive)
-
-
-def load_glossary(
-    url: str,
-    source_lang: str,
-    target_lang: str,
-    storage_options: Mapping[str, Any] | None = None,
-) -> Glossary:
-    """Read a TSV/CSV/TMX glossary through fsspec; raise GlossaryError on a bad file."""
-    from batchmt.pipeline.storage import open_fs
-
-    fs, path = open_fs(url, storage_options)
-    try:
-        with fs.open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise GlossaryError(f"{url}: glossary file not found; check glossary.path") from None
-    suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
-    if suffix == ".tmx":
-        pairs = _read_tmx(raw, url, source_lang, target_lang)
-        return _collect(url, ((line, Term(s, t)) for line, s, t in pairs))
-    if suffix not in _TEXT_EXTENSIONS:
-        raise GlossaryError(
-            f"{url}: unknown glossary format {suffix or '(no extension)'!r}; use .tsv, .csv or .tmx"
-        )
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise GlossaryError(f"{url}: not UTF-8 text ({exc}); save the file as UTF-8") from None
-    rows = _read_table(text, url, _TEXT_EXTENSIONS[suffix], source_lang, target_lang)
-    return _collect(url, rows)
-
-
-def _collect(url: str, rows: Iterable[tuple[int, Term]]) -> Glossary:
-    seen: dict[str, tuple[int, Term]] = {}
-    for line, term in rows:
-        old = seen.get(term.key)
-        if old is not None and old[1].target != term.target:
-            raise GlossaryError(
-                f"{url}:{line}: source {term.source!r} has target {term.target!r} here but "
-                f"{old[1].target!r} on line {old[0]}; keep one"
-            )
-        seen.setdefault(term.key, (line, term))
-    return Glossary(t for _, t in seen.values())
-
-
-def _read_table(
-    text: str, url: str, delimiter: str, source_lang: str, target_lang: str
-) -> Iterable[tuple[int, Term]]:
-    # TSV has no quoting convention: a quote is part of the term.
-    source = io.StringIO(text, newline="")
-    if delimiter == "\t":
-        reader = csv.reader(source, delimiter=delimiter, quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(source, delimiter=delimiter)
-    header: list[str] | None = None
-    for fields in reader:
-        line = reader.line_num
-        if not any(f.strip() for f in fields):
-            continue
-        if header is None:
-            header = [f.strip().lower() for f in fields]
-            unknown = [c for c in header if c not in _COLUMNS]
-            if "source" not in header or "target" not in header or unknown:
-                raise GlossaryError(
-                    f"{url}:{line}: header must name columns source and target "
-                    f"(optional: case_sensitive, source_lang, target_lang); got {fields}"
-                )
-            continue
-        if len(fields) != len(header):
-            raise GlossaryError(
-                f"{url}:{line}: expected {len(header)} fields ({', '.join(header)}), "
-                f"got {len(fields)}"
-            )
-        row = dict(zip(header, fields))
-        if not _lang_ok(row.get("source_lang", ""), source_lang) or not _lang_ok(
-            row.get("target_lang", ""), target_lang
-        ):
-            continue
-        flag = row.get("case_sensitive", "").strip().lower()
-        if flag not in _TRUE | _FALSE:
-            raise GlossaryError(
-                f"{url}:{line}: case_sensitive must be true/false, got {row['case_sensitive']!r}"
-            )
-        term = _term(row["source"], row["target"], flag in _TRUE)
-        if term is None:
-            raise GlossaryError(f"{url}:{line}: empty source or target term")
-        yield line, term
-    if header is None:
-        raise GlossaryError(f"{url}:1: empty glossary; expected a header line source, target")
-
-
 def lang_matches(tag: str, lang: str) -> bool:
     """ "en-US" matches "en", "zh-Hant" matches "zh": one tag is a subtag prefix of the other."""
     a = tag.strip().lower().replace("_", "-").split("-")
     b = lang.strip().lower().replace("_", "-").split("-")
     n = min(len(a), len(b))
     return a[:n] == b[:n]
-
-
-def _lang_ok(tag: str, lang: str) -> bool:
-    return not tag.strip() or lang_matches(tag, lang)
-
-
-def _read_tmx(
-    raw: bytes, url: str, source_lang: str, target_lang: str
-) -> list[tuple[int, str, str]]:
-    """(line, source, target) for each <tu> that has both job languages; other pairs skipped.
-
-    Parsed with expat for line numbers. Inline markup inside <seg> (<bpt>, <ph>, ...) holds
-    native codes, not text, so only the segment's own text is kept.
-    """
-    from xml.parsers import expat
-
-    parser = expat.ParserCreate()
-    tus: list[tuple[int, dict[str, str]]] = []
-    stack: list[str] = []
-    tu: dict[str, str] | None = None
-    tu_line = 0
-    lang: str | None = None
-    seg: list[str] | None = None
-    errors: list[str] = []
-
-    def start(name: str, attrs: dict[str, str]) -> None:
-        nonlocal tu, tu_line, lang, seg
-        line = parser.CurrentLineNumber
-        if not stack and name != "tmx":
-            errors.append(f"{url}:{line}: not a TMX file: root element is <{name}>, not <tmx>")
-        if name == "tu":
-            tu, tu_line = {}, line
-        elif name == "tuv":
-            lang = attrs.get("xml:lang") or attrs.get("lang")
-            if tu is None or not lang:
-                errors.append(f"{url}:{line}: <tuv> needs xml:lang and must sit inside <tu>")
-        elif name == "seg":
-            seg = []
-        stack.append(name)
-
-    def end(name: str) -> None:
-        nonlocal tu, lang, seg
-        stack.pop()
-        if name == "seg" and seg is not None and tu is not None and lang:
-            tu[lang] = "".join(seg)
-            seg = None
-        elif name == "tu" and tu is not None:
-            tus.append((tu_line, tu))
-            tu = None
-
-    def text(data: str) -> None:
-        if seg is not None and stack and stack[-1] == "seg":
-            seg.append(data)
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = text
-    try:
-        parser.Parse(raw, True)
-    except expat.ExpatError as exc:
-        raise GlossaryError(f"{url}:{exc.lineno}: invalid TMX (XML error: {exc})") from None
-    if errors:
-        raise GlossaryError(errors[0])
-    pairs: list[tuple[int, str, str]] = []
-    for line, variants in tus:
-        source = next((v for k, v in variants.items() if lang_matches(k, source_lang)), None)
-        target = next((v for k, v in variants.items() if lang_matches(k, target_lang)), None)
-        if source is None or target is None:
-            continue  # a unit for another language pair
-        if not source.strip() or not target.strip():
-            raise GlossaryError(f"{url}:{line}: empty source or target term in <tu>")
-        pairs.append((line, source.strip(), target.strip()))
-    return pairs

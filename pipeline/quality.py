@@ -13,7 +13,8 @@ import hashlib
 import heapq
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from batchmt.pipeline import status as row_status
@@ -111,18 +112,37 @@ def _plain(value: Any) -> Any:
     return value.as_py() if hasattr(value, "as_py") else value
 
 
-def shard_quality(
-    sources: Sequence[Any],
-    translations: Sequence[Any],
-    statuses: Sequence[Any],
-    references: Sequence[Any] | None,
-    shard_id: str,
-    k: int,
-    signature: dict[str, Any],
-    *,
-    ids: Sequence[Any] | None = None,
-    target_lang: str | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ShardRows:
+    """One shard's rows as scoring needs them: parallel sequences in row order.
+
+    Python lists or pyarrow arrays; `references` only when the input has that column.
+    """
+
+    shard_id: str
+    sources: Sequence[Any]
+    translations: Sequence[Any]
+    statuses: Sequence[Any]
+    references: Sequence[Any] | None = None
+    ids: Sequence[Any] | None = None
+
+    def __post_init__(self) -> None:
+        parts = [self.sources, self.translations, self.statuses, self.references, self.ids]
+        lengths = {len(part) for part in parts if part is not None}
+        if len(lengths) > 1:
+            raise ValueError(f"shard {self.shard_id}: row sequences differ in length {lengths}")
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """The same for every shard of a job, so their statistics can be summed."""
+
+    sample_size: int  # rows scored per shard (quality.sample_per_shard)
+    signature: Mapping[str, Any]  # the engine's: model, quantization, ...
+    target_lang: str | None = None  # BLEU tokenises by it (e.g. zh, ja)
+
+
+def shard_quality(rows: ShardRows, settings: QualitySettings) -> dict[str, Any]:
     """Score the shard's sample; return a JSON-ready dict (see merge_quality for the sum).
 
     Rows that were not translated count in `sample_status_counts` only. With references,
@@ -131,7 +151,8 @@ def shard_quality(
     """
     import sacrebleu
 
-    indices = sample_indices(shard_id, len(sources), k)
+    target_lang = settings.target_lang
+    indices = sample_indices(rows.shard_id, len(rows.sources), settings.sample_size)
     status_counts: Counter[str] = Counter()
     flag_counts: Counter[str] = Counter()
     checked = flagged_rows = 0
@@ -140,10 +161,10 @@ def shard_quality(
     hyps: list[str] = []
     refs: list[str] = []
     for i in indices:
-        source = _plain(sources[i]) or ""
-        translation = _plain(translations[i])
-        state = str(_plain(statuses[i]))
-        reference = _plain(references[i]) if references is not None else None
+        source = _plain(rows.sources[i]) or ""
+        translation = _plain(rows.translations[i])
+        state = str(_plain(rows.statuses[i]))
+        reference = _plain(rows.references[i]) if rows.references is not None else None
         status_counts[state] += 1
         flags: list[str] = []
         ratio = repeat = None
@@ -159,7 +180,7 @@ def shard_quality(
         samples.append(
             {
                 "index": i,
-                "id": _plain(ids[i]) if ids is not None else None,
+                "id": _plain(rows.ids[i]) if rows.ids is not None else None,
                 "source": source,
                 "translation": translation,
                 "reference": reference,
@@ -184,15 +205,15 @@ def shard_quality(
         }
     return {
         "version": QUALITY_VERSION,
-        "shard_id": shard_id,
+        "shard_id": rows.shard_id,
         "signature": {
-            **signature,
+            **settings.signature,
             "sacrebleu": sacrebleu.__version__,
             "bleu": bleu.get_signature().format(),
             "chrf": chrf.get_signature().format(),
             "target_lang": target_lang,
         },
-        "num_rows": len(sources),
+        "num_rows": len(rows.sources),
         "sample_size": len(indices),
         "sample_status_counts": dict(sorted(status_counts.items())),
         "checked": checked,

@@ -9,6 +9,7 @@ cut by row offset.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -23,17 +24,26 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from batchmt.pipeline.corpus import CorpusError, check_schema, schema_to_text
+from batchmt.pipeline.columns import DOC_ID
+from batchmt.pipeline.corpus import CorpusError, check_schema
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
 from batchmt.pipeline.storage import open_fs, open_input, with_retries
 
 log = logging.getLogger(__name__)
 
-DOC_COLUMN = "doc_id"
 PLAN_VERSION = 1
 # Footers (and doc_id columns) are read concurrently: on S3 a listing of thousands of files
 # would otherwise spend minutes in round trips.
 _READ_THREADS = 8
+
+
+def schema_to_text(schema: pa.Schema) -> str:
+    """A schema as plain text (base64 Arrow IPC) so it can travel in JSON and to actors."""
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 @dataclass(frozen=True)
@@ -51,8 +61,8 @@ class RowSlice:
 class Shard:
     """The unit of work sent to an actor: small, picklable, self-contained.
 
-    `schema` (base64 Arrow IPC, see corpus.schema_to_text) is the plan's unified schema so
-    every shard reads back with the same columns; it is stored once per plan in JSON.
+    `schema` (see schema_to_text) is the plan's unified schema so every shard reads back
+    with the same columns; it is stored once per plan in JSON.
     """
 
     shard_id: str
@@ -165,8 +175,8 @@ def _read_file_info(
             if with_docs:
                 runs = []
                 for i, rows in enumerate(row_groups):
-                    if DOC_COLUMN in schema.names and rows:
-                        column = parquet.read_row_group(i, columns=[DOC_COLUMN]).column(0)
+                    if DOC_ID in schema.names and rows:
+                        column = parquet.read_row_group(i, columns=[DOC_ID]).column(0)
                         runs.append(_document_runs(column))
                     else:
                         runs.append([(0, rows, None)] if rows else [])
@@ -317,12 +327,12 @@ def plan_shards(dataset: ds.Dataset, input_spec: InputSpec, sharding: ShardingSp
     """
     fs, _ = open_fs(input_spec.path, input_spec.storage_options)
     fragments = _fragments(dataset)
-    with_docs = DOC_COLUMN in dataset.schema.names
+    with_docs = DOC_ID in dataset.schema.names
     with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
         files = list(pool.map(lambda fp: _read_file_info(fs, fp[0], fp[1], with_docs), fragments))
     schema = _unified_schema(files, input_spec)
     check_schema(schema, input_spec)
-    with_docs = DOC_COLUMN in schema.names
+    with_docs = DOC_ID in schema.names
 
     packer = _Packer(sharding.rows_per_shard)
     noncontiguous = 0

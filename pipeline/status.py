@@ -30,8 +30,3 @@ ERRORS: Final = frozenset({FAILED, INVALID})
 def is_translated(status: str) -> bool:
     """True when the row's translation came from the model."""
     return status in TRANSLATED
-
-
-def is_error(status: str) -> bool:
-    """True when the row must carry a non-null `error` explaining it."""
-    return status in ERRORS

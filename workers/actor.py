@@ -9,42 +9,33 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import structlog
 import torch
 
+from batchmt.pipeline import columns
 from batchmt.pipeline.commit import OutputLayout, write_quality, write_shard_data
 from batchmt.pipeline.context import context_windows
-from batchmt.pipeline.corpus import read_shard
-from batchmt.pipeline.glossary import Glossary, RowGlossaryError, load_glossary
+from batchmt.pipeline.glossary import Glossary, RowGlossaryError
+from batchmt.pipeline.glossary_files import load_glossary
 from batchmt.pipeline.logs import configure_logging
-from batchmt.pipeline.quality import shard_quality
+from batchmt.pipeline.quality import QualitySettings, ShardRows, shard_quality
+from batchmt.pipeline.results import GlossaryAdherence, ShardResult
+from batchmt.pipeline.shard_reader import read_shard
 from batchmt.pipeline.shards import Shard
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.status import INVALID
 from batchmt.pipeline.storage import open_fs
 from batchmt.workers.devices import place
+from batchmt.workers.engines.base import EngineConfig
 from batchmt.workers.engines.checkpoints import resolve_model_path
 from batchmt.workers.engines.loading import load_engine, quiet_progress_bars
+from batchmt.workers.faults import maybe_inject_fault
 from batchmt.workers.translate import RowInput, RowResult, TranslateStats, translate_rows
 
 log = structlog.get_logger(__name__)
-
-OUTPUT_COLUMNS = ("translation", "status", "error")
-# Written when the job has a glossary or rows carry their own (`glossary` column).
-GLOSSARY_COLUMNS = ("glossary_hits", "glossary_missed")
-# Written unless formats.mode is "text".
-FORMAT_COLUMNS = ("format_status", "format_detail")
-ROW_GLOSSARY_COLUMN = "glossary"
-
-# Fault injection for tests and game days: the actor process exits hard (as if killed)
-# when it starts the named shard: once, if a marker file is named (it records the fault),
-# else every time.
-FAULT_SHARD_ENV = "BATCHMT_FAULT_EXIT_ON_SHARD"
-FAULT_MARKER_ENV = "BATCHMT_FAULT_MARKER"
 
 
 class TranslatorActor:
@@ -59,7 +50,9 @@ class TranslatorActor:
             self.spec.model.name_or_path, self.spec.input.storage_options, base_dir
         )
         started = time.perf_counter()
-        self.engine = load_engine(self.spec, model_path, torch.device(self.placement.device))
+        self.engine = load_engine(
+            EngineConfig.from_spec(self.spec), model_path, torch.device(self.placement.device)
+        )
         fs, root = open_fs(self.spec.output.path, self.spec.output.storage_options)
         self.layout = OutputLayout(fs, root)
         self.glossary = (
@@ -72,26 +65,22 @@ class TranslatorActor:
             if self.spec.glossary.path
             else None
         )
-        self.aligner = _aligner_for(self.engine)
         # A decoder-only engine knows how many KV-cache tokens its device holds.
-        engine_budget = getattr(self.engine, "max_batch_tokens", None)
-        self.max_batch_tokens = min(
-            self.spec.decoding.max_batch_tokens,
-            engine_budget or self.spec.decoding.max_batch_tokens,
-        )
+        budget = self.spec.decoding.max_batch_tokens
+        self.max_batch_tokens = min(budget, self.engine.kv_token_budget or budget)
         log.info("replica_loaded", seconds=round(time.perf_counter() - started, 2), **self.info())
 
     def info(self) -> dict[str, Any]:
         """Where this replica runs (device, Ray GPU ids, pid): for logs and tests."""
         return {**self.placement.as_dict(), **self.engine.signature}
 
-    def process_shard(self, shard: Shard, attempt: int) -> dict[str, Any]:
+    def process_shard(self, shard: Shard, attempt: int) -> ShardResult:
         """Translate one shard, publish its data and quality files, return its counts.
 
         The completion marker is the driver's to write, after this returns: a shard whose
         actor died after publishing is simply redone, overwriting the same key.
         """
-        _maybe_inject_fault(shard.shard_id)
+        maybe_inject_fault(shard.shard_id)
         started = time.perf_counter()
         spec = self.spec
         table = read_shard(shard, spec.input)
@@ -100,8 +89,8 @@ class TranslatorActor:
         contexts = context_windows(table, spec.input.text_column, spec.context.window)
 
         row_glossaries = (
-            table.column(ROW_GLOSSARY_COLUMN).to_pylist()
-            if ROW_GLOSSARY_COLUMN in table.column_names
+            table.column(columns.GLOSSARY).to_pylist()
+            if columns.GLOSSARY in table.column_names
             else None
         )
         valid = [i for i, row_id in enumerate(ids) if row_id is not None]
@@ -116,7 +105,6 @@ class TranslatorActor:
             max_batch_tokens=self.max_batch_tokens,
             max_batch_size=spec.decoding.max_batch_size,
             formats_mode=spec.formats.mode,
-            aligner=self.aligner,
         )
         results = [RowResult(None, INVALID, "id is null: the row cannot be tracked")] * len(ids)
         for i, result in zip(valid, translated, strict=True):
@@ -126,23 +114,32 @@ class TranslatorActor:
         output = _with_results(table, results, with_glossary, spec.formats.mode != "text")
         write_shard_data(self.layout, shard.shard_id, output)
         references = (
-            table.column("reference").to_pylist() if "reference" in table.column_names else None
+            table.column(columns.REFERENCE).to_pylist()
+            if columns.REFERENCE in table.column_names
+            else None
         )
         quality = shard_quality(
-            ids=ids,
-            sources=texts,
-            translations=[r.translation for r in results],
-            statuses=[r.status for r in results],
-            references=references,
-            shard_id=shard.shard_id,
-            k=spec.quality.sample_per_shard,
-            signature=dict(self.engine.signature),
-            target_lang=spec.target_lang,
+            ShardRows(
+                shard_id=shard.shard_id,
+                sources=texts,
+                translations=[r.translation for r in results],
+                statuses=[r.status for r in results],
+                references=references,
+                ids=ids,
+            ),
+            QualitySettings(
+                sample_size=spec.quality.sample_per_shard,
+                signature=dict(self.engine.signature),
+                target_lang=spec.target_lang,
+            ),
         )
-        quality.update(_adherence(stats, with_glossary))
+        format_counts, adherence = _adherence(stats, with_glossary)
+        # The quality file carries the whole shard's adherence too (not only the sample's).
+        quality["format_status_counts"] = format_counts
+        if adherence is not None:
+            quality["glossary"] = adherence.to_dict()
         write_quality(self.layout, shard.shard_id, quality)
         seconds = time.perf_counter() - started
-        by_status = Counter(r.status for r in results)
         log.info(
             "shard_translated",
             shard=shard.shard_id,
@@ -152,17 +149,18 @@ class TranslatorActor:
             batches=stats.batches,
             batch_failures=stats.batch_failures,
         )
-        return {
-            "shard_id": shard.shard_id,
-            "num_rows": len(ids),
-            "status_counts": dict(sorted(by_status.items())),
-            "source_tokens": stats.source_tokens,
-            "seconds": round(seconds, 3),
-            "attempt": attempt,
-            "device": self.placement.device,
-            "pid": self.placement.pid,
-            **_adherence(stats, with_glossary),
-        }
+        return ShardResult(
+            shard_id=shard.shard_id,
+            num_rows=len(ids),
+            status_counts=dict(Counter(r.status for r in results)),
+            source_tokens=stats.source_tokens,
+            seconds=round(seconds, 3),
+            attempt=attempt,
+            device=self.placement.device,
+            pid=self.placement.pid,
+            format_status_counts=format_counts,
+            glossary=adherence,
+        )
 
     def _row_input(self, text: str | None, context: list[str], row_glossary: Any) -> RowInput:
         """The row's glossary is the job's plus its own; a malformed own one fails the row."""
@@ -185,56 +183,28 @@ def _as_text(column: pa.ChunkedArray) -> list[str | None]:
 def _with_results(
     table: pa.Table, results: list[RowResult], with_glossary: bool, with_formats: bool
 ) -> pa.Table:
-    columns: dict[str, pa.Array] = {
-        "translation": pa.array([r.translation for r in results], pa.string()),
-        "status": pa.array([r.status for r in results], pa.string()),
-        "error": pa.array([r.error for r in results], pa.string()),
+    added: dict[str, pa.Array] = {
+        columns.TRANSLATION: pa.array([r.translation for r in results], pa.string()),
+        columns.STATUS: pa.array([r.status for r in results], pa.string()),
+        columns.ERROR: pa.array([r.error for r in results], pa.string()),
     }
     if with_glossary:
         terms = pa.list_(pa.string())
-        columns["glossary_hits"] = pa.array([r.glossary_hits for r in results], terms)
-        columns["glossary_missed"] = pa.array([r.glossary_missed for r in results], terms)
+        added[columns.GLOSSARY_HITS] = pa.array([r.glossary_hits for r in results], terms)
+        added[columns.GLOSSARY_MISSED] = pa.array([r.glossary_missed for r in results], terms)
     if with_formats:
-        columns["format_status"] = pa.array([r.format_status for r in results], pa.string())
-        columns["format_detail"] = pa.array([r.format_detail for r in results], pa.string())
-    for name, values in columns.items():
+        added[columns.FORMAT_STATUS] = pa.array([r.format_status for r in results], pa.string())
+        added[columns.FORMAT_DETAIL] = pa.array([r.format_detail for r in results], pa.string())
+    for name, values in added.items():
         table = table.append_column(name, values)
     return table
 
 
-def _adherence(stats: TranslateStats, with_glossary: bool) -> dict[str, Any]:
-    """Glossary adherence and format-anchoring outcomes of the whole shard (not a sample)."""
-    out: dict[str, Any] = {"format_status_counts": dict(sorted(stats.format_counts.items()))}
-    if with_glossary:
-        out["glossary"] = {
-            "terms": stats.glossary_terms,
-            "honoured": stats.glossary_hits,
-            "adherence": stats.glossary_hits / stats.glossary_terms
-            if stats.glossary_terms
-            else None,
-        }
-    return out
-
-
-def _aligner_for(engine: Any) -> Any:
-    """Word alignment for placing inline markup: cross-attention of encoder-decoder models."""
-    from batchmt.workers.engines.seq2seq import Seq2SeqEngine
-
-    if isinstance(engine, Seq2SeqEngine):
-        from batchmt.workers.engines.alignment import engine_aligner
-
-        return engine_aligner(engine)
-    return None
-
-
-def _maybe_inject_fault(shard_id: str) -> None:
-    if os.environ.get(FAULT_SHARD_ENV) != shard_id:
-        return
-    marker_path = os.environ.get(FAULT_MARKER_ENV)
-    if marker_path:
-        marker = Path(marker_path)
-        if marker.exists():
-            return
-        marker.write_text(f"pid {os.getpid()} exited on shard {shard_id}\n")
-    log.warning("fault_injected", shard=shard_id, pid=os.getpid())
-    os._exit(17)
+def _adherence(
+    stats: TranslateStats, with_glossary: bool
+) -> tuple[dict[str, int], GlossaryAdherence | None]:
+    """Format-anchoring outcomes and glossary adherence of the whole shard (not a sample)."""
+    format_counts = dict(sorted(stats.format_counts.items()))
+    if not with_glossary:
+        return format_counts, None
+    return format_counts, GlossaryAdherence(stats.glossary_terms, stats.glossary_hits)

@@ -122,5 +122,5 @@ def test_load_config_takes_a_spec_a_dict_or_a_path(tmp_path: Path) -> None:
     path = tmp_path / "job.yaml"
     path.write_text(json.dumps(data))  # JSON is YAML
     assert batchmt.load_config(path).model.name_or_path == "m"
-    with pytest.raises(batchmt.SpecError, match="YAML path, a dict or a batchmt.JobSpec"):
+    with pytest.raises(batchmt.SpecError, match=r"YAML path, a dict or a batchmt\.JobSpec"):
         batchmt.load_config(42)  # type: ignore[arg-type]

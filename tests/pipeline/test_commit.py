@@ -20,8 +20,10 @@ from batchmt.pipeline.commit import (
     write_shard_data,
     write_success,
 )
-from batchmt.pipeline.corpus import open_dataset, read_shard
-from batchmt.pipeline.quality import shard_quality
+from batchmt.pipeline.corpus import open_dataset
+from batchmt.pipeline.quality import QualitySettings, ShardRows, shard_quality
+from batchmt.pipeline.results import ShardResult
+from batchmt.pipeline.shard_reader import read_shard
 from batchmt.pipeline.shards import Plan, plan_shards
 from batchmt.pipeline.spec import InputSpec, OutputSpec, ShardingSpec
 from tests.conftest import StorageRoot
@@ -74,17 +76,17 @@ def run_shard(
         layout,
         shard.shard_id,
         shard_quality(
-            out.column("text").to_pylist(),
-            out.column("translation").to_pylist(),
-            statuses,
-            None,
-            shard.shard_id,
-            2,
-            {"model": "test"},
+            ShardRows(
+                shard.shard_id,
+                out.column("text").to_pylist(),
+                out.column("translation").to_pylist(),
+                statuses,
+            ),
+            QualitySettings(sample_size=2, signature={"model": "test"}),
         ),
     )
     counts = {s: statuses.count(s) for s in set(statuses)}
-    mark_complete(layout, shard.shard_id, {"num_rows": out.num_rows, "status_counts": counts})
+    mark_complete(layout, ShardResult(shard.shard_id, out.num_rows, counts))
 
 
 def test_prepare_new_resume_conflict_overwrite(storage_root: StorageRoot):
@@ -125,7 +127,7 @@ def test_completed_shards_tolerates_missing_folder_and_reads_bodies(storage_root
     prepare_output(layout, plan, "s")
     run_shard(layout, plan, input_spec, 1)
     run_shard(layout, plan, input_spec, 1)  # a duplicated attempt overwrites
-    assert completed_shards(layout) == {"00001": {"num_rows": 4, "status_counts": {"ok": 4}}}
+    assert completed_shards(layout) == {"00001": ShardResult("00001", 4, {"ok": 4})}
     assert layout.fs.ls(layout.data_dir, detail=False) == [layout.data("00001")]
 
 

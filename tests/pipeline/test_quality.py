@@ -5,6 +5,8 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from batchmt.pipeline import status
 from batchmt.pipeline.quality import (
+    QualitySettings,
+    ShardRows,
     merge_quality,
     repeated_ngram_ratio,
     row_flags,
@@ -13,6 +15,7 @@ from batchmt.pipeline.quality import (
 )
 
 SIGNATURE = {"model": "tiny-marian", "quantization": "int8"}
+SETTINGS = QualitySettings(sample_size=100, signature=SIGNATURE)
 
 HYPS = [
     "The cat sits on the mat.",
@@ -66,8 +69,10 @@ def test_shard_quality_is_deterministic_and_signed():
     n = len(HYPS)
     statuses = [status.OK] * (n - 1) + [status.FAILED]
     translations = [*HYPS[:-1], None]
-    a = shard_quality(HYPS, translations, statuses, REFS, "00001", 4, SIGNATURE, ids=list(range(n)))
-    b = shard_quality(HYPS, translations, statuses, REFS, "00001", 4, SIGNATURE, ids=list(range(n)))
+    rows = ShardRows("00001", HYPS, translations, statuses, REFS, ids=list(range(n)))
+    settings = QualitySettings(sample_size=4, signature=SIGNATURE)
+    a = shard_quality(rows, settings)
+    b = shard_quality(rows, settings)
     assert a == b
     assert a["sample_size"] == 4 and len(a["samples"]) == 4
     assert a["signature"]["model"] == "tiny-marian"
@@ -78,7 +83,7 @@ def test_shard_quality_is_deterministic_and_signed():
 
 
 def test_no_references_means_no_scores():
-    q = shard_quality(["x y z"], ["x y z"], [status.OK], None, "0", 5, SIGNATURE)
+    q = shard_quality(ShardRows("0", ["x y z"], ["x y z"], [status.OK]), SETTINGS)
     assert q["reference"] is None
     assert q["flag_counts"]["untranslated"] == 1
     assert merge_quality([q])["bleu"] is None
@@ -87,8 +92,8 @@ def test_no_references_means_no_scores():
 def test_merged_statistics_equal_scores_of_the_whole():
     n = len(HYPS)
     ok = [status.OK] * n
-    first = shard_quality(REFS[:3], HYPS[:3], ok[:3], REFS[:3], "00000", 100, SIGNATURE)
-    second = shard_quality(REFS[3:], HYPS[3:], ok[3:], REFS[3:], "00001", 100, SIGNATURE)
+    first = shard_quality(ShardRows("00000", REFS[:3], HYPS[:3], ok[:3], REFS[:3]), SETTINGS)
+    second = shard_quality(ShardRows("00001", REFS[3:], HYPS[3:], ok[3:], REFS[3:]), SETTINGS)
     merged = merge_quality([first, second])
     assert merged["bleu"] == pytest.approx(BLEU().corpus_score(HYPS, [REFS]).score, abs=1e-9)
     assert merged["chrf"] == pytest.approx(CHRF().corpus_score(HYPS, [REFS]).score, abs=1e-9)
@@ -98,3 +103,8 @@ def test_merged_statistics_equal_scores_of_the_whole():
     assert first["reference"]["bleu"] == pytest.approx(
         BLEU().corpus_score(HYPS[:3], [REFS[:3]]).score
     )
+
+
+def test_rows_of_different_lengths_are_refused():
+    with pytest.raises(ValueError, match=r"shard 00007: row sequences differ in length"):
+        ShardRows("00007", ["a", "b"], ["A"], [status.OK, status.OK])

@@ -6,7 +6,8 @@ import pickle
 import pyarrow as pa
 import pytest
 
-from batchmt.pipeline.corpus import CorpusError, open_dataset, read_shard
+from batchmt.pipeline.corpus import CorpusError, open_dataset
+from batchmt.pipeline.shard_reader import read_shard
 from batchmt.pipeline.shards import Plan, RowSlice, plan_shards
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
 from tests.conftest import StorageRoot

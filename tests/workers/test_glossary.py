@@ -8,13 +8,12 @@ import pytest
 
 from batchmt.pipeline.glossary import (
     Glossary,
-    GlossaryError,
     RowGlossaryError,
     Term,
     check_terms,
-    load_glossary,
     parse_row_glossary,
 )
+from batchmt.pipeline.glossary_files import GlossaryError, load_glossary
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:

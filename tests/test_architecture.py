@@ -1,0 +1,129 @@
+"""The house rules of docs/ARCHITECTURE.md, checked on the source: imports flow
+jobs -> workers -> pipeline, no two modules import each other (directly or round a circle),
+nothing imports the rooms by their bare names, `workers/` stays small at its top level, and
+the shard loop asks engines only through their declared base."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LAYERS = {"pipeline": 0, "workers": 1, "jobs": 2}
+
+
+def _modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for room in LAYERS:
+        for path in (REPO / room).rglob("*.py"):
+            parts = list(path.relative_to(REPO).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found["batchmt." + ".".join(parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imported_names(path: Path) -> list[str]:
+    """Every module name an import statement names, wherever it sits (functions and
+    TYPE_CHECKING blocks included): `from a import b` gives both `a` and `a.b`."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: relative import"
+            base = node.module or ""
+            names += [base, *(f"{base}.{alias.name}" for alias in node.names)]
+    return names
+
+
+def _owner(name: str) -> str | None:
+    while name:
+        if name in MODULES:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for module, path in MODULES.items():
+        for name in _imported_names(path):
+            target = _owner(name) if name.startswith("batchmt.") else None
+            # A package's own __init__ is implied by importing anything inside it.
+            if target and target != module and not module.startswith(target + "."):
+                graph[module].add(target)
+    return graph
+
+
+def test_no_bare_imports_of_the_rooms() -> None:
+    """`import pipeline` would pick up a user's own package of that name."""
+    bare = [
+        f"{module}: {name}"
+        for module, path in MODULES.items()
+        for name in _imported_names(path)
+        if name.split(".")[0] in LAYERS
+    ]
+    assert bare == []
+
+
+def test_imports_flow_jobs_workers_pipeline() -> None:
+    backwards = [
+        f"{src} -> {dst}"
+        for src, dsts in _graph().items()
+        for dst in dsts
+        if LAYERS[dst.split(".")[1]] > LAYERS[src.split(".")[1]]
+    ]
+    assert backwards == []
+
+
+def test_no_import_cycles() -> None:
+    graph = _graph()
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert cycles == []
+
+
+def test_the_checker_sees_a_cycle(tmp_path: Path) -> None:
+    """The rules above must be able to fail: two modules importing each other are found."""
+    a = tmp_path / "a.py"
+    a.write_text("from batchmt.pipeline.spec import JobSpec\nimport batchmt.pipeline.corpus\n")
+    assert {"batchmt.pipeline.spec", "batchmt.pipeline.corpus"} <= {
+        _owner(n) for n in _imported_names(a) if _owner(n)
+    }
+
+
+def test_workers_top_level_stays_small() -> None:
+    files = [p.name for p in (REPO / "workers").glob("*.py")]
+    assert len(files) <= 8, sorted(files)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "workers").rglob("*.py")), ids=str)
+def test_engines_are_not_probed_outside_engines(path: Path) -> None:
+    """Capabilities are declared on TranslationEngine; nobody outside workers/engines/ asks
+    an engine with getattr or isinstance what it can do."""
+    if "engines" in path.relative_to(REPO).parts:
+        return
+    text = path.read_text(encoding="utf-8")
+    probes = re.findall(r"(?:getattr|hasattr|isinstance)\(\s*(?:self\.)?engine\b.*", text)
+    assert probes == []
+    assert "Seq2SeqEngine" not in text and "CausalEngine" not in text
