@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from batchmt.pipeline import columns
+from batchmt.pipeline.columns import RESULT_COLUMNS
 from batchmt.pipeline.spec import InputSpec
 from batchmt.pipeline.storage import open_fs, with_retries
 
@@ -143,6 +144,14 @@ def _is_scalar(t: pa.DataType) -> bool:
     return not pa.types.is_nested(t)
 
 
+def _is_text(t: pa.DataType) -> bool:
+    """Text as the worker reads it: strings, also dictionary-encoded (Spark and pandas
+    categoricals write them; the worker casts them to plain strings)."""
+    if pa.types.is_dictionary(t):
+        return _is_string(t.value_type)
+    return _is_string(t) or pa.types.is_null(t)
+
+
 def _optional_ok(name: str, t: pa.DataType) -> bool:
     if pa.types.is_null(t):
         return True  # an all-null column written without a type: no values to misread
@@ -164,9 +173,28 @@ def _optional_ok(name: str, t: pa.DataType) -> bool:
 
 
 def check_schema(dataset: ds.Dataset | pa.Schema, input_spec: InputSpec) -> None:
-    """Raise CorpusError (one line) when the input lacks a required column or has a bad type."""
+    """Raise CorpusError (one line) when the input lacks a required column, has a bad type,
+    or has a column batchmt writes.
+
+    Called on the plan's schema unified over every input file (shards.py), so a column that
+    only a later file has is checked like any other.
+    """
     schema = dataset if isinstance(dataset, pa.Schema) else dataset.schema
     found = ", ".join(schema.names)
+    duplicated = sorted({name for name in schema.names if schema.names.count(name) > 1})
+    if duplicated:
+        raise CorpusError(
+            f"input {input_spec.path} has column(s) {', '.join(duplicated)} more than once "
+            "(a partition folder named like a file column?); rename one of them"
+        )
+    # An input column of the same name would be overwritten, and an output with two
+    # columns of one name cannot be read: refuse it up front.
+    clash = [c for c in RESULT_COLUMNS if c in schema.names]
+    if clash:
+        raise CorpusError(
+            f"input {input_spec.path} already has column(s) {', '.join(clash)}, which batchmt "
+            "writes; rename them in the input (they would be overwritten)"
+        )
     for column, key in (
         (input_spec.id_column, "id_column"),
         (input_spec.text_column, "text_column"),
@@ -183,7 +211,7 @@ def check_schema(dataset: ds.Dataset | pa.Schema, input_spec: InputSpec) -> None
             "(string or integer)"
         )
     text_type = schema.field(input_spec.text_column).type
-    if not (_is_string(text_type) or pa.types.is_null(text_type)):
+    if not _is_text(text_type):
         raise CorpusError(
             f"input column {input_spec.text_column!r} has type {text_type}; expected string "
             "(set input.text_column to the text column)"

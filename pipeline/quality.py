@@ -17,7 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from batchmt.pipeline import status as row_status
+from batchmt.pipeline.ids import JsonScalar, id_to_json
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +112,19 @@ def _column_sums(rows: list[list[Any]]) -> list[float]:
 
 def _plain(value: Any) -> Any:
     """pyarrow scalars (when callers pass arrays) to Python values."""
-    return value.as_py() if hasattr(value, "as_py") else value
+    return value.as_py() if isinstance(value, pa.Scalar) else value
+
+
+def _json_id(value: Any) -> JsonScalar:
+    """An id as JSON: Arrow scalars by pipeline.ids' stable spelling (UUIDs, timestamps,
+    decimals, bytes); plain Python values as they are when JSON has them, else as text."""
+    if isinstance(value, pa.Scalar):
+        return id_to_json(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -180,7 +195,7 @@ def shard_quality(rows: ShardRows, settings: QualitySettings) -> dict[str, Any]:
         samples.append(
             {
                 "index": i,
-                "id": _plain(rows.ids[i]) if rows.ids is not None else None,
+                "id": _json_id(rows.ids[i]) if rows.ids is not None else None,
                 "source": source,
                 "translation": translation,
                 "reference": reference,
@@ -214,6 +229,10 @@ def shard_quality(rows: ShardRows, settings: QualitySettings) -> dict[str, Any]:
             "target_lang": target_lang,
         },
         "num_rows": len(rows.sources),
+        # How to read the sample ids back (pipeline.ids.id_from_json with this type).
+        "id_type": str(rows.ids.type)
+        if isinstance(rows.ids, (pa.Array, pa.ChunkedArray))
+        else None,
         "sample_size": len(indices),
         "sample_status_counts": dict(sorted(status_counts.items())),
         "checked": checked,

@@ -2,19 +2,105 @@
 
 Each file is opened once and only the named row groups are read, so a worker's memory is
 bounded by its shard, not the corpus.
+
+Bad data costs rows, never the shard: a row group that cannot be read whole is read column
+by column, and the rows of a column that still cannot be read get a per-row error (the
+value is null in the output); text that is not valid UTF-8 is repaired for the output and
+its rows get an error too. Only an unreadable id column fails the shard: without ids the
+rows cannot be tracked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchmt.pipeline.shards import RowSlice, Shard, schema_from_text
 from batchmt.pipeline.spec import InputSpec
 from batchmt.pipeline.storage import open_fs, open_input, with_retries
+
+_MAX_REASON_CHARS = 200
+
+
+class ShardReadError(RuntimeError):
+    """The shard's rows cannot be tracked (its id column is unreadable)."""
+
+
+@dataclass(frozen=True)
+class ShardData:
+    """A shard's rows and, per row, why its own data is unusable (None: usable).
+
+    A row with an error keeps its place (and its id) in the table; the worker writes it
+    with status `invalid` and this error instead of translating it.
+    """
+
+    table: pa.Table
+    row_errors: list[str | None]
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:_MAX_REASON_CHARS]
+
+
+def _read_row_group(
+    parquet: pq.ParquetFile, path: str, piece: RowSlice, id_column: str
+) -> tuple[pa.Table, list[str | None]]:
+    """The slice's rows; when the row group cannot be read whole, column by column."""
+    try:
+        table = parquet.read_row_group(piece.row_group)
+        return table.slice(piece.offset, piece.length), [None] * piece.length
+    except (OSError, pa.ArrowException) as whole:
+        failure = whole
+    names = parquet.schema_arrow.names
+    arrays: list[pa.ChunkedArray | pa.Array] = []
+    broken: list[str] = []
+    for name in names:
+        try:
+            column = parquet.read_row_group(piece.row_group, columns=[name]).column(0)
+            arrays.append(column.slice(piece.offset, piece.length))
+        except (OSError, pa.ArrowException) as exc:
+            if name == id_column:
+                raise ShardReadError(
+                    f"id column {id_column!r} of {path} row group {piece.row_group} cannot be "
+                    f"read ({_reason(exc)}); its rows cannot be tracked: repair or remove the "
+                    "file and rerun"
+                ) from exc
+            broken.append(f"{name!r} ({_reason(exc)})")
+            arrays.append(pa.nulls(piece.length, parquet.schema_arrow.field(name).type))
+    if not broken:  # the whole read failed, every column alone worked: keep going
+        broken.append(f"row group ({_reason(failure)})")
+    error = (
+        f"unreadable data in {path} row group {piece.row_group}: column(s) "
+        f"{', '.join(broken)}; those values are null in the output"
+    )
+    table = pa.Table.from_arrays(arrays, names=names)
+    return table, [error] * piece.length
+
+
+def _read_slices(
+    fs: fsspec.AbstractFileSystem, path: str, slices: Iterable[RowSlice], id_column: str
+) -> list[tuple[pa.Table, list[str | None]]]:
+    def read() -> list[tuple[pa.Table, list[str | None]]]:
+        with open_input(fs, path) as f:
+            parquet = pq.ParquetFile(f, pre_buffer=True)
+            out = []
+            for piece in slices:
+                table, errors = _read_row_group(parquet, path, piece, id_column)
+                for key, value in piece.partition.items():
+                    if key not in table.column_names:
+                        table = table.append_column(
+                            key, pa.array([value] * table.num_rows, pa.string())
+                        )
+                out.append((table, errors))
+            return out
+
+    return with_retries(f"read {path}", read)
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -29,45 +115,109 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _read_slices(
-    fs: fsspec.AbstractFileSystem, path: str, slices: Iterable[RowSlice]
-) -> list[pa.Table]:
-    def read() -> list[pa.Table]:
-        with open_input(fs, path) as f:
-            parquet = pq.ParquetFile(f, pre_buffer=True)
-            out = []
-            for piece in slices:
-                table = parquet.read_row_group(piece.row_group).slice(piece.offset, piece.length)
-                for key, value in piece.partition.items():
-                    if key not in table.column_names:
-                        table = table.append_column(
-                            key, pa.array([value] * table.num_rows, pa.string())
-                        )
-                out.append(table)
-            return out
-
-    return with_retries(f"read {path}", read)
+def _is_text(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
-def read_shard(shard: Shard, input_spec: InputSpec) -> pa.Table:
-    """Exactly the rows the shard names, in plan order, with the plan's schema.
+def _repair_text(array: pa.Array, name: str, errors: list[str | None], offset: int) -> pa.Array:
+    """Invalid UTF-8 replaced by U+FFFD, the row's error saying where and what it was."""
+    values: list[str | None] = []
+    for k, raw in enumerate(array.cast(pa.large_binary()).to_pylist()):
+        if raw is None:
+            values.append(None)
+            continue
+        try:
+            values.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            bad = raw[exc.start : exc.end].hex()
+            _add_error(
+                errors,
+                offset + k,
+                f"column {name!r} is not valid UTF-8 (bytes 0x{bad} at byte {exc.start}); "
+                "written with U+FFFD in their place",
+            )
+            values.append(raw.decode("utf-8", "replace"))
+    return pa.array(values, array.type)
+
+
+def _null_invalid_rows(
+    array: pa.Array, name: str, errors: list[str | None], offset: int
+) -> pa.Array:
+    """Nested values (lists, structs) that fail validation become null, with an error."""
+    bad = []
+    for k in range(len(array)):
+        try:
+            array.slice(k, 1).validate(full=True)
+            bad.append(False)
+        except pa.ArrowInvalid as exc:
+            message = f"column {name!r} holds invalid data ({_reason(exc)}); written as null"
+            _add_error(errors, offset + k, message)
+            bad.append(True)
+    return pc.if_else(pa.array(bad), pa.nulls(len(array), array.type), array)
+
+
+def _add_error(errors: list[str | None], row: int, message: str) -> None:
+    errors[row] = message if errors[row] is None else f"{errors[row]}; {message}"
+
+
+def check_values(table: pa.Table, errors: list[str | None]) -> pa.Table:
+    """Validate every value (UTF-8 above all); repair or null what is invalid, per row.
+
+    Readers of the output must never meet an undecodable value, and one bad value must not
+    stop the shard, so the check is here, once, on the rows as read.
+    """
+    columns = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        chunks = []
+        offset = 0
+        for chunk in column.chunks:
+            try:
+                chunk.validate(full=True)
+            except pa.ArrowInvalid:
+                chunk = _repair_chunk(chunk, field.name, errors, offset)
+            chunks.append(chunk)
+            offset += len(chunk)
+        columns.append(pa.chunked_array(chunks, field.type))
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+def _repair_chunk(chunk: pa.Array, name: str, errors: list[str | None], offset: int) -> pa.Array:
+    t = chunk.type
+    if pa.types.is_dictionary(t) and _is_text(t.value_type):
+        decoded = _repair_text(chunk.dictionary_decode(), name, errors, offset)
+        return decoded.cast(t)
+    if _is_text(t):
+        return _repair_text(chunk, name, errors, offset)
+    return _null_invalid_rows(chunk, name, errors, offset)
+
+
+def read_shard_data(shard: Shard, input_spec: InputSpec) -> ShardData:
+    """Exactly the rows the shard names, in plan order, with the plan's schema, and the
+    per-row errors of data that could not be read or decoded.
 
     Partition columns are added back from the slice, so every shard has the same columns.
     """
     fs, _path = open_fs(input_spec.path, input_spec.storage_options)
     schema = schema_from_text(shard.schema) if shard.schema else None
-    tables: list[pa.Table] = []
+    parts: list[tuple[pa.Table, list[str | None]]] = []
     i = 0
     slices = shard.slices
     while i < len(slices):
         j = i
         while j < len(slices) and slices[j].path == slices[i].path:
             j += 1
-        tables.extend(_read_slices(fs, slices[i].path, slices[i:j]))
+        parts.extend(_read_slices(fs, slices[i].path, slices[i:j], input_spec.id_column))
         i = j
+    errors = [e for _, part_errors in parts for e in part_errors]
+    tables = [t for t, _ in parts]
     if schema is not None:
         tables = [_conform(t, schema) for t in tables]
-        if not tables:
-            return schema.empty_table()
-        return pa.concat_tables(tables)
-    return pa.concat_tables(tables, promote_options="permissive")
+        table = pa.concat_tables(tables) if tables else schema.empty_table()
+    else:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    return ShardData(check_values(table, errors), errors)
+
+
+def read_shard(shard: Shard, input_spec: InputSpec) -> pa.Table:
+    """The shard's rows only (invalid values already repaired or nulled); see read_shard_data."""
+    return read_shard_data(shard, input_spec).table

@@ -332,6 +332,11 @@ def plan_shards(dataset: ds.Dataset, input_spec: InputSpec, sharding: ShardingSp
         files = list(pool.map(lambda fp: _read_file_info(fs, fp[0], fp[1], with_docs), fragments))
     schema = _unified_schema(files, input_spec)
     check_schema(schema, input_spec)
+    if DOC_ID in schema.names and not with_docs:
+        # Only a later file has doc_id (the dataset's schema is the first file's): read the
+        # document runs now, so no file is packed without them.
+        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+            files = list(pool.map(lambda f: _read_file_info(fs, f.path, f.partition, True), files))
     with_docs = DOC_ID in schema.names
 
     packer = _Packer(sharding.rows_per_shard)

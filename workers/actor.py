@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 import torch
 
@@ -23,7 +24,7 @@ from batchmt.pipeline.glossary_files import load_glossary
 from batchmt.pipeline.logs import configure_logging
 from batchmt.pipeline.quality import QualitySettings, ShardRows, shard_quality
 from batchmt.pipeline.results import GlossaryAdherence, ShardResult
-from batchmt.pipeline.shard_reader import read_shard
+from batchmt.pipeline.shard_reader import read_shard_data
 from batchmt.pipeline.shards import Shard
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.status import INVALID
@@ -83,8 +84,12 @@ class TranslatorActor:
         maybe_inject_fault(shard.shard_id)
         started = time.perf_counter()
         spec = self.spec
-        table = read_shard(shard, spec.input)
-        ids = table.column(spec.input.id_column).to_pylist()
+        data = read_shard_data(shard, spec.input)
+        table = data.table
+        # Ids stay Arrow values (UUIDs, timestamps, decimals, bytes): only their nulls matter
+        # here, and the quality sample encodes the few it shows (pipeline.ids).
+        id_column = table.column(spec.input.id_column)
+        has_id = pc.is_valid(id_column).to_pylist()
         texts = _as_text(table.column(spec.input.text_column))
         contexts = context_windows(table, spec.input.text_column, spec.context.window)
 
@@ -93,7 +98,8 @@ class TranslatorActor:
             if columns.GLOSSARY in table.column_names
             else None
         )
-        valid = [i for i, row_id in enumerate(ids) if row_id is not None]
+        results = [_unusable(has_id[i], data.row_errors[i]) for i in range(table.num_rows)]
+        valid = [i for i, result in enumerate(results) if result is None]
         rows = [
             self._row_input(texts[i], contexts[i], row_glossaries[i] if row_glossaries else None)
             for i in valid
@@ -106,12 +112,14 @@ class TranslatorActor:
             max_batch_size=spec.decoding.max_batch_size,
             formats_mode=spec.formats.mode,
         )
-        results = [RowResult(None, INVALID, "id is null: the row cannot be tracked")] * len(ids)
         for i, result in zip(valid, translated, strict=True):
             results[i] = result
+        done = [r for r in results if r is not None]
+        if len(done) != len(results):  # the invariant: every row comes back, none dropped
+            raise RuntimeError(f"shard {shard.shard_id}: {len(results) - len(done)} rows lost")
 
         with_glossary = self.glossary is not None or row_glossaries is not None
-        output = _with_results(table, results, with_glossary, spec.formats.mode != "text")
+        output = _with_results(table, done, with_glossary, spec.formats.mode != "text")
         write_shard_data(self.layout, shard.shard_id, output)
         references = (
             table.column(columns.REFERENCE).to_pylist()
@@ -122,10 +130,10 @@ class TranslatorActor:
             ShardRows(
                 shard_id=shard.shard_id,
                 sources=texts,
-                translations=[r.translation for r in results],
-                statuses=[r.status for r in results],
+                translations=[r.translation for r in done],
+                statuses=[r.status for r in done],
                 references=references,
-                ids=ids,
+                ids=id_column,
             ),
             QualitySettings(
                 sample_size=spec.quality.sample_per_shard,
@@ -143,7 +151,7 @@ class TranslatorActor:
         log.info(
             "shard_translated",
             shard=shard.shard_id,
-            rows=len(ids),
+            rows=len(done),
             seconds=round(seconds, 2),
             source_tokens=stats.source_tokens,
             batches=stats.batches,
@@ -151,8 +159,8 @@ class TranslatorActor:
         )
         return ShardResult(
             shard_id=shard.shard_id,
-            num_rows=len(ids),
-            status_counts=dict(Counter(r.status for r in results)),
+            num_rows=len(done),
+            status_counts=dict(Counter(r.status for r in done)),
             source_tokens=stats.source_tokens,
             seconds=round(seconds, 3),
             attempt=attempt,
@@ -171,6 +179,15 @@ class TranslatorActor:
             except RowGlossaryError as exc:
                 return RowInput(text, context, None, str(exc))
         return RowInput(text, context, glossary)
+
+
+def _unusable(has_id: bool, read_error: str | None) -> RowResult | None:
+    """The result of a row that never reaches the model, or None for a usable row."""
+    if not has_id:
+        return RowResult(None, INVALID, "id is null: the row cannot be tracked")
+    if read_error is not None:
+        return RowResult(None, INVALID, read_error)
+    return None
 
 
 def _as_text(column: pa.ChunkedArray) -> list[str | None]:

@@ -167,30 +167,18 @@ def translate_rows(
     prepared: dict[int, _Row] = {}
     pending: list[_Pending] = []
     for i, row in enumerate(rows):
-        cleaned = clean_text(row.text) if row.text is not None else None
-        early = _early_result(row, cleaned)
-        if early is not None or cleaned is None:
+        try:
+            early, ready = _prepare_row(engine, row, formats_mode)
+        except Exception as exc:  # noqa: BLE001 - one odd row must not cost its shard
+            message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+            log.warning("row_unpreparable", row=i, error=message)
+            results[i] = RowResult(None, FAILED, f"could not prepare the row: {message}")
+            continue
+        if ready is None:
             results[i] = early
             continue
-        body = cleaned.strip()
-        lead, trail = cleaned[: cleaned.find(body)], cleaned[cleaned.find(body) + len(body) :]
-        plan = None
-        if formats_mode != "text":
-            plan = prepare_formats(body, formats_mode)
-            if not _anchoring_needed(plan):
-                plan = None  # prose (numbers at most): translated as it is
-        texts = plan.units if plan is not None else [cleaned]
-        blocks = [_Block(text, [], []) for text in texts]
-        prepared[i] = _Row(blocks, plan, lead, trail)
-        # Whole units only: a unit cut into sentences would cut its <sn> spans too.
-        if (
-            plan is not None
-            and engine.translates_marked
-            and plan.units
-            and max(engine.count_tokens(plan.units)) <= engine.max_input_tokens
-        ):
-            prepared[i].sn = sn_sources(plan)
-        for b, block in enumerate(blocks):
+        prepared[i] = ready
+        for b, block in enumerate(ready.blocks):
             if _HAS_WORD.search(block.text):
                 pending.append(_Pending(i, b, block, row.glossary, row.context))
 
@@ -232,6 +220,34 @@ def translate_rows(
     aligner = engine.aligner() if any(r.plan is not None for r in prepared.values()) else None
     _finish_rows(engine, prepared, results, glue, aligner, max_batch_tokens, max_batch_size, stats)
     return [r for r in results if r is not None], stats
+
+
+def _prepare_row(
+    engine: TranslationEngine, row: RowInput, formats_mode: str
+) -> tuple[RowResult | None, _Row | None]:
+    """(result, None) for a row that never reaches the model, else (None, its blocks)."""
+    cleaned = clean_text(row.text) if row.text is not None else None
+    early = _early_result(row, cleaned)
+    if early is not None or cleaned is None:
+        return early, None
+    body = cleaned.strip()
+    lead, trail = cleaned[: cleaned.find(body)], cleaned[cleaned.find(body) + len(body) :]
+    plan = None
+    if formats_mode != "text":
+        plan = prepare_formats(body, formats_mode)
+        if not _anchoring_needed(plan):
+            plan = None  # prose (numbers at most): translated as it is
+    texts = plan.units if plan is not None else [cleaned]
+    prepared = _Row([_Block(text, [], []) for text in texts], plan, lead, trail)
+    # Whole units only: a unit cut into sentences would cut its <sn> spans too.
+    if (
+        plan is not None
+        and engine.translates_marked
+        and plan.units
+        and max(engine.count_tokens(plan.units)) <= engine.max_input_tokens
+    ):
+        prepared.sn = sn_sources(plan)
+    return None, prepared
 
 
 def _anchoring_needed(plan: FormatPlan) -> bool:
