@@ -17,6 +17,7 @@ import pytest
 import batchmt
 from batchmt.pipeline.status import OK
 from tests.jobs.corpora import corpus_table
+from tests.pipeline.test_spec import BASE
 
 ROWS = 40
 
@@ -108,13 +109,7 @@ def test_import_batchmt_does_not_load_ray_or_torch() -> None:
 
 
 def test_load_config_takes_a_spec_a_dict_or_a_path(tmp_path: Path) -> None:
-    data = {
-        "source_lang": "en",
-        "target_lang": "de",
-        "input": {"path": "in"},
-        "output": {"path": "out"},
-        "model": {"name_or_path": "m"},
-    }
+    data = {**BASE, "model": {"name_or_path": "m"}}
     spec = batchmt.load_config(data, ["decoding.num_beams=2"])
     assert spec.decoding.num_beams == 2
     assert batchmt.load_config(spec) is spec

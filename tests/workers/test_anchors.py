@@ -7,26 +7,13 @@ from typing import Any
 
 import pytest
 
-from batchmt.workers.engines.base import Aligner, Alignment
+from batchmt.workers.engines.base import Alignment
 from batchmt.workers.formats.plan import (
-    FormatPlan,
-    FormatResult,
-    Translator,
     prepare_formats,
 )
 from batchmt.workers.formats.restore import restore_many, validate
 from batchmt.workers.formats.sn_tags import restore_from_sn, sn_sources
-
-
-def _restore(
-    plan: FormatPlan,
-    outs: list[str],
-    align: Aligner | None = None,
-    translate: Translator | None = None,
-) -> FormatResult:
-    """One row through restore_many, as the shard loop restores it."""
-    return restore_many([plan], [outs], align, translate)[0]
-
+from tests.workers.restore_one import restore_one
 
 # Rows a document pipeline meets; every one must come back with its markup intact.
 TRICKY = [
@@ -54,7 +41,7 @@ def _upper(texts: list[str]) -> list[str]:
 @pytest.mark.parametrize("output", GARBAGE)
 def test_any_output_restores_with_markup_intact(row: str, output: str) -> None:
     plan = prepare_formats(row)
-    result = _restore(plan, [output] * len(plan.units), None, _upper)
+    result = restore_one(plan, [output] * len(plan.units), None, _upper)
     assert validate(plan, result.text) == []
     assert result.status in ("none", "ok", "repaired", "fallback")
 
@@ -63,7 +50,7 @@ def test_tags_follow_the_alignment() -> None:
     plan = prepare_formats("<p>A <b>brown</b> dog runs.</p>")
     # target "Ein brauner Hund rennt." ; brown(1) -> brauner(1)
     alignment = Alignment(best_source=(0, 1, 2, 3), best_target=(0, 1, 2, 3))
-    result = _restore(plan, ["Ein brauner Hund rennt."], lambda s, t: [alignment])
+    result = restore_one(plan, ["Ein brauner Hund rennt."], lambda s, t: [alignment])
     assert result.text == "<p>Ein <b>brauner</b> Hund rennt.</p>"
     assert result.status == "ok"
 
@@ -72,7 +59,7 @@ def test_reordering_moves_the_tag_with_its_word() -> None:
     plan = prepare_formats("I <i>have seen</i> the dog.")
     # "Ich habe den Hund gesehen." : have->habe(1), seen->gesehen(4)
     alignment = Alignment(best_source=(0, 1, 3, 4, 2), best_target=(0, 1, 4, 2, 3))
-    result = _restore(plan, ["Ich habe den Hund gesehen."], lambda s, t: [alignment])
+    result = restore_one(plan, ["Ich habe den Hund gesehen."], lambda s, t: [alignment])
     assert result.text == "Ich <i>habe den Hund gesehen</i>."
 
 
@@ -80,7 +67,7 @@ def test_crossing_spans_are_clipped_and_reported() -> None:
     plan = prepare_formats("<b>a b</b> <i>c d</i>")
     # b-words and i-words both claim target word 1: the second is clipped.
     alignment = Alignment(best_source=(0, 2, 1, 3), best_target=(0, 2, 1, 3))
-    result = _restore(plan, ["w x y z"], lambda s, t: [alignment])
+    result = restore_one(plan, ["w x y z"], lambda s, t: [alignment])
     assert validate(plan, result.text) == []
     assert result.status == "repaired" and "clipped" in (result.detail or "")
 
@@ -128,7 +115,7 @@ def test_tiny_random_model_keeps_markup(row: str, tiny: tuple[Any, Any]) -> None
         return [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
 
     plan = prepare_formats(row)
-    result = _restore(
+    result = restore_one(
         plan, translate(plan.units), lambda s, t: align(model, tokenizer, s, t), translate
     )
     assert validate(plan, result.text) == []

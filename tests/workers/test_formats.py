@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from batchmt.workers.engines.base import Aligner
 from batchmt.workers.formats.markup import detect, lex, unbalanced
 from batchmt.workers.formats.plan import (
-    FormatPlan,
-    FormatResult,
-    Translator,
     prepare_formats,
 )
-from batchmt.workers.formats.restore import restore_many, validate
-
-
-def _restore(
-    plan: FormatPlan,
-    outs: list[str],
-    align: Aligner | None = None,
-    translate: Translator | None = None,
-) -> FormatResult:
-    """One row through restore_many, as the shard loop restores it."""
-    return restore_many([plan], [outs], align, translate)[0]
-
+from batchmt.workers.formats.restore import validate
+from tests.workers.restore_one import restore_one
 
 # (row, markup/spans that must be lexed as non-text, exactly as written)
 LEXED = [
@@ -79,7 +65,7 @@ def test_unbalanced_source_is_reported_and_kept(row: str) -> None:
     plan = prepare_formats(row)
     html, markdown = detect(row, "auto")
     bad = unbalanced(lex(row, html=html, markdown=markdown))
-    result = _restore(plan, [u.upper() for u in plan.units], None, None)
+    result = restore_one(plan, [u.upper() for u in plan.units], None, None)
     assert validate(plan, result.text) == []
     for token in bad:
         assert token.raw in result.text
@@ -90,7 +76,7 @@ def test_unbalanced_source_is_reported_and_kept(row: str) -> None:
 def test_blocks_split_units_and_keep_block_markup() -> None:
     plan = prepare_formats('<ul><li class="a">One dog.</li><li>Two cats.</li></ul>')
     assert plan.units == ["One dog.", "Two cats."]
-    result = _restore(plan, ["Ein Hund.", "Zwei Katzen."])
+    result = restore_one(plan, ["Ein Hund.", "Zwei Katzen."])
     assert result.text == '<ul><li class="a">Ein Hund.</li><li>Zwei Katzen.</li></ul>'
     assert result.status == "ok"
 
@@ -98,27 +84,27 @@ def test_blocks_split_units_and_keep_block_markup() -> None:
 def test_block_without_words_is_not_translated() -> None:
     plan = prepare_formats("A girl runs. <br/> https://x.org/1.jpg 3,141.59")
     assert plan.units == ["A girl runs."]
-    result = _restore(plan, ["Ein Mädchen rennt."])
+    result = restore_one(plan, ["Ein Mädchen rennt."])
     assert result.text == "Ein Mädchen rennt. <br/> https://x.org/1.jpg 3,141.59"
 
 
 def test_verbatim_spans_leave_the_text_and_come_back() -> None:
     plan = prepare_formats("A dog runs. ${price} https://cdn.x.org/1.jpg 3,141.59")
     assert plan.units == ["A dog runs."]
-    result = _restore(plan, ["Ein Hund rennt."])
+    result = restore_one(plan, ["Ein Hund rennt."])
     assert result.text == "Ein Hund rennt. ${price} https://cdn.x.org/1.jpg 3,141.59"
 
 
 def test_entities_are_text_for_the_model_and_escaped_back() -> None:
     plan = prepare_formats("<p>Tom &amp; Jerry</p>")
     assert plan.units == ["Tom & Jerry"]
-    assert _restore(plan, ["Tom & Jerry <3"]).text == "<p>Tom &amp; Jerry &lt;3</p>"
+    assert restore_one(plan, ["Tom & Jerry <3"]).text == "<p>Tom &amp; Jerry &lt;3</p>"
 
 
 def test_plain_row_is_status_none() -> None:
     plan = prepare_formats("A dog runs.")
     assert not plan.has_markup
-    result = _restore(plan, ["Ein Hund rennt."])
+    result = restore_one(plan, ["Ein Hund rennt."])
     assert (result.text, result.status) == ("Ein Hund rennt.", "none")
 
 
@@ -136,7 +122,7 @@ def test_markup_the_model_invents_triggers_the_fallback() -> None:
     plan = prepare_formats("<p>A <b>dog</b> runs.</p>")
     # Markdown mode escapes nothing HTML-ish, so force a bad restore through validation.
     assert validate(plan, "<p>Ein <b>Hund</b> rennt.</p><b>") != []
-    result = _restore(plan, ["Ein Hund rennt."], None, lambda xs: [x.upper() for x in xs])
+    result = restore_one(plan, ["Ein Hund rennt."], None, lambda xs: [x.upper() for x in xs])
     assert result.status in ("ok", "repaired")
     assert validate(plan, result.text) == []
 
@@ -144,4 +130,4 @@ def test_markup_the_model_invents_triggers_the_fallback() -> None:
 def test_wrong_number_of_translations_is_refused() -> None:
     plan = prepare_formats("<p>a</p><p>b</p>")
     with pytest.raises(ValueError, match=r"one translation per plan\.units entry"):
-        _restore(plan, ["x"])
+        restore_one(plan, ["x"])
