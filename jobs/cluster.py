@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 import structlog
 
+from batchmt.jobs.ray_watchdog import start_watchdog
 from batchmt.pipeline.spec import JobSpec
+from batchmt.pipeline.storage import StorageError
 from batchmt.workers.faults import FAULT_MARKER_ENV, FAULT_SHARD_ENV
 
 log = structlog.get_logger(__name__)
@@ -18,13 +21,20 @@ log = structlog.get_logger(__name__)
 _FORWARDED_ENV = (FAULT_SHARD_ENV, FAULT_MARKER_ENV, "BATCHMT_LOG_LEVEL", "BATCHMT_CACHE")
 
 
-def actor_runtime_env() -> dict[str, Any]:
-    """Per-actor runtime_env carrying the forwarded variables that are set in the driver.
+# The watchdog of a local Ray this process started (jobs/ray_watchdog.py); held for the
+# process's life because its stdin pipe is what tells the watchdog the driver still lives.
+_watchdog: subprocess.Popen[bytes] | None = None
+
+
+def actor_runtime_env(extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """Per-actor runtime_env carrying the forwarded variables that are set in the driver,
+    plus `extra` (the driver's lease generation, see pipeline/lease.py).
 
     Per actor rather than per ray.init: a reused Ray instance (tests, notebooks) started
     before the variables were set still hands them to new actors.
     """
     env = {k: v for k in _FORWARDED_ENV if (v := os.environ.get(k)) is not None}
+    env.update(extra or {})
     return {"env_vars": env} if env else {}
 
 
@@ -34,6 +44,7 @@ def connect(spec: JobSpec) -> None:
     Under `ray job submit` Ray itself sets RAY_ADDRESS, so the same command works there.
     An already-initialised Ray (tests, notebooks) is reused as it is.
     """
+    global _watchdog
     if ray.is_initialized():
         return
     address = spec.ray.address or os.environ.get("RAY_ADDRESS")
@@ -42,7 +53,32 @@ def connect(spec: JobSpec) -> None:
     else:
         # The dashboard is for clusters; a local job starts faster without it.
         ray.init(include_dashboard=False, log_to_driver=True)
+        # A SIGKILLed driver would otherwise leave Ray's agents running (ray_watchdog.py).
+        _watchdog = start_watchdog()
     log.info("ray_connected", address=address or "local", resources=ray.cluster_resources())
+
+
+def _is_node_local(url: str) -> bool:
+    return "://" not in url or url.startswith(("file://", "local://"))
+
+
+def check_paths_reachable(spec: JobSpec, nodes: list[dict[str, Any]]) -> None:
+    """Refuse node-local input/output paths on a cluster of more than one node.
+
+    A worker on another node would read an empty or different folder, or write output the
+    driver never sees: refuse before any actor starts. (A folder every node mounts at the
+    same path is a shared filesystem that Ray cannot tell apart; use object storage.)
+    """
+    alive = [n for n in nodes if n.get("Alive")]
+    if len(alive) < 2:
+        return
+    for key, url in (("input.path", spec.input.path), ("output.path", spec.output.path)):
+        if _is_node_local(url):
+            raise StorageError(
+                f"{key} {url!r} is a node-local path, but the Ray cluster has {len(alive)} "
+                "nodes: workers on other nodes cannot see it. Use object storage "
+                "(s3://bucket/prefix, with input/output.storage_options) on a cluster"
+            )
 
 
 @dataclass(frozen=True)

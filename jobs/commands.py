@@ -9,11 +9,13 @@ from pathlib import Path
 from batchmt.jobs.driver import JobFailed, run_job
 from batchmt.jobs.prepare import make_plan
 from batchmt.jobs.report import job_report, print_json, status_report, verify_report
-from batchmt.pipeline.commit import OutputConflictError, OutputLayout, job_status, verify
-from batchmt.pipeline.corpus import CorpusError, open_dataset
+from batchmt.pipeline.commit import OutputConflictError, OutputLayout, job_status
+from batchmt.pipeline.corpus import CorpusError
 from batchmt.pipeline.glossary_files import GlossaryError
+from batchmt.pipeline.lease import LeaseHeldError
 from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
 from batchmt.pipeline.storage import StorageError, open_fs
+from batchmt.pipeline.verify import verify_output
 from batchmt.workers.engines.base import EngineLoadError
 
 # Errors that mean "this job cannot run as configured": one line, exit 2.
@@ -23,6 +25,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     OutputConflictError,
     EngineLoadError,
     GlossaryError,
+    LeaseHeldError,  # another driver runs on the same output
     StorageError,
     FileNotFoundError,
 )
@@ -40,7 +43,7 @@ def dispatch(args: argparse.Namespace) -> int:
         print(make_plan(spec).to_json())
         return 0
     if args.command == "verify":
-        return cmd_verify(spec)
+        return cmd_verify(spec, as_json=args.json)
     if args.command == "submit":
         from batchmt.jobs.submit import submit
 
@@ -65,10 +68,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(spec: JobSpec) -> int:
-    dataset = open_dataset(spec.input)
-    report = verify(OutputLayout.open(spec.output), dataset, spec.input.id_column).to_dict()
-    print(verify_report(report))
+def cmd_verify(spec: JobSpec, *, as_json: bool = False) -> int:
+    report = verify_output(OutputLayout.open(spec.output), spec.input).to_dict()
+    if as_json:
+        print_json(report)
+    else:
+        print(verify_report(report))
     if not report["ok"]:
         print("verify: output does not match input (see above)", file=sys.stderr)
         return 1

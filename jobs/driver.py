@@ -3,12 +3,22 @@
 The driver holds only shard descriptors and small shard results: the corpus is read by
 the actors, shard by shard. Completion markers are written here, after an actor has
 published the shard's data and quality files, so a marker always means "done whole".
+
+The driver holds the output's lease (pipeline/lease.py) from claiming the output to the end:
+a heartbeat thread renews it, every marker and `_SUCCESS` is written only after checking it
+is still ours, and the actors get its generation so they cannot publish after a takeover.
+SIGTERM (a scheduler stopping the job) ends the run like Ctrl-C: the lease is released and
+committed shards are kept for the resume.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +27,18 @@ import ray
 import structlog
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from batchmt.jobs.cluster import PoolShape, actor_runtime_env, connect, pool_shape
-from batchmt.jobs.prepare import prepare
+from batchmt.jobs.cluster import (
+    PoolShape,
+    actor_runtime_env,
+    check_paths_reachable,
+    connect,
+    pool_shape,
+)
+from batchmt.jobs.prepare import Prepared, prepare
 from batchmt.jobs.progress import Progress
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.commit import OutputLayout, completed_shards, mark_complete, write_success
+from batchmt.pipeline.lease import GENERATION_ENV, Heartbeat, LeaseLostError
 from batchmt.pipeline.results import ShardResult
 from batchmt.pipeline.shards import Shard
 from batchmt.pipeline.spec import JobSpec
@@ -74,13 +91,51 @@ class _Slot:
     ref: Any = None
 
 
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, so a stopped job cleans up like Ctrl-C.
+
+    Only the main thread may set handlers; elsewhere (a notebook's worker thread) nothing
+    changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_job(
     spec: JobSpec, *, base_dir: str | None = None, show_progress: bool = True
 ) -> JobOutcome:
-    started = time.perf_counter()
+    with _sigterm_as_interrupt():
+        started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(job=spec.job_name)
+        prepared = prepare(spec)
+        layout = prepared.layout
+        with Heartbeat(layout.fs, layout.root, prepared.lease) as heartbeat:
+            try:
+                return _run(spec, prepared, heartbeat, started, base_dir, show_progress)
+            except LeaseLostError as exc:
+                raise JobFailed(str(exc)) from None
+
+
+def _run(
+    spec: JobSpec,
+    prepared: Prepared,
+    heartbeat: Heartbeat,
+    started: float,
+    base_dir: str | None,
+    show_progress: bool,
+) -> JobOutcome:
     timings = Timings()
-    structlog.contextvars.bind_contextvars(job=spec.job_name)
-    prepared = prepare(spec)
     timings.plan = time.perf_counter() - started
     layout, plan = prepared.layout, prepared.plan
     done = completed_shards(layout)
@@ -98,13 +153,21 @@ def run_job(
     if pending:
         mark = time.perf_counter()
         connect(spec)
+        check_paths_reachable(spec, ray.nodes())
         timings.connect = time.perf_counter() - mark
         shape = pool_shape(spec, len(pending), ray.cluster_resources())
         log.info("actor_pool", shape=shape.describe())
         progress = Progress(len(plan.shards), plan.num_rows, done, enabled=show_progress)
         try:
             failed = _run_pool(
-                spec, layout, pending, shape, base_dir or str(Path.cwd()), progress, timings
+                spec,
+                layout,
+                heartbeat,
+                pending,
+                shape,
+                base_dir or str(Path.cwd()),
+                progress,
+                timings,
             )
         finally:
             progress.close()
@@ -113,7 +176,8 @@ def run_job(
     if not failed and len(results) == len(plan.shards):
         summary["wall_seconds_last_run"] = round(time.perf_counter() - started, 2)
         summary["timings_last_run"] = timings.as_dict()
-        write_success(layout, summary)
+        heartbeat.check()  # a driver that lost the output never writes its _SUCCESS
+        write_success(layout, summary, heartbeat.record)
         log.info("job_succeeded", **{k: summary[k] for k in ("rows_in", "ok", "failed")})
     state = prepared.state if pending else "complete"
     outcome = JobOutcome(
@@ -166,7 +230,7 @@ def summarize(
     }
 
 
-def _new_actor(spec: JobSpec, shape: PoolShape, base_dir: str) -> Any:
+def _new_actor(spec: JobSpec, shape: PoolShape, base_dir: str, generation: int) -> Any:
     remote_cls = ray.remote(TranslatorActor)
     options: dict[str, Any] = {
         "num_gpus": shape.num_gpus,
@@ -175,20 +239,23 @@ def _new_actor(spec: JobSpec, shape: PoolShape, base_dir: str) -> Any:
         # counted against workers.max_shard_attempts.
         "max_restarts": 0,
         "max_task_retries": 0,
+        # Replicas on different nodes where the cluster has them: a lost node then takes
+        # fewer replicas with it, and the survivors retry its shards.
+        "scheduling_strategy": "SPREAD",
     }
-    runtime_env = actor_runtime_env()
+    runtime_env = actor_runtime_env({GENERATION_ENV: str(generation)})
     if runtime_env:
         options["runtime_env"] = runtime_env
     return remote_cls.options(**options).remote(spec.model_dump_json(), base_dir, shape.threads)
 
 
-def _start_pool(spec: JobSpec, shape: PoolShape, base_dir: str) -> list[_Slot]:
+def _start_pool(spec: JobSpec, shape: PoolShape, base_dir: str, generation: int) -> list[_Slot]:
     """Start every replica and wait until each has loaded its model.
 
     A model that cannot load is a configuration error, not a shard failure: it stops
     the job before any shard is attempted, with the replica's own error message.
     """
-    handles = [_new_actor(spec, shape, base_dir) for _ in range(shape.num_workers)]
+    handles = [_new_actor(spec, shape, base_dir, generation) for _ in range(shape.num_workers)]
     try:
         infos = ray.get([h.info.remote() for h in handles], timeout=_ACTOR_START_TIMEOUT_S)
     except RayActorError as exc:
@@ -208,6 +275,7 @@ def _start_pool(spec: JobSpec, shape: PoolShape, base_dir: str) -> list[_Slot]:
 def _run_pool(
     spec: JobSpec,
     layout: OutputLayout,
+    heartbeat: Heartbeat,
     pending: list[Shard],
     shape: PoolShape,
     base_dir: str,
@@ -216,12 +284,32 @@ def _run_pool(
 ) -> dict[str, str]:
     """Dispatch shards to idle replicas until all are committed or out of attempts."""
     queue: deque[Shard] = deque(pending)
-    attempts: Counter[str] = Counter()
-    failed: dict[str, str] = {}
     mark = time.perf_counter()
-    slots = _start_pool(spec, shape, base_dir)
+    generation = heartbeat.record.generation
+    slots = _start_pool(spec, shape, base_dir, generation)
     timings.pool_start = time.perf_counter() - mark
     timings.workers = len(slots)
+    try:
+        return _dispatch(spec, layout, heartbeat, queue, slots, shape, base_dir, progress, timings)
+    finally:
+        for slot in slots:
+            ray.kill(slot.handle)
+
+
+def _dispatch(
+    spec: JobSpec,
+    layout: OutputLayout,
+    heartbeat: Heartbeat,
+    queue: deque[Shard],
+    slots: list[_Slot],
+    shape: PoolShape,
+    base_dir: str,
+    progress: Progress,
+    timings: Timings,
+) -> dict[str, str]:
+    attempts: Counter[str] = Counter()
+    failed: dict[str, str] = {}
+    generation = heartbeat.record.generation  # handed to replacements of dead replicas
     max_attempts = spec.workers.max_shard_attempts
     loop_start = busy_from = time.perf_counter()
     while queue or any(s.ref is not None for s in slots):
@@ -247,12 +335,13 @@ def _run_pool(
             except RayActorError as exc:
                 reason = f"worker died: {_root_cause(exc)}"
                 log.warning("worker_died", shard=shard.shard_id, attempt=attempts[shard.shard_id])
-                slot.handle = _replace(slot.handle, spec, shape, base_dir)
+                slot.handle = _replace(slot.handle, spec, shape, base_dir, generation)
             except RayTaskError as exc:
                 reason = f"shard raised: {_root_cause(exc)}"
                 log.warning("shard_error", shard=shard.shard_id, error=reason)
             else:
-                mark_complete(layout, result)
+                heartbeat.check()  # LeaseLostError: the shard is not ours to commit any more
+                mark_complete(layout, result, heartbeat.record)
                 timings.worker_busy += result.seconds
                 progress.shard_done(result)
                 continue
@@ -263,18 +352,16 @@ def _run_pool(
                 log.error("shard_failed", shard=shard.shard_id, reason=failed[shard.shard_id])
     timings.driver_busy += time.perf_counter() - busy_from
     timings.translate = time.perf_counter() - loop_start
-    for slot in slots:
-        ray.kill(slot.handle)
     return failed
 
 
-def _replace(handle: Any, spec: JobSpec, shape: PoolShape, base_dir: str) -> Any:
+def _replace(handle: Any, spec: JobSpec, shape: PoolShape, base_dir: str, generation: int) -> Any:
     """A fresh replica in place of a dead one (the dead one is killed for good)."""
     try:
         ray.kill(handle, no_restart=True)
     except Exception:  # noqa: BLE001 - it is already gone
         pass
-    return _new_actor(spec, shape, base_dir)
+    return _new_actor(spec, shape, base_dir, generation)
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -1,6 +1,8 @@
 """Before any work: check the input and glossary, plan shards, claim (or resume) the output.
 
-Everything here fails fast with one line, before a worker starts or a model loads.
+Everything here fails fast with one line, before a worker starts or a model loads. The
+output is claimed under its lease (pipeline/lease.py): a second driver on the same output
+stops here, naming the one that holds it, before it deletes or writes anything.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from batchmt.pipeline.columns import RESULT_COLUMNS
 from batchmt.pipeline.commit import OutputLayout, prepare_output
 from batchmt.pipeline.corpus import CorpusError, check_schema, open_dataset
 from batchmt.pipeline.glossary_files import load_glossary
+from batchmt.pipeline.lease import LeaseRecord, acquire, release
 from batchmt.pipeline.shards import Plan, plan_shards
 from batchmt.pipeline.spec import JobSpec
 
@@ -25,6 +28,7 @@ class Prepared:
     plan: Plan
     state: Literal["new", "resume"]
     fingerprint: str  # of the spec, as recorded in the manifest
+    lease: LeaseRecord  # held from here on: renew it (lease.Heartbeat), release it at the end
 
 
 def make_plan(spec: JobSpec) -> Plan:
@@ -42,7 +46,8 @@ def make_plan(spec: JobSpec) -> Plan:
 
 
 def prepare(spec: JobSpec) -> Prepared:
-    """Plan, check the glossary, then claim the output: new, resume, or OutputConflictError."""
+    """Plan, check the glossary, take the output's lease, then claim the output: new,
+    resume, or OutputConflictError (LeaseHeldError while another driver holds it)."""
     layout = OutputLayout.open(spec.output)
     plan = make_plan(spec)
     if spec.glossary.path:
@@ -51,5 +56,11 @@ def prepare(spec: JobSpec) -> Prepared:
             spec.glossary.path, spec.source_lang, spec.target_lang, spec.glossary.storage_options
         )
     fingerprint = spec.fingerprint()
-    state, frozen = prepare_output(layout, plan, fingerprint, spec.output.overwrite)
-    return Prepared(layout, frozen, state, fingerprint)
+    # Taken after planning so that a job with a bad input leaves nothing in the output.
+    lease = acquire(layout.fs, layout.root)
+    try:
+        state, frozen = prepare_output(layout, plan, fingerprint, spec.output.overwrite, lease)
+    except BaseException:
+        release(layout.fs, layout.root, lease)
+        raise
+    return Prepared(layout, frozen, state, fingerprint, lease)

@@ -5,15 +5,21 @@
     <output>/quality/<shard>.json     the shard's quality sample
     <output>/_completions/<shard>     the shard's counts (results.ShardResult), written LAST
     <output>/_SUCCESS                 JSON summary once every shard is complete
+    <output>/_lease/<generation>.json  which driver holds the output (pipeline/lease.py)
 
 Keys depend only on the shard id, so a retried or duplicated attempt overwrites instead of
 duplicating; one listing of `_completions/` tells a rerun what is left.
+
+Fencing: the manifest lists the runs (driver leases) that worked on it. A marker counts when
+the current run wrote it, or when the current run found it at its start (`carried`): a
+marker that a driver writes after it lost the lease to a newer run never counts.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,9 +34,11 @@ import pyarrow.parquet as pq
 
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.columns import ERROR, STATUS
+from batchmt.pipeline.lease import GENERATION_ENV, LeaseRecord, check_fence
 from batchmt.pipeline.quality import merge_quality
 from batchmt.pipeline.results import ShardResult
-from batchmt.pipeline.shards import Plan
+from batchmt.pipeline.resume_checks import InputChangedError, ManifestError, check_resumable
+from batchmt.pipeline.shards import SHARD_ID_PATTERN, Plan
 from batchmt.pipeline.spec import OutputSpec
 from batchmt.pipeline.storage import (
     join,
@@ -46,6 +54,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 _READ_THREADS = 16  # completion/quality files are tiny: latency-bound on S3
+# The run id of markers written before markers carried one (and of bare API callers).
+LEGACY_RUN = "legacy"
 
 
 class OutputConflictError(RuntimeError):
@@ -86,13 +96,31 @@ class OutputLayout:
         return join(self.root, "_completions")
 
     def data(self, shard_id: str) -> str:
-        return join(self.data_dir, f"part-{shard_id}.parquet")
+        return join(self.data_dir, f"part-{_key(shard_id)}.parquet")
 
     def quality(self, shard_id: str) -> str:
-        return join(self.quality_dir, f"{shard_id}.json")
+        return join(self.quality_dir, f"{_key(shard_id)}.json")
 
     def completion(self, shard_id: str) -> str:
-        return join(self.completions_dir, shard_id)
+        return join(self.completions_dir, _key(shard_id))
+
+
+def _key(shard_id: str) -> str:
+    """The shard id as a key part; anything but digits could name a path elsewhere."""
+    if not SHARD_ID_PATTERN.fullmatch(shard_id):
+        raise ValueError(f"shard id {shard_id!r} is not a planned id (digits only)")
+    return shard_id
+
+
+def _fence(layout: OutputLayout) -> None:
+    """Inside a worker: refuse to publish once this job's driver lost the output's lease.
+
+    The driver hands its lease generation to the actors it starts (GENERATION_ENV); bare
+    callers (tests, tools) have none and are not fenced.
+    """
+    generation = os.environ.get(GENERATION_ENV)
+    if generation:
+        check_fence(layout.fs, layout.root, int(generation))
 
 
 # ----------------------------------------------------------------------------------------
@@ -102,6 +130,7 @@ class OutputLayout:
 def write_shard_data(layout: OutputLayout, shard_id: str, table: pa.Table) -> str:
     """Publish the shard's rows as one Parquet file; return its path."""
     path = layout.data(shard_id)
+    _fence(layout)
     # Serialised to memory first: a failed upload is then retried from the bytes, and the
     # parquet writer never sees a half-open remote file.
     buffer = io.BytesIO()
@@ -112,12 +141,23 @@ def write_shard_data(layout: OutputLayout, shard_id: str, table: pa.Table) -> st
 
 
 def write_quality(layout: OutputLayout, shard_id: str, obj: dict[str, Any]) -> None:
-    write_json(layout.fs, layout.quality(shard_id), obj)
+    path = layout.quality(shard_id)
+    _fence(layout)
+    write_json(layout.fs, path, obj)
 
 
-def mark_complete(layout: OutputLayout, result: ShardResult) -> None:
-    """Record the shard as done. Call only after its data and quality files are closed."""
-    write_json(layout.fs, layout.completion(result.shard_id), result.to_dict())
+def mark_complete(
+    layout: OutputLayout, result: ShardResult, lease: LeaseRecord | None = None
+) -> None:
+    """Record the shard as done. Call only after its data and quality files are closed.
+
+    The marker carries the run id and lease generation of the driver that wrote it: see
+    the module docstring for which markers count.
+    """
+    body = result.to_dict()
+    if lease is not None:
+        body.update(run_id=lease.run_id, lease_generation=lease.generation)
+    write_json(layout.fs, layout.completion(result.shard_id), body)
 
 
 def completed_shard_ids(layout: OutputLayout) -> set[str]:
@@ -140,16 +180,34 @@ def _read_many(layout: OutputLayout, paths: dict[str, str]) -> dict[str, Any]:
 
 
 def completed_shards(layout: OutputLayout) -> dict[str, ShardResult]:
-    """{shard_id: its result} for every completed shard; {} when none."""
-    ids = completed_shard_ids(layout)
+    """{shard_id: its result} for every completed shard that counts; {} when none.
+
+    With a manifest, only planned shards count, and only markers of its current run or
+    carried over from an earlier run (a fenced-out driver's late markers never do).
+    """
+    return {sid: result for sid, (result, _run) in _counted_markers(layout).items()}
+
+
+def _counted_markers(layout: OutputLayout) -> dict[str, tuple[ShardResult, str]]:
+    """{shard_id: (result, run id that wrote it)} for the markers that count."""
+    manifest = load_manifest(layout)
+    # A stray name in the folder is no marker (and must never become a path).
+    ids = {sid for sid in completed_shard_ids(layout) if SHARD_ID_PATTERN.fullmatch(sid)}
+    if manifest is not None:
+        planned = {s.shard_id for s in manifest.plan.shards}
+        ids = {sid for sid in ids if sid in planned}
     bodies = _read_many(layout, {sid: layout.completion(sid) for sid in ids})
     done = {}
     for sid, body in bodies.items():
         if not isinstance(body, dict):
             log.warning("ignoring %s: not a JSON object", layout.completion(sid))
             continue
+        run_id = str(body.get("run_id", LEGACY_RUN))
+        if manifest is not None and not manifest.counts(sid, run_id):
+            log.warning("ignoring %s: written by run %s, which lost the output", sid, run_id)
+            continue
         # Markers of older versions may lack the id: the file name is the shard's.
-        done[sid] = ShardResult.from_dict({"shard_id": sid, **body})
+        done[sid] = (ShardResult.from_dict({"shard_id": sid, **body}), run_id)
     return done
 
 
@@ -170,64 +228,126 @@ def _clear(layout: OutputLayout) -> None:
         remove(layout.fs, path)
 
 
-def _write_manifest(layout: OutputLayout, plan: Plan, spec_fingerprint: str) -> None:
-    write_json(
-        layout.fs,
-        layout.manifest,
-        {"version": MANIFEST_VERSION, "spec_fingerprint": spec_fingerprint, "plan": plan.to_dict()},
-    )
+@dataclass(frozen=True)
+class Manifest:
+    spec_fingerprint: str
+    plan: Plan
+    # Run ids in lease order, the last one current; None for manifests of bare API callers
+    # and older versions (then every marker counts).
+    runs: list[str] | None = None
+    # {shard_id: run_id} of earlier runs' markers the current run found at its start.
+    carried: dict[str, str] = field(default_factory=dict)
+
+    def counts(self, shard_id: str, run_id: str) -> bool:
+        """Whether a marker of `run_id` for `shard_id` is output (module docstring)."""
+        if self.runs is None:
+            return True
+        if self.runs and run_id == self.runs[-1]:
+            return True
+        return self.carried.get(shard_id) == run_id
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "version": MANIFEST_VERSION,
+            "spec_fingerprint": self.spec_fingerprint,
+            "plan": self.plan.to_dict(),
+        }
+        if self.runs is not None:
+            data.update(runs=self.runs, carried=self.carried)
+        return data
 
 
-def read_manifest(layout: OutputLayout) -> tuple[str, Plan] | None:
-    """(spec fingerprint, frozen plan) from `_manifest.json`, or None when absent."""
+def _write_manifest(layout: OutputLayout, manifest: Manifest) -> None:
+    write_json(layout.fs, layout.manifest, manifest.to_dict())
+
+
+def load_manifest(layout: OutputLayout) -> Manifest | None:
+    """`_manifest.json` parsed, or None when absent."""
     data = read_json(layout.fs, layout.manifest)
     if data is None:
         return None
     try:
-        return str(data["spec_fingerprint"]), Plan.from_dict(data["plan"])
-    except (KeyError, TypeError, ValueError) as exc:
+        runs = data.get("runs")
+        return Manifest(
+            str(data["spec_fingerprint"]),
+            Plan.from_dict(data["plan"]),
+            [str(r) for r in runs] if isinstance(runs, list) else None,
+            {str(k): str(v) for k, v in (data.get("carried") or {}).items()},
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise OutputConflictError(
             f"{layout.manifest} is not a batchmt manifest ({exc}); use --set "
             "output.overwrite=true to start over, or choose another output.path"
         ) from None
 
 
+def read_manifest(layout: OutputLayout) -> tuple[str, Plan] | None:
+    """(spec fingerprint, frozen plan) from `_manifest.json`, or None when absent."""
+    manifest = load_manifest(layout)
+    return (manifest.spec_fingerprint, manifest.plan) if manifest else None
+
+
 def prepare_output(
-    layout: OutputLayout, plan: Plan, spec_fingerprint: str, overwrite: bool = False
+    layout: OutputLayout,
+    plan: Plan,
+    spec_fingerprint: str,
+    overwrite: bool = False,
+    lease: LeaseRecord | None = None,
 ) -> Preparation:
     """Claim the output for this job: a fresh start, a resume, or a refusal.
 
-    Resuming keeps the manifest's plan even if the input changed since (shard ids must
-    keep meaning the same rows); a different spec raises OutputConflictError.
+    Call it holding the output's lease (`lease`; bare API callers and tests pass none).
+    Resuming keeps the manifest's plan (shard ids must keep meaning the same rows) after
+    checking it (pipeline/resume_checks.py): a tampered manifest or a rewritten input file
+    raises OutputConflictError, and so does a different spec.
     """
+    runs = [lease.run_id] if lease is not None else None
     if overwrite:
         _clear(layout)
-        _write_manifest(layout, plan, spec_fingerprint)
+        _write_manifest(layout, Manifest(spec_fingerprint, plan, runs))
         return Preparation("new", plan)
-    stored = read_manifest(layout)
+    stored = load_manifest(layout)
     if stored is None:
-        _write_manifest(layout, plan, spec_fingerprint)
+        _write_manifest(layout, Manifest(spec_fingerprint, plan, runs))
         return Preparation("new", plan)
-    stored_fingerprint, stored_plan = stored
+    stored_fingerprint, stored_plan = stored.spec_fingerprint, stored.plan
     if stored_fingerprint != spec_fingerprint:
         raise OutputConflictError(
             f"output {layout.root} was written by a different job spec (fingerprint "
             f"{stored_fingerprint}, this spec {spec_fingerprint}); use --set "
             "output.overwrite=true to start over, or choose another output.path"
         )
+    try:
+        check_resumable(stored_plan, plan, layout.manifest)
+    except (ManifestError, InputChangedError) as exc:
+        raise OutputConflictError(str(exc)) from None
     if stored_plan.fingerprint != plan.fingerprint:
         log.warning(
-            "input %s changed since %s was written (plan %s, now %s); resuming the frozen "
-            "plan, new input rows are not picked up",
+            "input %s has files (or a plan) the manifest %s does not (plan %s, now %s); "
+            "resuming the frozen plan, new input rows are not picked up",
             plan.input_path,
             layout.manifest,
             stored_plan.fingerprint,
             plan.fingerprint,
         )
+    if lease is not None:
+        # Markers that count now are carried into this run; anything an earlier run
+        # writes from here on (a driver that lost the lease) does not count.
+        carried = {sid: run for sid, (_result, run) in _counted_markers(layout).items()}
+        previous = stored.runs if stored.runs is not None else [LEGACY_RUN]
+        _write_manifest(
+            layout,
+            Manifest(spec_fingerprint, stored_plan, [*previous, lease.run_id], carried),
+        )
     return Preparation("resume", stored_plan)
 
 
-def write_success(layout: OutputLayout, summary: dict[str, Any]) -> None:
+def write_success(
+    layout: OutputLayout, summary: dict[str, Any], lease: LeaseRecord | None = None
+) -> None:
+    """Publish `_SUCCESS`; it names the run (and lease generation) that completed it."""
+    if lease is not None:
+        summary = {**summary, "run_id": lease.run_id, "lease_generation": lease.generation}
     write_json(layout.fs, layout.success, summary)
 
 

@@ -92,6 +92,13 @@ def _read_slices(
             out = []
             for piece in slices:
                 table, errors = _read_row_group(parquet, path, piece, id_column)
+                if table.num_rows != piece.length:  # the file changed since it was planned
+                    raise ShardReadError(
+                        f"{path} row group {piece.row_group} has {table.num_rows} of the "
+                        f"{piece.length} rows the plan names from row {piece.offset}: the "
+                        "input changed since the job was planned; start over with --set "
+                        "output.overwrite=true"
+                    )
                 for key, value in piece.partition.items():
                     if key not in table.column_names:
                         table = table.append_column(

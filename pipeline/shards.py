@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,12 @@ PLAN_VERSION = 1
 # Footers (and doc_id columns) are read concurrently: on S3 a listing of thousands of files
 # would otherwise spend minutes in round trips.
 _READ_THREADS = 8
+# Shard ids become file names under the output (data/part-<id>.parquet, _completions/<id>):
+# digits only, so an id read back from a manifest can never name a path elsewhere.
+SHARD_ID_PATTERN = re.compile(r"[0-9]{5,12}")
+# What `fs.info()` may tell about a file that changes when the file is rewritten; each
+# backend gives some of these (local: size, mtime; S3: size, ETag, VersionId, LastModified).
+_IDENTITY_KEYS = ("size", "mtime", "ETag", "etag", "VersionId", "LastModified", "generation")
 
 
 def schema_to_text(schema: pa.Schema) -> str:
@@ -82,6 +89,9 @@ class Plan:
     input_path: str
     schema: str = ""
     noncontiguous_documents: int = 0
+    # {file: identity}: what the input files were when planned (see file_identity). A
+    # resume compares it with the files as they are now and refuses if one was rewritten.
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -117,6 +127,7 @@ class Plan:
             input_path=data["input_path"],
             schema=schema,
             noncontiguous_documents=data.get("noncontiguous_documents", 0),
+            inputs={str(k): dict(v) for k, v in (data.get("inputs") or {}).items()},
         )
 
     @classmethod
@@ -139,6 +150,19 @@ class _FileInfo:
     schema: pa.Schema
     row_groups: list[int]
     runs: list[list[_Run]] | None  # per row group, when the corpus has doc_id
+    identity: dict[str, Any] = field(default_factory=dict)
+
+
+def file_identity(info: dict[str, Any], row_groups: list[int]) -> dict[str, Any]:
+    """A file's identity for the manifest: what `fs.info()` says (JSON-safe) plus the
+    row-group sizes the plan's slices rely on."""
+    out: dict[str, Any] = {}
+    for key in _IDENTITY_KEYS:
+        value = info.get(key)
+        if value is not None:
+            out[key] = value if isinstance(value, (int, float, str)) else str(value)
+    out["row_groups"] = list(row_groups)
+    return out
 
 
 def _document_runs(column: pa.ChunkedArray | pa.Array) -> list[_Run]:
@@ -180,7 +204,8 @@ def _read_file_info(
                         runs.append(_document_runs(column))
                     else:
                         runs.append([(0, rows, None)] if rows else [])
-            return _FileInfo(path, partition, schema, row_groups, runs)
+            identity = file_identity(fs.info(path), row_groups)
+            return _FileInfo(path, partition, schema, row_groups, runs, identity)
 
     try:
         return with_retries(f"read footer {path}", read)
@@ -373,4 +398,5 @@ def plan_shards(dataset: ds.Dataset, input_spec: InputSpec, sharding: ShardingSp
         input_path=input_spec.path,
         schema=schema_text,
         noncontiguous_documents=noncontiguous,
+        inputs={info.path: info.identity for info in files},
     )
