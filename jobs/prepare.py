@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from batchmt.jobs.preflight import preflight
 from batchmt.pipeline.columns import RESULT_COLUMNS
 from batchmt.pipeline.commit import OutputLayout, prepare_output
 from batchmt.pipeline.corpus import CorpusError, check_schema, open_dataset
@@ -55,6 +56,8 @@ def prepare(spec: JobSpec) -> Prepared:
         load_glossary(
             spec.glossary.path, spec.source_lang, spec.target_lang, spec.glossary.storage_options
         )
+    # The output location and the model, before anything is written (jobs/preflight.py).
+    preflight(spec)
     fingerprint = spec.fingerprint()
     # Taken after planning so that a job with a bad input leaves nothing in the output.
     lease = acquire(layout.fs, layout.root)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from batchmt.pipeline.ids import printable
+
 if TYPE_CHECKING:
     from batchmt.jobs.driver import JobOutcome
 
@@ -78,7 +80,10 @@ def verify_report(report: dict[str, Any]) -> str:
         if key == "ok":
             continue
         if isinstance(value, list):
-            shown = ", ".join(map(str, value[:10])) + (" ..." if len(value) > 10 else "")
+            # Ids come from the data: escaped, so none can drive the terminal.
+            shown = ", ".join(printable(v) for v in value[:10]) + (
+                " ..." if len(value) > 10 else ""
+            )
             lines.append(f"  {key}: {len(value)}" + (f" ({shown})" if value else ""))
         else:
             lines.append(f"  {key}: {value}")

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from batchmt.pipeline import columns
-from batchmt.pipeline.columns import RESULT_COLUMNS
+from batchmt.pipeline.columns import written_columns
 from batchmt.pipeline.spec import InputSpec
 from batchmt.pipeline.storage import open_fs, with_retries
 
@@ -51,6 +51,11 @@ def _glob_base(pattern: str) -> str:
             break
         fixed.append(part)
     return "/".join(fixed)
+
+
+def input_base(path: str) -> str:
+    """The folder an input reads under: a glob's fixed prefix, else the path itself."""
+    return _glob_base(path) if _GLOB_CHARS.search(path) else path.rstrip("/")
 
 
 def list_files(fs: fsspec.AbstractFileSystem, path: str, url: str) -> tuple[list[str], str]:
@@ -189,7 +194,7 @@ def check_schema(dataset: ds.Dataset | pa.Schema, input_spec: InputSpec) -> None
         )
     # An input column of the same name would be overwritten, and an output with two
     # columns of one name cannot be read: refuse it up front.
-    clash = [c for c in RESULT_COLUMNS if c in schema.names]
+    clash = [c for c in written_columns(input_spec.translation_column) if c in schema.names]
     if clash:
         raise CorpusError(
             f"input {input_spec.path} already has column(s) {', '.join(clash)}, which batchmt "

@@ -21,8 +21,10 @@ class SpecError(ValueError):
 
 
 class _Section(BaseModel):
-    # extra="forbid": a misspelt key must fail loudly, never be ignored.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # extra="forbid": a misspelt key must fail loudly, never be ignored. strict: YAML's
+    # `true`, `no` or `"4"` is never taken for a number or a string (`num_beams: true`
+    # would otherwise run as 1 beam, `target_lang: no` as "False").
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 class InputSpec(_Section):

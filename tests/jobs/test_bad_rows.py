@@ -157,7 +157,8 @@ def test_a_doc_id_only_in_a_later_file_plans_whole_documents(
 ) -> None:
     (tmp_path / "in").mkdir()
     pq.write_table(
-        pa.table({"id": [f"a{i}" for i in range(4)], "text": texts(4)}), tmp_path / "in" / "1.parquet"
+        pa.table({"id": [f"a{i}" for i in range(4)], "text": texts(4)}),
+        tmp_path / "in" / "1.parquet",
     )
     pq.write_table(
         pa.table(
