@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from batchmt.pipeline.languages import same_language
+
 
 class RowGlossaryError(ValueError):
     """A row's own `glossary` value is malformed; only that row fails."""
@@ -206,8 +208,6 @@ def parse_row_glossary(value: Any) -> list[Term]:
 
 
 def lang_matches(tag: str, lang: str) -> bool:
-    """ "en-US" matches "en", "zh-Hant" matches "zh": one tag is a subtag prefix of the other."""
-    a = tag.strip().lower().replace("_", "-").split("-")
-    b = lang.strip().lower().replace("_", "-").split("-")
-    n = min(len(a), len(b))
-    return a[:n] == b[:n]
+    """Whether `tag` names `lang`'s language as BCP 47 matching sees it (`zh-TW` is
+    `zh-Hant`, `iw` is `he`): see pipeline/languages.py."""
+    return same_language(tag, lang)

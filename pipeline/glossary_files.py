@@ -2,18 +2,27 @@
 target_lang`) and TMX 1.4, read through fsspec.
 
 Loading happens once per job, before any work: a bad file fails with `file:line: reason`,
-so the person fixing it is sent to the line.
+so the person fixing it is sent to the line. Language columns and TMX `xml:lang` are matched
+as BCP 47 tags (`pipeline/languages.py`): a `zh-TW` unit serves a `zh-Hant` job. Units for
+another pair are skipped and counted in the log; a file with units but none for the job's
+pair fails, naming the languages it holds (a wrong `source_lang` would otherwise run the
+whole job without its terms).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from batchmt.pipeline.glossary import Glossary, Term, lang_matches
+from batchmt.pipeline.glossary import Glossary, Term
+from batchmt.pipeline.languages import describe, same_language
 from batchmt.pipeline.storage import open_fs
+
+log = logging.getLogger(__name__)
 
 _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"0", "false", "no", "n", ""}
@@ -23,6 +32,14 @@ _TEXT_EXTENSIONS = {".tsv": "\t", ".tab": "\t", ".txt": "\t", ".csv": ","}
 
 class GlossaryError(ValueError):
     """A glossary file that cannot be used; the message is `file:line: reason`."""
+
+
+@dataclass
+class _Skipped:
+    """Units left out because they are for another language pair."""
+
+    count: int = 0
+    languages: set[str] = field(default_factory=set)  # every tag the file names
 
 
 def load_glossary(
@@ -39,9 +56,11 @@ def load_glossary(
     except FileNotFoundError:
         raise GlossaryError(f"{url}: glossary file not found; check glossary.path") from None
     suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    skipped = _Skipped()
     if suffix == ".tmx":
-        pairs = _read_tmx(raw, url, source_lang, target_lang)
-        return _collect(url, ((line, Term(s, t)) for line, s, t in pairs))
+        pairs = _read_tmx(raw, url, source_lang, target_lang, skipped)
+        glossary = _collect(url, ((line, Term(s, t)) for line, s, t in pairs))
+        return _checked(glossary, skipped, url, source_lang, target_lang)
     if suffix not in _TEXT_EXTENSIONS:
         raise GlossaryError(
             f"{url}: unknown glossary format {suffix or '(no extension)'!r}; use .tsv, .csv or .tmx"
@@ -50,8 +69,29 @@ def load_glossary(
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise GlossaryError(f"{url}: not UTF-8 text ({exc}); save the file as UTF-8") from None
-    rows = _read_table(text, url, _TEXT_EXTENSIONS[suffix], source_lang, target_lang)
-    return _collect(url, rows)
+    rows = _read_table(text, url, _TEXT_EXTENSIONS[suffix], source_lang, target_lang, skipped)
+    return _checked(_collect(url, rows), skipped, url, source_lang, target_lang)
+
+
+def _checked(
+    glossary: Glossary, skipped: _Skipped, url: str, source_lang: str, target_lang: str
+) -> Glossary:
+    if skipped.count and not len(glossary):
+        raise GlossaryError(
+            f"{url}: no terms for {source_lang} -> {target_lang}: its {skipped.count} "
+            f"unit(s) are in {describe(skipped.languages)}; check source_lang/target_lang "
+            "or the file's language tags"
+        )
+    if skipped.count:
+        log.info(
+            "glossary %s: %d term(s) for %s -> %s, %d unit(s) for other languages skipped",
+            url,
+            len(glossary),
+            source_lang,
+            target_lang,
+            skipped.count,
+        )
+    return glossary
 
 
 def _collect(url: str, rows: Iterable[tuple[int, Term]]) -> Glossary:
@@ -68,7 +108,7 @@ def _collect(url: str, rows: Iterable[tuple[int, Term]]) -> Glossary:
 
 
 def _read_table(
-    text: str, url: str, delimiter: str, source_lang: str, target_lang: str
+    text: str, url: str, delimiter: str, source_lang: str, target_lang: str, skipped: _Skipped
 ) -> Iterable[tuple[int, Term]]:
     # TSV has no quoting convention: a quote is part of the term.
     source = io.StringIO(text, newline="")
@@ -96,9 +136,10 @@ def _read_table(
                 f"got {len(fields)}"
             )
         row = dict(zip(header, fields))
-        if not _lang_ok(row.get("source_lang", ""), source_lang) or not _lang_ok(
-            row.get("target_lang", ""), target_lang
-        ):
+        tags = (row.get("source_lang", "").strip(), row.get("target_lang", "").strip())
+        skipped.languages.update(t for t in tags if t)
+        if not _lang_ok(tags[0], source_lang) or not _lang_ok(tags[1], target_lang):
+            skipped.count += 1
             continue
         flag = row.get("case_sensitive", "").strip().lower()
         if flag not in _TRUE | _FALSE:
@@ -114,11 +155,11 @@ def _read_table(
 
 
 def _lang_ok(tag: str, lang: str) -> bool:
-    return not tag.strip() or lang_matches(tag, lang)
+    return not tag or same_language(tag, lang)
 
 
 def _read_tmx(
-    raw: bytes, url: str, source_lang: str, target_lang: str
+    raw: bytes, url: str, source_lang: str, target_lang: str, skipped: _Skipped
 ) -> list[tuple[int, str, str]]:
     """(line, source, target) for each <tu> that has both job languages; other pairs skipped.
 
@@ -176,10 +217,12 @@ def _read_tmx(
         raise GlossaryError(errors[0])
     pairs: list[tuple[int, str, str]] = []
     for line, variants in tus:
-        source = next((v for k, v in variants.items() if lang_matches(k, source_lang)), None)
-        target = next((v for k, v in variants.items() if lang_matches(k, target_lang)), None)
+        skipped.languages.update(variants)
+        source = next((v for k, v in variants.items() if same_language(k, source_lang)), None)
+        target = next((v for k, v in variants.items() if same_language(k, target_lang)), None)
         if source is None or target is None:
-            continue  # a unit for another language pair
+            skipped.count += 1  # a unit for another language pair
+            continue
         if not source.strip() or not target.strip():
             raise GlossaryError(f"{url}:{line}: empty source or target term in <tu>")
         pairs.append((line, source.strip(), target.strip()))

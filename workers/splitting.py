@@ -12,9 +12,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# End of a sentence: terminal punctuation (Latin, CJK, Arabic, Devanagari) plus closing
-# quotes/brackets, then whitespace; CJK full stops need no following space.
-_SENTENCE_END = re.compile(r"(?<=[.!?;…。！？；؟।])[\"'”’»)\]]*\s+|(?<=[。！？；])")
+from batchmt.workers.sentences import split_sentences
+
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -50,7 +49,8 @@ def split_for_model(
     if count_tokens([text])[0] <= max_tokens:
         return [Piece(text, "")]
     pieces: list[Piece] = []
-    for sentence in _split_keep(text, _SENTENCE_END):
+    # Sentence boundaries from workers/sentences.py (abbreviations are not ends).
+    for sentence in [Piece(body, sep) for body, sep in split_sentences(text)]:
         if count_tokens([sentence.text])[0] <= max_tokens:
             pieces.append(sentence)
         else:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from batchmt.pipeline.languages import LanguageTagError, best_match
+
 
 class LanguageNames(NamedTuple):
     english: str
@@ -56,26 +58,21 @@ HY_MT_LANGUAGES: dict[str, LanguageNames] = {
     "yue": LanguageNames("Cantonese", "粤语"),
 }
 
-# Spellings users write that mean one of the codes above (BCP 47 variants of Chinese).
-_ALIASES = {
-    "zh-cn": "zh",
-    "zh-hans": "zh",
-    "zh-tw": "zh-Hant",
-    "zh-hk": "zh-Hant",
-    "zh-hant": "zh-Hant",
-    "fil": "tl",
-}
 
 # Codes whose text is Chinese in the sense of HY-MT's "ZH<=>XX" templates.
 _CHINESE = {"zh", "zh-Hant", "yue"}
 
 
 def hy_mt_code(lang: str) -> str:
-    """Normalise a job's language code to HY-MT's spelling, or say which codes exist."""
+    """A job's language tag in HY-MT's spelling, by BCP 47 matching (`zh-TW` and `zh-HK` ->
+    `zh-Hant`, `zh-CN` -> `zh`, `fil` -> `tl`, `iw` -> `he`), or say which codes exist."""
     if lang in HY_MT_LANGUAGES:
         return lang
-    code = _ALIASES.get(lang.lower(), lang.lower())
-    if code in HY_MT_LANGUAGES:
+    try:
+        code = best_match(lang, HY_MT_LANGUAGES)
+    except LanguageTagError:
+        code = None
+    if code is not None:
         return code
     known = ", ".join(HY_MT_LANGUAGES)
     raise ValueError(f"HY-MT does not know language {lang!r}; its codes are: {known}")
