@@ -36,7 +36,15 @@ __all__ = ["USER_ERRORS", "JobFailed", "dispatch"]
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         return cmd_status(args)
+    if args.command == "report":
+        from batchmt.jobs.html_report import cmd_report
+
+        return cmd_report(args)
     spec = load_spec(args.config, args.overrides)
+    if args.command == "score":
+        from batchmt.jobs.score import cmd_score
+
+        return cmd_score(spec, show_progress=not args.no_progress)
     if args.command == "run":
         return cmd_run(spec, show_progress=not args.no_progress)
     if args.command == "plan":
@@ -52,6 +60,11 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def cmd_run(spec: JobSpec, *, show_progress: bool) -> int:
+    if spec.input.translation_column is not None:
+        raise SpecError(
+            "input.translation_column names translations to score: use `batchmt score`, "
+            "or remove the key to translate"
+        )
     outcome = run_job(spec, base_dir=str(Path.cwd()), show_progress=show_progress)
     print(job_report(outcome))
     return 0

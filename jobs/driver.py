@@ -39,7 +39,7 @@ from batchmt.jobs.progress import Progress
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.commit import OutputLayout, completed_shards, mark_complete, write_success
 from batchmt.pipeline.lease import GENERATION_ENV, Heartbeat, LeaseLostError
-from batchmt.pipeline.results import ShardResult
+from batchmt.pipeline.results import QeCounts, ShardResult
 from batchmt.pipeline.shards import Shard
 from batchmt.pipeline.spec import JobSpec
 from batchmt.workers.actor import TranslatorActor
@@ -226,6 +226,8 @@ def summarize(
         "failed": failed,  # model or data errors; `empty` rows are in by_status only
         "by_status": dict(sorted(by_status.items())),
         "source_tokens": source_tokens,
+        # Row-level QE over every row (flags, fallback re-translations and wins).
+        "qe": QeCounts.total([r.qe for r in results.values() if r.qe is not None]).to_dict(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from batchmt.jobs.preflight import preflight
-from batchmt.pipeline.columns import RESULT_COLUMNS
+from batchmt.pipeline.columns import written_columns
 from batchmt.pipeline.commit import OutputLayout, prepare_output
 from batchmt.pipeline.corpus import CorpusError, check_schema, open_dataset
 from batchmt.pipeline.glossary_files import load_glossary
@@ -37,7 +37,7 @@ def make_plan(spec: JobSpec) -> Plan:
     dataset = open_dataset(spec.input)
     check_schema(dataset, spec.input)
     # An input column of the same name would be silently overwritten: refuse it up front.
-    clash = [c for c in RESULT_COLUMNS if c in dataset.schema.names]
+    clash = [c for c in written_columns(spec.input.translation_column) if c in dataset.schema.names]
     if clash:
         raise CorpusError(
             f"input already has column(s) {', '.join(clash)}, which batchmt writes; "

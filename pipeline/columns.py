@@ -29,5 +29,16 @@ FORMAT_STATUS: Final = "format_status"
 FORMAT_DETAIL: Final = "format_detail"
 FORMAT_COLUMNS: Final = (FORMAT_STATUS, FORMAT_DETAIL)
 
+# Row-level quality estimation (pipeline/qe.py), written by `run` and `score`:
+QE_SCORE: Final = "qe_score"  # float, higher is better; null for rows not translated
+QE_FLAGS: Final = "qe_flags"  # list<string>: what looks wrong, empty when nothing does
+QE_COLUMNS: Final = (QE_SCORE, QE_FLAGS)
+
 # Every column a job may add; an input that already has one would see it overwritten.
-RESULT_COLUMNS: Final = (*OUTPUT_COLUMNS, *GLOSSARY_COLUMNS, *FORMAT_COLUMNS)
+RESULT_COLUMNS: Final = (*OUTPUT_COLUMNS, *GLOSSARY_COLUMNS, *FORMAT_COLUMNS, *QE_COLUMNS)
+
+
+def written_columns(translation_column: str | None) -> tuple[str, ...]:
+    """The columns a job adds: `score` (input.translation_column set) adds only the QE
+    columns, so its input may hold `translation`, `status` and the rest."""
+    return QE_COLUMNS if translation_column is not None else RESULT_COLUMNS

@@ -38,6 +38,51 @@ class GlossaryAdherence:
 
 
 @dataclass(frozen=True)
+class QeCounts:
+    """Row-level QE over the whole shard: rows checked, rows flagged, rows per flag, and
+    the fallback's re-translations (tried) and the rows where its candidate won."""
+
+    checked: int = 0
+    flagged: int = 0
+    flag_counts: dict[str, int] = field(default_factory=dict)
+    fallback_tried: int = 0
+    fallback_won: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "flagged": self.flagged,
+            "flag_counts": _counts(self.flag_counts),
+            "fallback_tried": self.fallback_tried,
+            "fallback_won": self.fallback_won,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> QeCounts:
+        return cls(
+            int(data.get("checked", 0)),
+            int(data.get("flagged", 0)),
+            _counts(data.get("flag_counts")),
+            int(data.get("fallback_tried", 0)),
+            int(data.get("fallback_won", 0)),
+        )
+
+    @classmethod
+    def total(cls, items: list[QeCounts]) -> QeCounts:
+        flags: dict[str, int] = {}
+        for item in items:
+            for flag, n in item.flag_counts.items():
+                flags[flag] = flags.get(flag, 0) + n
+        return cls(
+            sum(i.checked for i in items),
+            sum(i.flagged for i in items),
+            flags,
+            sum(i.fallback_tried for i in items),
+            sum(i.fallback_won for i in items),
+        )
+
+
+@dataclass(frozen=True)
 class ShardResult:
     """A shard's counts as its worker returns them; `to_dict` is its completion marker."""
 
@@ -51,6 +96,7 @@ class ShardResult:
     pid: int = 0
     format_status_counts: dict[str, int] = field(default_factory=dict)
     glossary: GlossaryAdherence | None = None  # None when the job used no glossary
+    qe: QeCounts | None = None  # None in markers written before row-level QE
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -66,11 +112,14 @@ class ShardResult:
         }
         if self.glossary is not None:
             data["glossary"] = self.glossary.to_dict()
+        if self.qe is not None:
+            data["qe"] = self.qe.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ShardResult:
         glossary = data.get("glossary")
+        qe = data.get("qe")
         return cls(
             shard_id=str(data.get("shard_id", "")),
             num_rows=int(data.get("num_rows", 0)),
@@ -84,4 +133,5 @@ class ShardResult:
             glossary=GlossaryAdherence.from_dict(glossary)
             if isinstance(glossary, Mapping)
             else None,
+            qe=QeCounts.from_dict(qe) if isinstance(qe, Mapping) else None,
         )

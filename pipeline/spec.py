@@ -31,6 +31,9 @@ class InputSpec(_Section):
     path: str = Field(description="Parquet file, directory, glob or hive dataset; any fsspec URL")
     id_column: str = "id"
     text_column: str = "text"
+    # A column that already holds translations: `batchmt score` scores it (default
+    # "translation" there) and translates nothing; `batchmt run` refuses it.
+    translation_column: str | None = None
     # Passed to fsspec (e.g. {"endpoint_url": ...} for MinIO/R2); credentials should come
     # from the environment, so these never enter the fingerprint or the logs.
     storage_options: dict[str, Any] = Field(default_factory=dict)
@@ -111,8 +114,30 @@ class ShardingSpec(_Section):
     rows_per_shard: int = Field(default=10_000, ge=1)
 
 
+class QeThresholdsSpec(_Section):
+    # When row-level QE signals become `qe_flags` (pipeline/qe.py); None keeps the
+    # default calibrated there (and recorded in the demo model card).
+    min_logprob: float | None = None
+    min_language_prob: float | None = Field(default=None, ge=0, le=1)
+    min_length_ratio: float | None = Field(default=None, ge=0)
+    max_length_ratio: float | None = Field(default=None, gt=0)
+
+
+class FallbackSpec(_Section):
+    # A row whose QE flags a second decode may cure is re-translated once with these
+    # settings; the better-scored candidate is kept (status ok_fallback when it won).
+    enabled: bool = True
+    num_beams: int = Field(default=8, ge=1, le=32)
+    # Blocks any repeated n-gram of this size in the fallback's output (0 = off).
+    no_repeat_ngram_size: int = Field(default=3, ge=0)
+    # Another model (local folder, object-store URL or hub id); None = the job's model.
+    model: str | None = None
+
+
 class QualitySpec(_Section):
     sample_per_shard: int = Field(default=32, ge=0)
+    thresholds: QeThresholdsSpec = Field(default_factory=QeThresholdsSpec)
+    fallback: FallbackSpec = Field(default_factory=FallbackSpec)
 
 
 class RaySpec(_Section):

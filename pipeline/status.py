@@ -12,6 +12,9 @@ from typing import Final
 OK: Final = "ok"
 # Text longer than the model's input limit, translated in pieces and joined.
 OK_SPLIT: Final = "ok_split"
+# Flagged by row-level QE, re-translated with quality.fallback, and the fallback's
+# candidate scored better (pipeline/qe.py): the row's translation is the fallback's.
+OK_FALLBACK: Final = "ok_fallback"
 # Null, empty or whitespace-only text: no model call, the translation is the input as-is.
 EMPTY: Final = "empty"
 # Translated, but glossary terms matched in the source are missing from the translation
@@ -22,8 +25,8 @@ FAILED: Final = "failed"
 # The row's own data is unusable (null id, malformed per-row glossary, ...): never retried.
 INVALID: Final = "invalid"
 
-ALL: Final = (OK, OK_SPLIT, GLOSSARY_MISSED, EMPTY, FAILED, INVALID)
-TRANSLATED: Final = frozenset({OK, OK_SPLIT, GLOSSARY_MISSED})
+ALL: Final = (OK, OK_SPLIT, OK_FALLBACK, GLOSSARY_MISSED, EMPTY, FAILED, INVALID)
+TRANSLATED: Final = frozenset({OK, OK_SPLIT, OK_FALLBACK, GLOSSARY_MISSED})
 ERRORS: Final = frozenset({FAILED, INVALID})
 
 

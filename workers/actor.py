@@ -6,6 +6,7 @@ for (num_gpus=1 or num_cpus), so it can also be driven directly in tests and too
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import Counter
@@ -34,6 +35,8 @@ from batchmt.workers.engines.base import EngineConfig
 from batchmt.workers.engines.checkpoints import resolve_model_path
 from batchmt.workers.engines.loading import load_engine, quiet_progress_bars
 from batchmt.workers.faults import maybe_inject_fault
+from batchmt.workers.quality.scoring import score_shard
+from batchmt.workers.quality.stage import QeStage, with_qe_columns
 from batchmt.workers.translate import RowInput, RowResult, TranslateStats, translate_rows
 
 log = structlog.get_logger(__name__)
@@ -47,6 +50,7 @@ class TranslatorActor:
         quiet_progress_bars()
         structlog.contextvars.bind_contextvars(job=self.spec.job_name)
         self.placement = place(num_cpus)
+        self.base_dir = base_dir
         model_path = resolve_model_path(
             self.spec.model.name_or_path, self.spec.input.storage_options, base_dir
         )
@@ -69,6 +73,7 @@ class TranslatorActor:
         # A decoder-only engine knows how many KV-cache tokens its device holds.
         budget = self.spec.decoding.max_batch_tokens
         self.max_batch_tokens = min(budget, self.engine.kv_token_budget or budget)
+        self.qe = QeStage(self.engine, self.spec, self.max_batch_tokens, self._load_other)
         log.info("replica_loaded", seconds=round(time.perf_counter() - started, 2), **self.info())
 
     def info(self) -> dict[str, Any]:
@@ -84,6 +89,17 @@ class TranslatorActor:
         maybe_inject_fault(shard.shard_id)
         started = time.perf_counter()
         spec = self.spec
+        if spec.input.translation_column is not None:  # batchmt score: nothing to translate
+            return score_shard(
+                self.engine,
+                self.layout,
+                spec,
+                shard,
+                attempt=attempt,
+                max_batch_tokens=self.max_batch_tokens,
+                device=self.placement.device,
+                pid=self.placement.pid,
+            )
         data = read_shard_data(shard, spec.input)
         table = data.table
         # Ids stay Arrow values (UUIDs, timestamps, decimals, bytes): only their nulls matter
@@ -112,14 +128,19 @@ class TranslatorActor:
             max_batch_size=spec.decoding.max_batch_size,
             formats_mode=spec.formats.mode,
         )
-        for i, result in zip(valid, translated, strict=True):
+        # Row-level QE; flagged rows may be replaced by the fallback's translation.
+        qes, qe_counts = self.qe.run(rows, [texts[i] for i in valid], translated)
+        row_qe: list[Any] = [None] * table.num_rows
+        for i, result, qe in zip(valid, translated, qes, strict=True):
             results[i] = result
+            row_qe[i] = qe
         done = [r for r in results if r is not None]
         if len(done) != len(results):  # the invariant: every row comes back, none dropped
             raise RuntimeError(f"shard {shard.shard_id}: {len(results) - len(done)} rows lost")
 
         with_glossary = self.glossary is not None or row_glossaries is not None
         output = _with_results(table, done, with_glossary, spec.formats.mode != "text")
+        output = with_qe_columns(output, row_qe)
         write_shard_data(self.layout, shard.shard_id, output)
         references = (
             table.column(columns.REFERENCE).to_pylist()
@@ -146,6 +167,7 @@ class TranslatorActor:
         quality["format_status_counts"] = format_counts
         if adherence is not None:
             quality["glossary"] = adherence.to_dict()
+        quality["qe"] = qe_counts.to_dict()
         write_quality(self.layout, shard.shard_id, quality)
         seconds = time.perf_counter() - started
         log.info(
@@ -168,7 +190,21 @@ class TranslatorActor:
             pid=self.placement.pid,
             format_status_counts=format_counts,
             glossary=adherence,
+            qe=qe_counts,
         )
+
+    def _load_other(self, name_or_path: str) -> Any:
+        """Another model on this replica's device (quality.fallback.model)."""
+        spec = self.spec
+        options = spec.quality.fallback
+        config = EngineConfig.from_spec(spec)
+        config = dataclasses.replace(
+            config,
+            model=spec.model.model_copy(update={"name_or_path": name_or_path}),
+            decoding=spec.decoding.model_copy(update={"num_beams": options.num_beams}),
+        )
+        path = resolve_model_path(name_or_path, spec.input.storage_options, self.base_dir)
+        return load_engine(config, path, torch.device(self.placement.device))
 
     def _row_input(self, text: str | None, context: list[str], row_glossary: Any) -> RowInput:
         """The row's glossary is the job's plus its own; a malformed own one fails the row."""

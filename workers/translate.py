@@ -65,6 +65,9 @@ class RowResult:
     glossary_missed: list[str] | None = None
     format_status: str | None = None
     format_detail: str | None = None
+    # The model's confidence: mean token log-prob of the row's least confident piece, as the
+    # decoder reported it (None when it did not); row-level QE reads it (pipeline/qe.py).
+    logprob: float | None = None
 
 
 @dataclass
@@ -85,6 +88,7 @@ class _Unit:
     formatted: bool = False  # segment text carries <sn> markup for the formatted prompt
     output: str | None = None
     error: str | None = None
+    logprob: float | None = None
 
 
 @dataclass
@@ -272,9 +276,8 @@ def _early_result(row: RowInput, cleaned: str | None) -> RowResult | None:
 def _run_batch(engine: TranslationEngine, batch: list[_Unit], stats: TranslateStats) -> None:
     stats.batches += 1
     try:
-        outputs = [
-            t.text for t in engine.translate([u.segment for u in batch], marked=batch[0].formatted)
-        ]
+        translations = engine.translate([u.segment for u in batch], marked=batch[0].formatted)
+        outputs = [t.text for t in translations]
         if len(outputs) != len(batch):
             raise RuntimeError(f"engine returned {len(outputs)} outputs for {len(batch)} inputs")
     except Exception as exc:  # noqa: BLE001 - any model failure is isolated to its rows
@@ -288,8 +291,8 @@ def _run_batch(engine: TranslationEngine, batch: list[_Unit], stats: TranslateSt
         _run_batch(engine, batch[:half], stats)
         _run_batch(engine, batch[half:], stats)
         return
-    for unit, text in zip(batch, outputs, strict=True):
-        unit.output = text
+    for unit, translation in zip(batch, translations, strict=True):
+        unit.output, unit.logprob = translation.text, translation.logprob
 
 
 def _block_text(block: _Block, glue: str) -> str:
@@ -380,7 +383,15 @@ def _row_result(
         glossary_missed=[t for _, t in missed] if row.terms else None,
         format_status=format_status,
         format_detail=format_detail,
+        logprob=_least_confident([u.logprob for b in row.blocks for u in b.units]),
     )
+
+
+def _least_confident(logprobs: list[float | None]) -> float | None:
+    """One bad piece makes a bad row; None when any piece has no score (then QE scores the
+    whole row by forced decoding instead)."""
+    known = [lp for lp in logprobs if lp is not None]
+    return min(known) if known and len(known) == len(logprobs) else None
 
 
 def _translate_plain(

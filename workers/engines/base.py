@@ -12,6 +12,10 @@ defaults that an engine overrides when it has them:
 |                       | order, or the run fallback)  |                           |
 | `kv_token_budget`     | None (the job's budget)      | causal (memory fit check) |
 | `translates_marked`   | False                        | causal (HY-MT `<sn>` tags)|
+| `score`               | None per row (no forced      | seq2seq (teacher forcing) |
+|                       | decoding)                    |                           |
+| `fallback_engine`     | None (no second decode)      | seq2seq (wider beam, no   |
+|                       |                              | repeated n-grams)         |
 
 Engines receive an `EngineConfig`: the languages, model, decoding and context settings, not
 the whole job spec.
@@ -80,6 +84,10 @@ class Translation:
     # Target terms of the segment that the decoder could not place (length limit, or a
     # term the vocabulary cannot write); empty when every term is in `text`.
     unmet_terms: list[str] = field(default_factory=list)
+    # Mean log-probability per generated token (EOS included) of the chosen hypothesis, as
+    # the decoder scored it; None when the engine's decoder does not report it. Row-level
+    # quality estimation reads it (pipeline/qe.py), so it costs no extra model call.
+    logprob: float | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,21 @@ class TranslationEngine(ABC):
     def aligner(self) -> Aligner | None:
         """Word alignment used to place inline markup in translations; None when the model
         offers none (markup then goes back by order, or runs are translated apart)."""
+        return None
+
+    def score(self, segments: list[Segment], translations: list[str]) -> list[float | None]:
+        """Forced decoding: the mean log-probability per token of each given translation
+        (end of sentence included) given its segment, on the same scale as
+        `Translation.logprob`. None per row when the engine cannot score (quality checks then
+        run without the model's confidence)."""
+        return [None] * len(segments)
+
+    def fallback_engine(
+        self, num_beams: int, no_repeat_ngram_size: int
+    ) -> TranslationEngine | None:
+        """The same replica decoding with a wider beam and repeated n-grams blocked, for the
+        QE fallback (quality.fallback); None when the engine has no such search (rows are
+        then kept as first translated)."""
         return None
 
     # -- conveniences ----------------------------------------------------------------------------

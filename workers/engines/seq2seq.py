@@ -5,11 +5,15 @@ One replica per actor: loaded once, optionally quantized, then fed length-sorted
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import inspect
 from typing import Any
 
 import torch
 
+from batchmt.workers.decoding.no_repeat import NoRepeatStep
+from batchmt.workers.decoding.search import DecoderStep
 from batchmt.workers.decoding.terms import search_with_terms
 from batchmt.workers.engines.base import (
     Aligner,
@@ -63,6 +67,7 @@ class Seq2SeqEngine(TranslationEngine):
         self.generate_kwargs = self._language_setup(model.config.model_type)
         self._search_setup(model)
         self.max_input_tokens = self._input_limit(model.config)
+        self.no_repeat_ngram_size = 0  # set on the QE fallback's copy (fallback_engine)
         self.use_context = config.context.window > 0 and config.context.seq2seq_use_context
         if self.use_context and not getattr(self.tokenizer, "sep_token", None):
             raise EngineLoadError(
@@ -156,11 +161,15 @@ class Seq2SeqEngine(TranslationEngine):
                 max_new_tokens=max(limits),
                 max_length=None,  # the model's saved max_length would compete with max_new_tokens
                 do_sample=False,
+                no_repeat_ngram_size=self.no_repeat_ngram_size,
                 **self.generate_kwargs,
             )
             return [Translation(t) for t in self._decode(output.tolist())]
+        step: DecoderStep = Seq2SeqStep(self.model, inputs, self.blocked_ids)
+        if self.no_repeat_ngram_size:
+            step = NoRepeatStep(step, self.no_repeat_ngram_size)
         results = search_with_terms(
-            Seq2SeqStep(self.model, inputs, self.blocked_ids),
+            step,
             self.tokenizer,
             [[tgt for _, tgt in s.terms] for s in segments],
             num_beams=decoding.num_beams,
@@ -170,7 +179,39 @@ class Seq2SeqEngine(TranslationEngine):
             force_eos_at_max=self.force_eos_at_max,
         )
         texts = self._decode([r.tokens for r in results])
-        return [Translation(t, list(r.unmet)) for t, r in zip(texts, results, strict=True)]
+        # The search's score is the mean log-prob per generated token (length penalty 1).
+        return [
+            Translation(t, list(r.unmet), logprob=r.score)
+            for t, r in zip(texts, results, strict=True)
+        ]
+
+    def fallback_engine(self, num_beams: int, no_repeat_ngram_size: int) -> Seq2SeqEngine:
+        """A view of this replica (same weights, no copy) with other search settings."""
+        other = copy.copy(self)
+        decoding = self.config.decoding.model_copy(update={"num_beams": num_beams})
+        other.config = dataclasses.replace(self.config, decoding=decoding)
+        other.no_repeat_ngram_size = no_repeat_ngram_size
+        return other
+
+    @torch.inference_mode()
+    def score(self, segments: list[Segment], translations: list[str]) -> list[float | None]:
+        """Teacher-forced mean log-prob per target token (the tokenizer's EOS included)."""
+        if not segments:
+            return []
+        sources = [self._source(s) for s in segments]
+        inputs = self.tokenizer(sources, return_tensors="pt", padding=True, truncation=False)
+        targets = self.tokenizer(text_target=translations, padding=True, return_tensors="pt")
+        labels = targets["input_ids"].to(self.device)
+        mask = targets["attention_mask"].to(self.device).bool()
+        out = self.model(
+            input_ids=inputs["input_ids"].to(self.device),
+            attention_mask=inputs["attention_mask"].to(self.device),
+            labels=labels.masked_fill(~mask, -100),  # the model shifts labels right itself
+        )
+        logp = torch.log_softmax(out.logits.float(), dim=-1)
+        picked = logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, 0.0)
+        means = picked.sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        return [float(v) for v in means.tolist()]
 
     def _decode(self, outputs: list[list[int]]) -> list[str]:
         if not self.use_context:

@@ -1,0 +1,52 @@
+"""`batchmt score CONFIG`: check and score a table that already holds translations.
+
+The job is `run`'s, with `input.translation_column` set: the driver plans, dispatches,
+commits and resumes exactly as for `run`, and each actor scores its shard instead of
+translating it (workers/quality/scoring.py). The output is the input's columns plus
+`qe_score` and `qe_flags`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from batchmt.jobs.driver import run_job
+from batchmt.jobs.report import job_report
+from batchmt.pipeline import columns
+from batchmt.pipeline.corpus import CorpusError, open_dataset
+from batchmt.pipeline.spec import JobSpec
+
+
+def scoring_spec(spec: JobSpec) -> JobSpec:
+    """The spec `score` runs: the translation column named (default `translation`), and
+    the transformers backend where the user left `auto`, since forced decoding is a
+    capability of that engine (CTranslate2's has none yet: it would score no row)."""
+    column = spec.input.translation_column or columns.TRANSLATION
+    model = spec.model
+    if model.model_dump().get("backend") == "auto":
+        model = model.model_copy(update={"backend": "transformers"})
+    return spec.model_copy(
+        update={
+            "input": spec.input.model_copy(update={"translation_column": column}),
+            "model": model,
+        }
+    )
+
+
+def check_translation_column(spec: JobSpec) -> None:
+    """Fail before any work when the input has no column of translations to score."""
+    column = spec.input.translation_column or columns.TRANSLATION
+    names = open_dataset(spec.input).schema.names
+    if column not in names:
+        raise CorpusError(
+            f"input {spec.input.path} has no column {column!r} of translations to score "
+            f"(columns: {', '.join(names)}); set input.translation_column"
+        )
+
+
+def cmd_score(spec: JobSpec, *, show_progress: bool) -> int:
+    spec = scoring_spec(spec)
+    check_translation_column(spec)
+    outcome = run_job(spec, base_dir=str(Path.cwd()), show_progress=show_progress)
+    print(job_report(outcome).replace(" translated,", " scored,", 1))
+    return 0
