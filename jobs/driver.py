@@ -91,25 +91,33 @@ class _Slot:
     ref: Any = None
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _trap_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt, so a stopped job cleans up like Ctrl-C.
+
+    Called again after `ray.init`: Ray's core worker installs a C++ SIGTERM handler that
+    aborts the process (exit -6, no cleanup). Only the main thread may set handlers;
+    elsewhere (a notebook's worker thread) nothing changes.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, so a stopped job cleans up like Ctrl-C.
-
-    Only the main thread may set handlers; elsewhere (a notebook's worker thread) nothing
-    changes.
-    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.getsignal(signal.SIGTERM)
+    _trap_sigterm()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # None: a handler set outside Python (Ray's), which Python cannot put back.
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def run_job(
@@ -153,6 +161,7 @@ def _run(
     if pending:
         mark = time.perf_counter()
         connect(spec)
+        _trap_sigterm()
         check_paths_reachable(spec, ray.nodes())
         timings.connect = time.perf_counter() - mark
         shape = pool_shape(spec, len(pending), ray.cluster_resources())
@@ -315,6 +324,8 @@ def _dispatch(
     max_attempts = spec.workers.max_shard_attempts
     loop_start = busy_from = time.perf_counter()
     while queue or any(s.ref is not None for s in slots):
+        if heartbeat.lost is not None:  # taken over: stop dispatching, our work is fenced
+            raise heartbeat.lost
         for slot in slots:
             if slot.ref is None and queue:
                 slot.shard = queue.popleft()

@@ -37,7 +37,7 @@ def _stat(pid: int) -> tuple[int, str] | None:
     return int(fields[1]), fields[19]
 
 
-def _descendants(roots: list[int]) -> dict[int, str]:
+def descendants(roots: list[int]) -> dict[int, str]:
     """{pid: start time} of every live descendant of `roots`."""
     children: dict[int, list[int]] = {}
     starts: dict[int, str] = {}
@@ -62,18 +62,18 @@ def _is_child(pid: int, parent: int) -> bool:
     return stat is not None and stat[0] == parent
 
 
-def _start(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
     stat = _stat(pid)
     return stat[1] if stat else None
 
 
 def watch(driver_pid: int) -> None:
     me = os.getpid()
-    ray_processes = [p for p in _descendants([driver_pid]) if p != me and _is_child(p, driver_pid)]
+    ray_processes = [p for p in descendants([driver_pid]) if p != me and _is_child(p, driver_pid)]
     known: dict[int, str] = {}
     while True:
-        known.update(_descendants(ray_processes))
-        known.update({p: s for p in ray_processes if (s := _start(p)) is not None})
+        known.update(descendants(ray_processes))
+        known.update({p: s for p in ray_processes if (s := start_time(p)) is not None})
         readable, _, _ = select.select([sys.stdin], [], [], _SCAN_SECONDS)
         if readable and not os.read(sys.stdin.fileno(), 1024):
             break  # EOF: the driver is gone
