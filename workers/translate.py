@@ -27,7 +27,7 @@ from batchmt.workers.engines.base import Aligner, Segment, TranslationEngine
 from batchmt.workers.formats.plan import FormatPlan, FormatResult, prepare_formats
 from batchmt.workers.formats.restore import restore_many
 from batchmt.workers.formats.sn_tags import restore_from_sn, sn_sources
-from batchmt.workers.splitting import Piece, join_pieces, split_for_model
+from batchmt.workers.splitting import Piece, TextTooLongError, join_pieces, split_for_model
 
 log = structlog.get_logger(__name__)
 
@@ -189,13 +189,21 @@ def translate_rows(
     # One tokenizer call for every block: most fit, and only those that do not are split.
     counts = engine.count_tokens([p.block.text.strip() for p in pending]) if pending else []
     units: list[_Unit] = []
+    refused: set[int] = set()  # rows too long to split within the piece bound
     for waiting, count in zip(pending, counts, strict=True):
         i, block, glossary = waiting.row, waiting.block, waiting.glossary
+        if i in refused:
+            continue
         body = block.text.strip()
         if count <= engine.max_input_tokens:
             block.pieces, piece_counts = [Piece(body, "")], [count]
         else:
-            block.pieces = split_for_model(body, engine.count_tokens, engine.max_input_tokens)
+            try:
+                block.pieces = split_for_model(body, engine.count_tokens, engine.max_input_tokens)
+            except TextTooLongError as exc:
+                results[i] = RowResult(None, INVALID, str(exc))
+                refused.add(i)
+                continue
             piece_counts = engine.count_tokens([p.text for p in block.pieces])
         stats.source_tokens += count
         for k, (piece, n) in enumerate(zip(block.pieces, piece_counts, strict=True)):
@@ -211,6 +219,9 @@ def translate_rows(
             block.units.append(unit)
             units.append(unit)
 
+    for i in refused:
+        del prepared[i]
+    units = [u for u in units if u.row not in refused]
     # Decoder-only models: a row costs its prompt and generated tokens in the KV cache.
     costs = [u.tokens for u in units]
     if units:
