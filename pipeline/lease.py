@@ -196,7 +196,7 @@ def acquire(
         raise LeaseHeldError(
             f"output {root} was just claimed by {winner}; this driver did not start"
         )
-    if holder is not None:
+    if holder is not None and not holder.released:
         log.warning("lease taken over from %s", holder.describe(now()))
     for old in _generations(fs, root)[: -_KEEP_OLD - 1]:
         remove(fs, _lease_path(root, old))

@@ -112,10 +112,6 @@ def _check_coverage(stored: Plan, fresh: Plan, manifest_path: str) -> None:
             if piece.path in partitions and piece.partition != partitions[piece.path]:
                 raise _bad(manifest_path, f"shard {shard.shard_id} relabels {piece.path}")
             cuts[(piece.path, piece.row_group)].append((piece.offset, piece.length))
-    for path in sorted({path for path, _ in cuts}):
-        for row_group, rows in enumerate(fresh.inputs[path].get("row_groups", [])):
-            if rows and (path, row_group) not in cuts:
-                raise _bad(manifest_path, f"no shard reads row group {row_group} of {path}")
     for (path, row_group), pieces in sorted(cuts.items()):
         sizes = fresh.inputs[path].get("row_groups", [])
         if row_group >= len(sizes):
@@ -135,3 +131,7 @@ def _check_coverage(stored: Plan, fresh: Plan, manifest_path: str) -> None:
                 f"slices of row group {row_group} of {path} cover {position} rows; the file "
                 f"has {sizes[row_group]}",
             )
+    for path in sorted({path for path, _ in cuts}):
+        for row_group, rows in enumerate(fresh.inputs[path].get("row_groups", [])):
+            if rows and (path, row_group) not in cuts:
+                raise _bad(manifest_path, f"no shard reads row group {row_group} of {path}")
