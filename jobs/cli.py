@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a config key, e.g. --set decoding.num_beams=2 (repeatable)",
         )
+        cmd.add_argument(
+            "--set-file",
+            dest="overrides_file",
+            metavar="PATH",
+            help="a JSON list of KEY=VALUE overrides, applied before --set (batchmt submit "
+            "passes its --set values this way, off the command line)",
+        )
         return cmd
 
     run = with_config("run", "run a job (resumes a previous run of the same spec)")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from batchmt.jobs.driver import JobFailed, run_job
 from batchmt.jobs.prepare import make_plan
 from batchmt.jobs.report import job_report, print_json, status_report, verify_report
+from batchmt.jobs.upload import UploadError
 from batchmt.pipeline.commit import OutputConflictError, OutputLayout, job_status
 from batchmt.pipeline.corpus import CorpusError
 from batchmt.pipeline.glossary_files import GlossaryError
@@ -27,6 +29,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     GlossaryError,
     LeaseHeldError,  # another driver runs on the same output
     StorageError,
+    UploadError,  # submit: a config outside the folder, or one that looks like a secret
     FileNotFoundError,
 )
 
@@ -40,7 +43,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from batchmt.jobs.html_report import cmd_report
 
         return cmd_report(args)
-    spec = load_spec(args.config, args.overrides)
+    spec = load_spec(args.config, [*overrides_from_file(args.overrides_file), *args.overrides])
     if args.command == "score":
         from batchmt.jobs.score import cmd_score
 
@@ -57,6 +60,21 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return submit(args.config, args.overrides, args.address, wait=not args.no_wait)
     raise SpecError(f"unknown command {args.command!r}")
+
+
+def overrides_from_file(path: str | None) -> list[str]:
+    """`--set-file`: a JSON list of KEY=VALUE strings (what `batchmt submit` writes)."""
+    if not path:
+        return []
+    try:
+        items = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"--set-file {path} not found") from None
+    except ValueError as exc:
+        raise SpecError(f"--set-file {path} is not JSON ({exc})") from None
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise SpecError(f'--set-file {path} must hold a JSON list of "key=value" strings')
+    return items
 
 
 def cmd_run(spec: JobSpec, *, show_progress: bool) -> int:

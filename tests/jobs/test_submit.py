@@ -2,18 +2,17 @@ from __future__ import annotations
 
 import shlex
 
-from batchmt.jobs.submit import entrypoint
+from batchmt.jobs.submit import OVERRIDES_FILE, entrypoint
 
 
-def test_entrypoint_is_the_same_batchmt_run_command_with_quoted_overrides() -> None:
-    cmd = entrypoint("configs/x.yaml", ["input.path=s3://b/dt=2026-11-27/", "job_name=a b"])
+def test_entrypoint_is_batchmt_run_with_overrides_from_a_file_not_the_command_line() -> None:
+    cmd = entrypoint("configs/x.yaml", with_overrides=True)
     assert shlex.split(cmd) == [
         "batchmt",
         "run",
         "configs/x.yaml",
         "--no-progress",
-        "--set",
-        "input.path=s3://b/dt=2026-11-27/",
-        "--set",
-        "job_name=a b",
+        "--set-file",
+        OVERRIDES_FILE,
     ]
+    assert shlex.split(entrypoint("configs/x.yaml", with_overrides=False))[-1] == "--no-progress"

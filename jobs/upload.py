@@ -1,0 +1,190 @@
+"""What `batchmt submit` uploads as the job's working_dir, chosen here and shown first.
+
+The working folder is copied (hard links where possible) into a staging folder that holds
+exactly the files listed, so what the user is shown is what the cluster receives:
+
+- `.gitignore` files (the root's and nested ones) are honoured, as git does;
+- a built-in list keeps secrets out even when no `.gitignore` names them (`.env`,
+  `.aws/`, `.ssh/`, `.netrc`, private keys, ...), and environments and caches stay home;
+- the job config is always included (unless it looks like a secret: then submit refuses).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Never uploaded: they hold credentials. Matched with gitignore rules at any depth.
+SECRET_PATTERNS = (
+    ".env",
+    ".env.*",
+    "*.env",
+    ".envrc",
+    ".aws/",
+    ".ssh/",
+    ".gnupg/",
+    ".kube/",
+    ".docker/",
+    ".netrc",
+    "_netrc",
+    ".git-credentials",
+    ".pypirc",
+    ".npmrc",
+    ".boto",
+    ".s3cfg",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "credentials",
+    "credentials.json",
+    "*.tfstate",
+    "*.tfstate.*",
+)
+# Never uploaded either: large, machine-specific, or regenerated on the cluster.
+BUILTIN_EXCLUDES = (
+    ".git/",
+    ".venv/",
+    "venv/",
+    "__pycache__/",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    "*.pyc",
+    "out/",
+)
+
+
+class UploadError(ValueError):
+    """The working folder cannot be uploaded as asked; the message names the fix."""
+
+
+def _spec(lines: Iterable[str]) -> Any:
+    """A gitignore matcher: pathspec's when installed, else the copy Ray ships with."""
+    try:
+        import pathspec
+
+        return pathspec.GitIgnoreSpec.from_lines(list(lines))
+    except ImportError:
+        from ray._private.thirdparty.pathspec import PathSpec
+
+        return PathSpec.from_lines("gitwildmatch", list(lines))
+
+
+@dataclass
+class Selection:
+    root: Path
+    files: list[str] = field(default_factory=list)  # relative, '/'-separated, sorted
+    size: int = 0
+    secrets: list[str] = field(default_factory=list)  # left out as secrets (names only)
+    ignored: int = 0  # left out by .gitignore or the built-in list
+
+    def describe(self, shown: int = 5) -> str:
+        names = ", ".join(self.files[:shown]) + (", ..." if len(self.files) > shown else "")
+        lines = [
+            f"uploading {len(self.files)} file(s), {_size(self.size)} from {self.root} ({names})",
+            f"  left out: {self.ignored} path(s) by .gitignore and the built-in list",
+        ]
+        if self.secrets:
+            secret_names = ", ".join(self.secrets[:shown])
+            more = ", ..." if len(self.secrets) > shown else ""
+            lines.append(f"  left out as secrets: {len(self.secrets)} ({secret_names}{more})")
+        return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def select(root: Path, always: Iterable[Path] = ()) -> Selection:
+    """The files under `root` to upload (see the module docstring)."""
+    root = root.resolve()
+    secrets = _spec(SECRET_PATTERNS)
+    builtin = _spec(BUILTIN_EXCLUDES)
+    selection = Selection(root)
+    forced = {p.resolve().relative_to(root).as_posix() for p in always}
+    for name in sorted(forced):
+        if secrets.match_file(name):
+            raise UploadError(
+                f"{name} looks like a secret (built-in exclude list) and is never uploaded; "
+                "rename the config"
+            )
+    # (folder relative to root, its gitignore matcher) for every .gitignore seen so far.
+    ignores: list[tuple[str, Any]] = []
+    for folder, dirs, files in os.walk(root):
+        rel = Path(folder).relative_to(root).as_posix()
+        rel = "" if rel == "." else rel
+        ignores = [(base, spec) for base, spec in ignores if _under(rel, base)]
+        gitignore = Path(folder) / ".gitignore"
+        if gitignore.is_file():
+            ignores.append((rel, _spec(gitignore.read_text(encoding="utf-8").splitlines())))
+        kept_dirs = []
+        for d in sorted(dirs):
+            path = f"{rel}/{d}" if rel else d
+            if os.path.islink(os.path.join(folder, d)):
+                selection.ignored += 1  # a linked folder may point anywhere: not followed
+            elif secrets.match_file(path + "/"):
+                selection.secrets.append(path + "/")
+            elif builtin.match_file(path + "/") or _ignored(path + "/", ignores):
+                selection.ignored += 1
+            else:
+                kept_dirs.append(d)
+        dirs[:] = kept_dirs
+        for f in sorted(files):
+            path = f"{rel}/{f}" if rel else f
+            if secrets.match_file(path):
+                selection.secrets.append(path)
+            elif path not in forced and (builtin.match_file(path) or _ignored(path, ignores)):
+                selection.ignored += 1
+            else:
+                selection.files.append(path)
+                selection.size += (Path(folder) / f).stat().st_size
+    for name in forced - set(selection.files):
+        selection.files.append(name)  # a config inside an ignored folder
+        selection.size += (root / name).stat().st_size
+    selection.files.sort()
+    return selection
+
+
+def _under(rel: str, base: str) -> bool:
+    return base == "" or rel == base or rel.startswith(base + "/")
+
+
+def _ignored(path: str, ignores: list[tuple[str, Any]]) -> bool:
+    """As git decides: the nearest .gitignore that says anything about the path wins."""
+    verdict = False
+    for base, spec in ignores:
+        local = path[len(base) + 1 :] if base else path
+        if hasattr(spec, "check_file"):  # pathspec >= 0.12: negations give a verdict
+            result = spec.check_file(local)
+            if result.include is not None:
+                verdict = bool(result.include)
+        elif spec.match_file(local):
+            verdict = True
+    return verdict
+
+
+def stage(selection: Selection, target: Path) -> None:
+    """Copy the selected files under `target` (hard links when on the same disk)."""
+    for name in selection.files:
+        source, dest = selection.root / name, target / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, dest)
+        except OSError:
+            shutil.copy2(source, dest)
