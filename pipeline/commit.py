@@ -21,19 +21,15 @@ import io
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import fsspec
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from batchmt.pipeline import status as row_status
-from batchmt.pipeline.columns import ERROR, STATUS
 from batchmt.pipeline.lease import GENERATION_ENV, LeaseRecord, check_fence
 from batchmt.pipeline.quality import merge_quality
 from batchmt.pipeline.results import ShardResult
@@ -357,7 +353,7 @@ def read_success(layout: OutputLayout) -> dict[str, Any] | None:
 
 
 # ----------------------------------------------------------------------------------------
-# Reporting: `batchmt status` and `batchmt verify`
+# Reporting: `batchmt status` (`batchmt verify` streams shard by shard: pipeline/verify.py)
 
 
 def job_status(layout: OutputLayout) -> dict[str, Any]:
@@ -387,101 +383,3 @@ def job_status(layout: OutputLayout) -> dict[str, Any]:
         "success": read_success(layout) is not None,
         "quality": merge_quality([quality[sid] for sid in sorted(quality)]) if quality else None,
     }
-
-
-@dataclass
-class VerifyReport:
-    input_rows: int
-    output_rows: int
-    missing_count: int = 0  # input ids absent from the output
-    duplicated_count: int = 0  # ids written more often than they occur in the input
-    unexpected_count: int = 0  # output ids that are not in the input
-    null_id_rows: tuple[int, int] = (0, 0)  # (input, output): null ids cannot be matched
-    unexplained_rows: int = 0  # rows neither translated nor carrying an error
-    missing_ids: list[Any] = field(default_factory=list)  # first few of each, to look at
-    duplicated_ids: list[Any] = field(default_factory=list)
-    unexpected_ids: list[Any] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return (
-            self.missing_count == 0
-            and self.duplicated_count == 0
-            and self.unexpected_count == 0
-            and self.null_id_rows[0] == self.null_id_rows[1]
-            and self.unexplained_rows == 0
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return {**asdict(self), "ok": self.ok}
-
-
-def _id_counts(dataset: ds.Dataset, column: str) -> tuple[pa.Table, int]:
-    """(id -> count for non-null ids, null id rows), reading only the id column."""
-    ids = dataset.to_table(columns=[column]).column(column)
-    if pa.types.is_dictionary(ids.type):
-        ids = ids.cast(ids.type.value_type)
-    nulls = ids.null_count
-    table = pa.table({"id": ids}).filter(pc.is_valid(ids))
-    return table.group_by("id").aggregate([("id", "count")]), nulls
-
-
-def _unexplained_rows(output: ds.Dataset) -> int:
-    """Rows whose status is not a translation and that have no error (and are not EMPTY)."""
-    names = output.schema.names
-    if STATUS not in names:
-        return output.count_rows()
-    explained = [*row_status.TRANSLATED, row_status.EMPTY]
-    expr = ~pc.field(STATUS).isin(explained)
-    if ERROR in names:
-        expr = expr & pc.field(ERROR).is_null()
-    return output.count_rows(filter=expr)
-
-
-def output_dataset(layout: OutputLayout) -> ds.Dataset | None:
-    files = [
-        join(layout.data_dir, n)
-        for n in list_names(layout.fs, layout.data_dir)
-        if n.endswith(".parquet")
-    ]
-    return ds.dataset(files, filesystem=layout.fs, format="parquet") if files else None
-
-
-def verify(
-    layout: OutputLayout, input_dataset: ds.Dataset, id_column: str, sample: int = 20
-) -> VerifyReport:
-    """Check that every input id appears in the output exactly as often as in the input."""
-    in_counts, in_nulls = _id_counts(input_dataset, id_column)
-    output = output_dataset(layout)
-    if output is None:
-        out_counts, out_nulls = in_counts.schema.empty_table(), 0
-        unexplained = 0
-    else:
-        out_counts, out_nulls = _id_counts(output, id_column)
-        unexplained = _unexplained_rows(output)
-    joined = in_counts.rename_columns(["id", "n_in"]).join(
-        out_counts.rename_columns(["id", "n_out"]), keys="id", join_type="full outer"
-    )
-    n_in, n_out = joined.column("n_in"), joined.column("n_out")
-    missing = joined.filter(pc.is_null(n_out)).column("id")
-    unexpected = joined.filter(pc.is_null(n_in)).column("id")
-    duplicated = joined.filter(pc.fill_null(pc.greater(n_out, n_in), False)).column("id")
-    short = joined.filter(pc.fill_null(pc.less(n_out, n_in), False)).column("id")
-
-    def first(ids: Iterable[Any]) -> list[Any]:
-        return sorted(ids, key=str)[:sample]
-
-    return VerifyReport(
-        input_rows=int(pc.sum(in_counts.column(1)).as_py() or 0) + in_nulls,
-        output_rows=int(pc.sum(out_counts.column(1)).as_py() or 0) + out_nulls,
-        missing_count=len(missing) + len(short),
-        duplicated_count=len(duplicated),
-        unexpected_count=len(unexpected),
-        null_id_rows=(in_nulls, out_nulls),
-        unexplained_rows=unexplained,
-        missing_ids=first([*missing.to_pylist(), *short.to_pylist()]),
-        duplicated_ids=first(duplicated.to_pylist()),
-        unexpected_ids=first(unexpected.to_pylist()),
-    )

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from batchmt.pipeline import status
@@ -15,7 +14,6 @@ from batchmt.pipeline.commit import (
     prepare_output,
     read_manifest,
     read_success,
-    verify,
     write_quality,
     write_shard_data,
     write_success,
@@ -154,33 +152,3 @@ def test_job_status_and_success(storage_root: StorageRoot):
     assert read_success(layout) == {"rows": 10}
     report = job_status(layout)
     assert report["shards"]["pending"] == 0 and report["success"] is True
-
-
-def test_verify_finds_missing_and_duplicate_ids(storage_root: StorageRoot):
-    layout, plan, input_spec = setup_job(storage_root, n=10, rows_per_shard=4)
-    dataset = open_dataset(input_spec)
-    for i in range(len(plan.shards)):
-        run_shard(layout, plan, input_spec, i, failed=frozenset({2}))
-    report = verify(layout, dataset, "id")
-    assert report.ok, report
-    assert (report.input_rows, report.output_rows) == (10, 10)
-
-    # damage the output: drop id 5 from shard 1, write id 0 again and an unknown id 77
-    shard1 = pq.read_table(layout.fs.open(layout.data("00001"), "rb"))
-    write_shard_data(layout, "00001", shard1.filter(pa.compute.not_equal(shard1.column("id"), 5)))
-    extra = translate(pa.table({"id": [0, 77], "text": ["s0", "x"]}))
-    write_shard_data(layout, "99999", extra)
-    report = verify(layout, dataset, "id")
-    assert not report.ok
-    assert (report.missing_count, report.missing_ids) == (1, [5])
-    assert (report.duplicated_count, report.duplicated_ids) == (1, [0])
-    assert (report.unexpected_count, report.unexpected_ids) == (1, [77])
-
-
-def test_verify_flags_rows_without_a_reason(storage_root: StorageRoot):
-    layout, plan, input_spec = setup_job(storage_root, n=3, rows_per_shard=10)
-    out = translate(read_shard(plan.shards[0], input_spec), frozenset({1}))
-    out = out.set_column(out.schema.get_field_index("error"), "error", pa.nulls(3, pa.string()))
-    write_shard_data(layout, "00000", out)
-    report = verify(layout, open_dataset(input_spec), "id")
-    assert report.unexplained_rows == 1 and not report.ok
