@@ -13,6 +13,8 @@ def demo_engine(
     model_dir: str,
     *,
     quantization: str = "none",
+    backend: str = "auto",
+    dtype: str = "auto",
     device: str | torch.device = "cpu",
     source_lang: str = "en",
     target_lang: str = "de",
@@ -29,7 +31,12 @@ def demo_engine(
             "target_lang": target_lang,
             "input": {"path": "unused"},
             "output": {"path": "unused"},
-            "model": {"name_or_path": model_dir, "quantization": quantization},
+            "model": {
+                "name_or_path": model_dir,
+                "quantization": quantization,
+                "backend": backend,
+                "dtype": dtype,
+            },
             "decoding": {"num_beams": 4},
         }
     )

@@ -57,6 +57,11 @@ class ModelSpec(_Section):
     # Remote code runs arbitrary Python from the model repository: opt-in only.
     trust_remote_code: bool = False
     revision: str | None = None
+    # Which runtime decodes. auto: CTranslate2 for the encoder-decoder families its converter
+    # supports (Marian/opus-mt, M2M100, NLLB; 1.6-1.9x our own search on CPU), transformers
+    # otherwise (decoder-only HY-MT). Rows with glossary terms that CTranslate2 misses are
+    # re-decoded by our constrained search either way.
+    backend: Literal["auto", "ctranslate2", "transformers"] = "auto"
     # Input token limit per segment; longer text is split at sentence boundaries.
     # None = take it from the model config (max_position_embeddings) minus a margin.
     max_input_tokens: int | None = Field(default=None, ge=8)

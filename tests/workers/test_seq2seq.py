@@ -25,7 +25,8 @@ def spec_for(model_dir: Path | str, src: str = "en", tgt: str = "de", **sections
         "target_lang": tgt,
         "input": {"path": "unused"},
         "output": {"path": "unused"},
-        "model": {"name_or_path": str(model_dir)},
+        # These tests are about the transformers engine; CTranslate2 has its own file.
+        "model": {"name_or_path": str(model_dir), "backend": "transformers"},
         "decoding": {"num_beams": 2, "max_new_tokens": 12},
     }
     for key, value in sections.items():

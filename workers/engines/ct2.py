@@ -1,0 +1,316 @@
+"""Encoder-decoder models decoded by CTranslate2 (Marian/opus-mt, M2M100, NLLB).
+
+CTranslate2's C++ beam search is 1.6-1.9x our Python one on CPU, but it knows no lexical
+constraints. So every row is decoded free here, its glossary terms are checked, and only
+the rows that miss a term are re-decoded by our constrained search on the transformers
+model, loaded lazily in this replica the first time a row needs it: the term guarantee is
+the same as on the transformers path, and jobs without a glossary never load torch weights.
+
+Engine semantics follow `Seq2SeqEngine`: the same tokenizer (so `count_tokens` agrees),
+the output bound per row, the target language as forced first token, context behind the
+tokenizer's separator when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+
+from batchmt.pipeline.glossary import Term, check_terms
+from batchmt.workers.engines.base import (
+    Aligner,
+    Alignment,
+    EngineConfig,
+    EngineLoadError,
+    Segment,
+    Translation,
+    TranslationEngine,
+)
+from batchmt.workers.engines.conversion import compute_type, import_ctranslate2, read_meta
+from batchmt.workers.engines.nllb_codes import nllb_code
+
+log = structlog.get_logger(__name__)
+
+# Headroom under the position limit for the special tokens the tokenizer adds (as seq2seq).
+_SPECIAL_TOKEN_MARGIN = 2
+# Tokenizers report "no limit" as a huge number; a real position limit is far below it.
+_NO_LIMIT = 1_000_000
+
+
+class CTranslate2Engine(TranslationEngine):
+    """A CTranslate2 `Translator` replica, with the transformers engine behind it for
+    constrained rows (and, if asked, alignment)."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        ct2_path: str,
+        device: torch.device,
+        *,
+        hf_path: str | None,
+        checkpoint_dtype: str | None = None,
+    ) -> None:
+        from transformers import AutoTokenizer
+
+        ctranslate2 = import_ctranslate2()
+        self.config = config
+        self.device = device
+        self.hf_path = hf_path
+        self.ct2_path = ct2_path
+        meta = read_meta(ct2_path)
+        self.compute_type = compute_type(config.model, device.type, checkpoint_dtype)
+        try:
+            # The converted folder carries the tokenizer files; the checkpoint has them too.
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(hf_path or ct2_path)
+        except (OSError, ValueError) as exc:
+            raise EngineLoadError(
+                f"no tokenizer for CTranslate2 model {config.model_name!r}: {exc}. A converted "
+                "folder needs the Hugging Face tokenizer files beside model.bin (convert with "
+                "ct2-transformers-converter --copy_files ...)"
+            ) from exc
+        try:
+            self.translator = ctranslate2.Translator(
+                ct2_path,
+                device=device.type,
+                device_index=device.index or 0,
+                compute_type=self.compute_type,
+                # The actor sized torch's pool to its CPU slots; CTranslate2 takes the same.
+                intra_threads=torch.get_num_threads() if device.type == "cpu" else 0,
+                inter_threads=1,
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise EngineLoadError(
+                f"CTranslate2 could not load {config.model_name!r} ({self.compute_type} on "
+                f"{device.type}): {exc}"
+            ) from exc
+        self.target_prefix = self._language_setup()
+        self.force_eos_at_max = _forces_eos(hf_path or ct2_path)
+        self.max_input_tokens = self._input_limit(meta)
+        self.use_context = config.context.window > 0 and config.context.seq2seq_use_context
+        if self.use_context and not getattr(self.tokenizer, "sep_token", None):
+            raise EngineLoadError(
+                f"context.seq2seq_use_context is set but {config.model_name!r} has no "
+                "separator token to mark where the context ends; use a document-level model "
+                "or set context.seq2seq_use_context=false"
+            )
+        self._fallback: TranslationEngine | None = None
+        self.signature = {
+            "model": config.model_name,
+            "family": "seq2seq",
+            "backend": "ctranslate2",
+            "quantization": config.model.quantization,
+            "dtype": self.compute_type,
+            "device": device.type,
+        }
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _language_setup(self) -> list[str]:
+        """Multilingual models: the source code set on the tokenizer, the target code as the
+        forced first target token (what `forced_bos_token_id` does for generate)."""
+        tok = self.tokenizer
+        if not hasattr(tok, "src_lang"):
+            return []  # bilingual (Marian): the direction is baked in
+        src, tgt = self.config.source_lang, self.config.target_lang
+        if hasattr(tok, "get_lang_id"):  # M2M100: __de__
+            tok.src_lang = src
+            try:
+                return [str(tok.convert_ids_to_tokens(tok.get_lang_id(tgt)))]
+            except KeyError:
+                raise EngineLoadError(f"model does not know target language {tgt!r}") from None
+        tok.src_lang = nllb_code(src)  # NLLB: deu_Latn
+        code = nllb_code(tgt)
+        if tok.convert_tokens_to_ids(code) in (None, tok.unk_token_id):
+            raise EngineLoadError(f"model does not know target language code {code!r}")
+        return [code]
+
+    def _input_limit(self, meta: dict[str, Any]) -> int:
+        positions = meta.get("max_position_embeddings")
+        if positions is None and self.hf_path is not None:
+            config_file = Path(self.hf_path) / "config.json"
+            if config_file.is_file():
+                positions = json.loads(config_file.read_text()).get("max_position_embeddings")
+        positions = positions or 512
+        tok_limit = getattr(self.tokenizer, "model_max_length", None) or positions
+        limit = min(positions, tok_limit if tok_limit < _NO_LIMIT else positions)
+        limit -= _SPECIAL_TOKEN_MARGIN
+        configured = self.config.model.max_input_tokens
+        return min(configured, limit) if configured else limit
+
+    # -- the interface ---------------------------------------------------------------------------
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)[
+            "input_ids"
+        ]
+        return [len(ids) for ids in encoded]
+
+    def translate(self, segments: list[Segment], *, marked: bool = False) -> list[Translation]:
+        """Free decoding for every row; rows that miss a glossary term go to our search."""
+        if marked:
+            raise ValueError("seq2seq engines do not take <sn>-marked text (translates_marked)")
+        if not segments:
+            return []
+        texts = self._decode_free(segments)
+        out = [Translation(t) for t in texts]
+        redo = [i for i, s in enumerate(segments) if s.terms and _misses_terms(texts[i], s)]
+        if redo:
+            constrained = self.constrained_engine().translate([segments[i] for i in redo])
+            for i, result in zip(redo, constrained, strict=True):
+                out[i] = result
+        return out
+
+    def aligner(self) -> Aligner:
+        """Word alignment from CTranslate2's cross-attention, teacher-forced on the
+        translation (all heads of the last decoder layer)."""
+
+        def run(sources: list[str], targets: list[str]) -> list[Alignment]:
+            return self._align(sources, targets)
+
+        return run
+
+    # -- decoding --------------------------------------------------------------------------------
+
+    def _source_tokens(self, segments: Sequence[Segment]) -> list[list[str]]:
+        sources = [self._source(s) for s in segments]
+        ids = self.tokenizer(sources, add_special_tokens=True, truncation=False)["input_ids"]
+        return [self.tokenizer.convert_ids_to_tokens(row) for row in ids]
+
+    def _source(self, segment: Segment) -> str:
+        if self.use_context and segment.context:
+            sep = f" {self.tokenizer.sep_token} "
+            return sep.join([*segment.context, segment.text])
+        return segment.text
+
+    def _decode_free(self, segments: Sequence[Segment]) -> list[str]:
+        tokens = self._source_tokens(segments)
+        bounds = [self._content_bound(len(t)) for t in tokens]
+        hyps = self._search(tokens, max(bounds))
+        # One bound per call in CTranslate2, one per row here: the batch runs to the longest
+        # row's bound, and the rare row that ran past its own is decoded again under it.
+        # Below its bound a row's search is the same either way (a shorter budget only
+        # changes the steps after it), so this is exact, not an approximation.
+        over: dict[int, list[int]] = {}
+        for i, (hyp, bound) in enumerate(zip(hyps, bounds, strict=True)):
+            if len(hyp) > bound:
+                over.setdefault(bound, []).append(i)
+        for bound, rows in over.items():
+            again = self._search([tokens[i] for i in rows], bound)
+            for i, hyp in zip(rows, again, strict=True):
+                hyps[i] = hyp
+        return self._detokenize(hyps)
+
+    def _content_bound(self, source_tokens: int) -> int:
+        """Tokens of text a row may produce. `output_bound` counts every decoding step as our
+        search does: the forced language code, and the EOS forced at the limit (Marian)."""
+        steps = self.config.output_bound(source_tokens)
+        return max(1, steps - len(self.target_prefix) - int(self.force_eos_at_max))
+
+    def _search(self, tokens: list[list[str]], bound: int) -> list[list[str]]:
+        """Beam search; each hypothesis's text tokens (no forced prefix, no EOS)."""
+        prefix = self.target_prefix
+        results = self.translator.translate_batch(
+            tokens,
+            target_prefix=[prefix] * len(tokens) if prefix else None,
+            beam_size=self.config.decoding.num_beams,
+            # CTranslate2 counts the forced prefix in the decoding length, not the EOS.
+            max_decoding_length=bound + len(prefix),
+            max_input_length=0,  # rows are split to max_input_tokens before they get here
+        )
+        return [list(result.hypotheses[0])[len(prefix) :] for result in results]
+
+    def _detokenize(self, hyps: list[list[str]]) -> list[str]:
+        ids = [self.tokenizer.convert_tokens_to_ids(h) for h in hyps]
+        if not self.use_context:
+            return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        # As on the transformers path: keep what follows the last separator.
+        raw = self.tokenizer.batch_decode(ids, skip_special_tokens=False)
+        sep, special = self.tokenizer.sep_token, set(self.tokenizer.all_special_tokens)
+        cleaned = []
+        for text in raw:
+            tail = text.rsplit(sep, 1)[-1]
+            for token in special:
+                tail = tail.replace(token, "")
+            cleaned.append(tail.strip())
+        return cleaned
+
+    # -- the transformers model, for constrained rows ----------------------------------------------
+
+    def constrained_engine(self) -> TranslationEngine:
+        """The transformers engine on the same checkpoint, loaded on first use."""
+        if self._fallback is None:
+            if self.hf_path is None:
+                raise EngineLoadError(
+                    f"glossary terms need the Hugging Face checkpoint of {self.config.model_name!r}"
+                    " for constrained decoding, and a converted CTranslate2 folder has none; "
+                    "point model.name_or_path at the checkpoint (it is converted and cached)"
+                )
+            from batchmt.workers.engines.seq2seq import Seq2SeqEngine
+
+            log.info("constrained_model_loading", model=self.config.model_name)
+            self._fallback = Seq2SeqEngine(self.config, self.hf_path, self.device)
+        return self._fallback
+
+    # -- alignment ---------------------------------------------------------------------------------
+
+    def _align(self, sources: list[str], targets: list[str]) -> list[Alignment]:
+        # The folding of piece attention into word links is the transformers aligner's own.
+        from batchmt.workers.engines.alignment import _links, _word_matrix
+
+        if len(sources) != len(targets):
+            raise ValueError(f"align got {len(sources)} sources and {len(targets)} targets")
+        if not sources:
+            return []
+        tok = self.tokenizer
+        src_ids = tok(sources, add_special_tokens=True, truncation=False)["input_ids"]
+        tgt_ids = tok(text_target=targets, add_special_tokens=True, truncation=False)["input_ids"]
+        prefixes = []
+        for ids in tgt_ids:
+            # Teacher forcing: the translation (without its EOS) is the forced prefix; the
+            # attention row of each prefix token is the one that produced it.
+            body = ids[:-1] if ids and ids[-1] == tok.eos_token_id else ids
+            prefixes.append(tok.convert_ids_to_tokens(body))
+        results = self.translator.translate_batch(
+            [tok.convert_ids_to_tokens(ids) for ids in src_ids],
+            target_prefix=prefixes,
+            beam_size=1,
+            max_decoding_length=max(len(p) for p in prefixes) + 1,
+            max_input_length=0,
+            return_attention=True,
+        )
+        found = []
+        for k, result in enumerate(results):
+            attention = torch.tensor(result.attention[0], dtype=torch.float32)
+            rows = len(tgt_ids[k])
+            if attention.shape[0] < rows:  # stopped early: pad with the last row
+                pad = attention[-1:].expand(rows - attention.shape[0], -1)
+                attention = torch.cat([attention, pad])
+            n_src, n_tgt = len(sources[k].split()), len(targets[k].split())
+            if n_src == 0 or n_tgt == 0:
+                found.append(Alignment((0,) * n_tgt, (0,) * n_src))
+                continue
+            matrix = _word_matrix(attention[:rows], tok, src_ids[k], tgt_ids[k], n_src, n_tgt)
+            found.append(_links(matrix))
+        return found
+
+
+def _forces_eos(path: str) -> bool:
+    """Whether generate forces EOS at the length limit (Marian's forced_eos_token_id)."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(path).forced_eos_token_id is not None
+    except (OSError, ValueError):
+        return False
+
+
+def _misses_terms(text: str, segment: Segment) -> bool:
+    """Case-sensitive on purpose: the segment no longer says which terms ignore case, and the
+    exact form is what the constrained search would write (so a re-decode never loses)."""
+    _, missed = check_terms(text, [Term(s, t, True) for s, t in segment.terms])
+    return bool(missed)
