@@ -41,6 +41,10 @@ def _windows_from_documents(table: pa.Table, text_column: str, window: int) -> l
     doc_column = table.column(DOC_ID)
     if pa.types.is_dictionary(doc_column.type):  # sorting needs plain values
         doc_column = doc_column.cast(doc_column.type.value_type)
+    if isinstance(doc_column.type, pa.BaseExtensionType):  # UUIDs sort by their bytes
+        doc_column = pa.chunked_array(
+            [chunk.storage for chunk in doc_column.chunks], doc_column.type.storage_type
+        )
     keys = pa.table(
         {
             "doc": doc_column,

@@ -170,6 +170,8 @@ def _document_runs(column: pa.ChunkedArray | pa.Array) -> list[_Run]:
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
+    if isinstance(array, pa.ExtensionArray):  # UUIDs: compare kernels take the storage
+        array = array.storage
     n = len(array)
     if n == 0:
         return []

@@ -177,3 +177,23 @@ def test_a_doc_id_only_in_a_later_file_plans_whole_documents(
     # Documents of three rows are never split, even with two rows per shard.
     sizes = [s["num_rows"] for s in plan["shards"]]
     assert sizes == [2, 2, 3, 3]
+
+
+def test_uuid_document_ids_plan_whole_documents(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in").mkdir()
+    docs = [uuid.UUID(int=1)] * 3 + [uuid.UUID(int=2)] * 3
+    pq.write_table(
+        pa.table(
+            {
+                "id": [f"r{i}" for i in range(6)],
+                "text": texts(6),
+                "doc_id": pa.array(docs, pa.uuid()),
+            }
+        ),
+        tmp_path / "in" / "1.parquet",
+    )
+    config = job(tmp_path, tmp_path / "no-model", sharding={"rows_per_shard": 2})
+    assert main(["plan", config]) == 0
+    assert [s["num_rows"] for s in json.loads(capsys.readouterr().out)["shards"]] == [3, 3]
