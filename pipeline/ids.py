@@ -115,7 +115,9 @@ def _json_values(values: pa.Array) -> list[JsonScalar]:
         return list(_integer_storage(values).to_pylist())
     if pa.types.is_floating(t):
         return [_float(v) for v in values.to_pylist()]
-    return list(values.to_pylist())  # integers, booleans
+    # Integers and booleans as they are; any other scalar type (intervals, ...) as its text,
+    # so no id can make a quality file unwritable.
+    return [v if v is None or isinstance(v, (int, bool)) else str(v) for v in values.to_pylist()]
 
 
 def _float(value: float | None) -> JsonScalar:

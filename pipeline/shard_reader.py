@@ -126,8 +126,14 @@ def _is_text(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
-def _repair_text(array: pa.Array, name: str, errors: list[str | None], offset: int) -> pa.Array:
-    """Invalid UTF-8 replaced by U+FFFD, the row's error saying where and what it was."""
+def _repair_text(
+    array: pa.Array, name: str, errors: list[str | None], offset: int, keep: bool = False
+) -> pa.Array:
+    """Invalid UTF-8 replaced by U+FFFD, the row's error saying where and what it was.
+
+    `keep`: record the errors but return the values unchanged (the id column: an id must
+    come back exactly as it came in, or the row could not be matched to its input).
+    """
     values: list[str | None] = []
     for k, raw in enumerate(array.cast(pa.large_binary()).to_pylist()):
         if raw is None:
@@ -137,14 +143,15 @@ def _repair_text(array: pa.Array, name: str, errors: list[str | None], offset: i
             values.append(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
             bad = raw[exc.start : exc.end].hex()
+            written = "written as it came" if keep else "written with U+FFFD in their place"
             _add_error(
                 errors,
                 offset + k,
                 f"column {name!r} is not valid UTF-8 (bytes 0x{bad} at byte {exc.start}); "
-                "written with U+FFFD in their place",
+                f"{written}",
             )
             values.append(raw.decode("utf-8", "replace"))
-    return pa.array(values, array.type)
+    return array if keep else pa.array(values, array.type)
 
 
 def _null_invalid_rows(
@@ -154,7 +161,7 @@ def _null_invalid_rows(
     bad = []
     for k in range(len(array)):
         try:
-            array.slice(k, 1).validate(full=True)
+            array.take(pa.array([k], pa.int64())).validate(full=True)  # a slice shares children
             bad.append(False)
         except pa.ArrowInvalid as exc:
             message = f"column {name!r} holds invalid data ({_reason(exc)}); written as null"
@@ -167,7 +174,7 @@ def _add_error(errors: list[str | None], row: int, message: str) -> None:
     errors[row] = message if errors[row] is None else f"{errors[row]}; {message}"
 
 
-def check_values(table: pa.Table, errors: list[str | None]) -> pa.Table:
+def check_values(table: pa.Table, errors: list[str | None], id_column: str = "") -> pa.Table:
     """Validate every value (UTF-8 above all); repair or null what is invalid, per row.
 
     Readers of the output must never meet an undecodable value, and one bad value must not
@@ -181,20 +188,22 @@ def check_values(table: pa.Table, errors: list[str | None]) -> pa.Table:
             try:
                 chunk.validate(full=True)
             except pa.ArrowInvalid:
-                chunk = _repair_chunk(chunk, field.name, errors, offset)
+                chunk = _repair_chunk(chunk, field.name, errors, offset, field.name == id_column)
             chunks.append(chunk)
             offset += len(chunk)
         columns.append(pa.chunked_array(chunks, field.type))
     return pa.Table.from_arrays(columns, schema=table.schema)
 
 
-def _repair_chunk(chunk: pa.Array, name: str, errors: list[str | None], offset: int) -> pa.Array:
+def _repair_chunk(
+    chunk: pa.Array, name: str, errors: list[str | None], offset: int, keep: bool
+) -> pa.Array:
     t = chunk.type
     if pa.types.is_dictionary(t) and _is_text(t.value_type):
-        decoded = _repair_text(chunk.dictionary_decode(), name, errors, offset)
-        return decoded.cast(t)
+        decoded = _repair_text(chunk.dictionary_decode(), name, errors, offset, keep)
+        return chunk if keep else decoded.cast(t)
     if _is_text(t):
-        return _repair_text(chunk, name, errors, offset)
+        return _repair_text(chunk, name, errors, offset, keep)
     return _null_invalid_rows(chunk, name, errors, offset)
 
 
@@ -222,7 +231,7 @@ def read_shard_data(shard: Shard, input_spec: InputSpec) -> ShardData:
         table = pa.concat_tables(tables) if tables else schema.empty_table()
     else:
         table = pa.concat_tables(tables, promote_options="permissive")
-    return ShardData(check_values(table, errors), errors)
+    return ShardData(check_values(table, errors, input_spec.id_column), errors)
 
 
 def read_shard(shard: Shard, input_spec: InputSpec) -> pa.Table:
