@@ -126,7 +126,7 @@ def run_job(
     with _sigterm_as_interrupt():
         started = time.perf_counter()
         structlog.contextvars.bind_contextvars(job=spec.job_name)
-        prepared = prepare(spec)
+        prepared = prepare(spec, base_dir)
         layout = prepared.layout
         with Heartbeat(layout.fs, layout.root, prepared.lease) as heartbeat:
             try:

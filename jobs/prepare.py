@@ -46,7 +46,7 @@ def make_plan(spec: JobSpec) -> Plan:
     return plan_shards(dataset, spec.input, spec.sharding)
 
 
-def prepare(spec: JobSpec) -> Prepared:
+def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
     """Plan, check the glossary, take the output's lease, then claim the output: new,
     resume, or OutputConflictError (LeaseHeldError while another driver holds it)."""
     layout = OutputLayout.open(spec.output)
@@ -57,7 +57,7 @@ def prepare(spec: JobSpec) -> Prepared:
             spec.glossary.path, spec.source_lang, spec.target_lang, spec.glossary.storage_options
         )
     # The output location and the model, before anything is written (jobs/preflight.py).
-    preflight(spec)
+    preflight(spec, base_dir)
     fingerprint = spec.fingerprint()
     # Taken after planning so that a job with a bad input leaves nothing in the output.
     lease = acquire(layout.fs, layout.root)
