@@ -76,8 +76,7 @@ def _check_structure(stored: Plan, fresh: Plan, manifest_path: str) -> None:
     if foreign:
         raise _bad(
             manifest_path,
-            f"it reads file(s) that input.path {fresh.input_path} does not list: "
-            f"{_names(foreign)}",
+            f"it reads file(s) that input.path {fresh.input_path} does not list: {_names(foreign)}",
         )
     if missing_pinned:
         raise InputChangedError(

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -13,21 +14,29 @@ from pathlib import Path
 from batchmt.jobs import ray_watchdog
 
 REPO = Path(__file__).resolve().parents[2]
+# The log file of each driver started here: a pipe nobody reads while the job runs would fill
+# up and block the driver once it has logged 64 KiB.
+_LOGS: dict[int, tempfile._TemporaryFileWrapper[str]] = {}
 
 
 def start_driver(
     config: Path, *args: str, env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[str]:
-    """`batchmt run CONFIG ARGS --no-progress` in its own process group."""
-    return subprocess.Popen(
+    """`batchmt run CONFIG ARGS --no-progress` in its own process group; `output(proc)`
+    waits for it and returns what it printed (stdout and stderr)."""
+    # Closed by output(), which outlives this function: no context manager here.
+    log = tempfile.NamedTemporaryFile("w+", prefix="batchmt-driver-", suffix=".log")  # noqa: SIM115
+    proc = subprocess.Popen(
         [sys.executable, "-m", "batchmt.jobs.cli", "run", str(config), *args, "--no-progress"],
         cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, **(env or {})},
         start_new_session=True,
     )
+    _LOGS[proc.pid] = log
+    return proc
 
 
 def wait_for(what: str, condition: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
@@ -42,8 +51,12 @@ def wait_for(what: str, condition: Callable[[], bool], proc: subprocess.Popen[st
 
 
 def output(proc: subprocess.Popen[str]) -> str:
-    out, err = proc.communicate(timeout=600)
-    return f"{out}\n{err}"
+    proc.wait(timeout=600)
+    log = _LOGS.pop(proc.pid)
+    log.seek(0)
+    text = log.read()
+    log.close()
+    return text
 
 
 def descendants(pid: int) -> dict[int, str]:

@@ -30,9 +30,7 @@ def cluster(s3_endpoint: str) -> Iterator[Any]:
     """
     from ray.cluster_utils import Cluster
 
-    head = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False}
-    )
+    head = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
     yield head
     head.shutdown()
 

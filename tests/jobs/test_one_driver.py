@@ -127,9 +127,7 @@ def test_sigterm_ends_the_run_like_ctrl_c_and_releases_the_lease(
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_sigkilled_driver_leaves_no_local_ray_processes(
-    tiny_marian: Path, tmp_path: Path
-) -> None:
+def test_sigkilled_driver_leaves_no_local_ray_processes(tiny_marian: Path, tmp_path: Path) -> None:
     config = _job(tmp_path, tiny_marian)
     out = tmp_path / "out"
     driver = start_driver(config)

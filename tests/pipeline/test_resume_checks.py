@@ -112,9 +112,7 @@ def _past_the_end(plan: dict[str, Any]) -> None:
         (_past_the_end, "gap"),
     ],
 )
-def test_tampered_manifest_is_refused(
-    storage_root: StorageRoot, tamper: Any, why: str
-) -> None:
+def test_tampered_manifest_is_refused(storage_root: StorageRoot, tamper: Any, why: str) -> None:
     layout, input_spec = _job(storage_root)
     prepare_output(layout, _plan(input_spec), "spec")
     _tamper(layout, tamper)
