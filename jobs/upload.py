@@ -76,9 +76,10 @@ def _spec(lines: Iterable[str]) -> Any:
 
         return pathspec.GitIgnoreSpec.from_lines(list(lines))
     except ImportError:
-        from ray._private.thirdparty.pathspec import PathSpec
+        import importlib
 
-        return PathSpec.from_lines("gitwildmatch", list(lines))
+        vendored = importlib.import_module("ray._private.thirdparty.pathspec")
+        return vendored.PathSpec.from_lines("gitwildmatch", list(lines))
 
 
 @dataclass
