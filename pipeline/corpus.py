@@ -123,6 +123,15 @@ def partition_fields(dataset: ds.Dataset) -> list[str]:
 # ----------------------------------------------------------------------------------------
 # Schema checks
 
+
+def without_dictionaries(schema: pa.Schema) -> pa.Schema:
+    """Dictionary-encoded columns as their value type: one file written with pandas
+    categoricals and one without hold the same column, and unify as such (workers cast)."""
+    fields = [
+        f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema
+    ]
+    return pa.schema(fields, metadata=schema.metadata)
+
 _OPTIONAL_TYPES = {
     columns.CONTEXT: "list<string> (an explicit context window per row)",
     columns.GLOSSARY: "list<struct<source: string, target: string>> (per-row glossary terms)",

@@ -26,7 +26,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from batchmt.pipeline.columns import DOC_ID
-from batchmt.pipeline.corpus import CorpusError, check_schema
+from batchmt.pipeline.corpus import CorpusError, check_schema, without_dictionaries
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
 from batchmt.pipeline.storage import open_fs, open_input, with_retries
 
@@ -335,7 +335,10 @@ def _unified_schema(files: list[_FileInfo], input_spec: InputSpec) -> pa.Schema:
                     f"{', '.join(info.schema.names)}); fix the file or set input.{key}"
                 )
     try:
-        schema = pa.unify_schemas([f.schema for f in files], promote_options="permissive")
+        schemas = [f.schema for f in files]
+        if len({str(s) for s in schemas}) > 1:  # files differ: dictionary or not is no conflict
+            schemas = [without_dictionaries(s) for s in schemas]
+        schema = pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise CorpusError(
             f"input files of {input_spec.path} have incompatible schemas: {exc}"

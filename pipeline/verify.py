@@ -106,6 +106,7 @@ def _input_ids(shard: Shard, input_spec: InputSpec) -> pa.ChunkedArray:
         parts.extend(ids.slice(piece.offset, piece.length).chunks)
     if not parts:
         return pa.chunked_array([], pa.null())
+    parts = [p.dictionary_decode() if pa.types.is_dictionary(p.type) else p for p in parts]
     types = {p.type for p in parts}
     if len(types) > 1:  # files may differ (int32 / int64): compare as the widest
         target = pa.unify_schemas([pa.schema([("id", t)]) for t in types]).field("id").type

@@ -45,3 +45,18 @@ def test_invalid_utf8_anywhere_is_a_row_error_and_ids_come_back_exactly(tmp_path
     assert data.table.column("text").to_pylist() == ["ok", "ok", "bad \ufffd", "ok"]
     assert data.table.column("context").to_pylist()[3] is None
     assert ids_to_json(data.table.column("id")) == ["a", "b\\xff", "c", "d"]
+
+
+def test_files_with_and_without_dictionary_encoding_plan_and_read_as_one(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    plain = pa.table({"id": ["a", "b"], "text": ["x", "y"]})
+    encoded = pa.table(
+        {"id": pa.array(["c"]).dictionary_encode(), "text": pa.array(["z"]).dictionary_encode()}
+    )
+    pq.write_table(plain, tmp_path / "in" / "1.parquet")
+    pq.write_table(encoded, tmp_path / "in" / "2.parquet")
+    spec = InputSpec(path=str(tmp_path / "in"))
+    plan = plan_shards(open_dataset(spec), spec, ShardingSpec(rows_per_shard=2))
+    tables = [read_shard_data(shard, spec).table for shard in plan.shards]
+    assert [t.schema.field("text").type for t in tables] == [pa.string(), pa.string()]
+    assert [v for t in tables for v in t.column("id").to_pylist()] == ["a", "b", "c"]
