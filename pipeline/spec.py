@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,6 +106,21 @@ class GlossarySpec(_Section):
 class FormatsSpec(_Section):
     # auto: detect HTML/markdown per row; text: translate rows as plain text.
     mode: Literal["auto", "html", "markdown", "text"] = "auto"
+    # Elements whose content is never translated, on top of code/pre/script/style and
+    # translate="no" / class="notranslate" (DeepL's ignore_tags): e.g. [sku, product-name].
+    ignore_tags: list[str] = Field(default_factory=list)
+    # Elements that do not split a sentence even if they are block elements elsewhere
+    # (DeepL's non_splitting_tags): e.g. a CMS that wraps inline runs in <div>.
+    non_splitting_tags: list[str] = Field(default_factory=list)
+
+    @field_validator("ignore_tags", "non_splitting_tags")
+    @classmethod
+    def _tag_names(cls, value: list[str]) -> list[str]:
+        bad = [t for t in value if not re.fullmatch(r"[A-Za-z][\w:.-]*", t.strip())]
+        if bad:
+            raise ValueError(f"not element names: {bad} (write them without < >, e.g. 'sku')")
+        # Matched as the lexer sees names (lower case); sorted so the fingerprint is stable.
+        return sorted({t.strip().lower() for t in value})
 
 
 class WorkersSpec(_Section):

@@ -35,6 +35,7 @@ from batchmt.workers.engines.base import EngineConfig
 from batchmt.workers.engines.checkpoints import resolve_model_path
 from batchmt.workers.engines.loading import load_engine, quiet_progress_bars
 from batchmt.workers.faults import maybe_inject_fault
+from batchmt.workers.formats.plan import FormatOptions
 from batchmt.workers.quality.scoring import score_shard
 from batchmt.workers.quality.stage import QeStage, with_qe_columns
 from batchmt.workers.translate import RowInput, RowResult, TranslateStats, translate_rows
@@ -126,7 +127,7 @@ class TranslatorActor:
             target_lang=spec.target_lang,
             max_batch_tokens=self.max_batch_tokens,
             max_batch_size=spec.decoding.max_batch_size,
-            formats_mode=spec.formats.mode,
+            formats_mode=FormatOptions.from_spec(spec.formats),
         )
         # Row-level QE; flagged rows may be replaced by the fallback's translation.
         qes, qe_counts = self.qe.run(rows, [texts[i] for i in valid], translated)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -24,7 +24,7 @@ from batchmt.pipeline.glossary import Glossary, Term, check_terms
 from batchmt.pipeline.status import EMPTY, FAILED, GLOSSARY_MISSED, INVALID, OK, OK_SPLIT
 from batchmt.workers.batching import plan_batches
 from batchmt.workers.engines.base import Aligner, Segment, TranslationEngine
-from batchmt.workers.formats.plan import FormatPlan, FormatResult, prepare_formats
+from batchmt.workers.formats.plan import FormatOptions, FormatPlan, FormatResult, prepare_formats
 from batchmt.workers.formats.restore import restore_many
 from batchmt.workers.formats.sn_tags import restore_from_sn, sn_sources
 from batchmt.workers.splitting import Piece, TextTooLongError, join_pieces, split_for_model
@@ -163,7 +163,7 @@ def translate_rows(
     target_lang: str,
     max_batch_tokens: int,
     max_batch_size: int,
-    formats_mode: str = "auto",
+    formats_mode: str | FormatOptions = "auto",
 ) -> tuple[list[RowResult], TranslateStats]:
     """One RowResult per input row, in input order."""
     stats = TranslateStats()
@@ -238,7 +238,7 @@ def translate_rows(
 
 
 def _prepare_row(
-    engine: TranslationEngine, row: RowInput, formats_mode: str
+    engine: TranslationEngine, row: RowInput, formats_mode: str | FormatOptions
 ) -> tuple[RowResult | None, _Row | None]:
     """(result, None) for a row that never reaches the model, else (None, its blocks)."""
     cleaned = clean_text(row.text) if row.text is not None else None
@@ -341,25 +341,50 @@ def _finish_rows(
     aligned = [i for i in ok_rows if prepared[i].plan is not None and prepared[i].sn is None]
     if aligned:  # one batched alignment pass for every row placed by alignment
         plans = [plan for i in aligned if (plan := prepared[i].plan) is not None]
-        restored = restore_many(plans, [ok_rows[i] for i in aligned], aligner, fallback_runs)
-        outcomes.update(zip(aligned, restored, strict=True))
+        try:
+            restored = restore_many(plans, [ok_rows[i] for i in aligned], aligner, fallback_runs)
+            outcomes.update(zip(aligned, restored, strict=True))
+        except Exception:  # noqa: BLE001 - then row by row, so only the row that breaks fails
+            for i, plan in zip(aligned, plans, strict=True):
+                _isolated(i, results, lambda i=i, plan=plan: outcomes.update(
+                    {i: restore_many([plan], [ok_rows[i]], aligner, fallback_runs)[0]}
+                ))
     for i in ok_rows:
         row = prepared[i]
-        if row.sn is not None and row.plan is not None:
+        if row.sn is not None and row.plan is not None and results[i] is None:
             # Raw model outputs, <sn> tags included, one per unit (not the joined block).
             outputs = [(b.units[0].output or "") if b.units else b.text for b in row.blocks]
-            outcomes[i] = restore_from_sn(row.plan, outputs, fallback_runs)
+            plan = row.plan
+            _isolated(i, results, lambda i=i, plan=plan, outputs=outputs: outcomes.update(
+                {i: restore_from_sn(plan, outputs, fallback_runs)}
+            ))
     for outcome in outcomes.values():
         stats.format_counts[outcome.status] = stats.format_counts.get(outcome.status, 0) + 1
 
     for i, blocks in ok_rows.items():
+        if results[i] is not None:
+            continue  # restoring failed: the row's result says so
         row = prepared[i]
-        if i in outcomes:
-            found = outcomes[i]
+        found = outcomes.get(i)
+        if found is not None:
             text = row.lead + found.text + row.trail
-            results[i] = _row_result(row, text, found.status, found.detail, stats)
+            _isolated(i, results, lambda i=i, row=row, text=text, found=found: results.__setitem__(
+                i, _row_result(row, text, found.status, found.detail, stats)
+            ))
         else:
-            results[i] = _row_result(row, blocks[0], None, None, stats)
+            _isolated(i, results, lambda i=i, row=row, blocks=blocks: results.__setitem__(
+                i, _row_result(row, blocks[0], None, None, stats)
+            ))
+
+
+def _isolated(row: int, results: list[RowResult | None], step: Callable[[], object]) -> None:
+    """Run one row's finishing step; an error fails that row alone, with the reason."""
+    try:
+        step()
+    except Exception as exc:  # noqa: BLE001 - one odd row must not cost its shard
+        message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        log.warning("row_unfinishable", row=row, error=message)
+        results[row] = RowResult(None, FAILED, f"could not finish the row: {message}")
 
 
 def _row_result(

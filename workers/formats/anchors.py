@@ -19,13 +19,16 @@ from typing import Literal
 from batchmt.workers.engines.base import Alignment
 from batchmt.workers.formats.markup import Token
 
-Escape = Literal["html", "markdown", ""]
+# "html+markdown": a row with both; text is HTML-escaped, and a pipe is escaped too so that
+# it cannot split a GFM table cell.
+Escape = Literal["html", "markdown", "html+markdown", ""]
 
 _WORD = re.compile(r"\S+")
 _LEAD_PUNCT = re.compile(r"^[^\w]*")
 _TRAIL_PUNCT = re.compile(r"[^\w]*$")
-# Characters the model could emit that would read as markdown syntax.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]~])")
+# Characters the model could emit that would read as markdown syntax (`|`: a GFM table cell
+# boundary; `\|` reads as a pipe everywhere else too).
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]~|])")
 
 
 @dataclass
@@ -73,6 +76,8 @@ def escape_text(text: str, escape: Escape) -> str:
     """Model output is text: escape what the row's syntax would read as markup."""
     if escape == "html":
         return html.escape(text, quote=False)
+    if escape == "html+markdown":
+        return html.escape(text, quote=False).replace("|", "\\|")
     if escape == "markdown":
         return _MD_SPECIAL.sub(r"\\\1", text)
     return text

@@ -1,13 +1,14 @@
 """Format anchoring, first half: plan what of a row to translate (`restore.py` puts the
 markup back around the translations).
 
-    plan = prepare_formats(row_text, spec.formats.mode)
+    plan = prepare_formats(row_text, FormatOptions.from_spec(spec.formats))
     translations = <translate plan.units>                  # plain texts, one per block
     [result] = restore_many([plan], [translations], align, translate)
     result.text, result.status, result.detail
 
-Block markup (p, li, div, h1.., br, table cells, markdown list/heading lines, fenced code)
-is kept exactly as in the source and splits the row into units translated independently.
+Block markup (p, li, div, h1.., br, table cells, markdown list/heading lines, code blocks,
+HTML blocks, GFM table pipes and alignment rows, reference definitions, front matter) is
+kept exactly as in the source and splits the row into units translated independently.
 Inline markup becomes anchors (`anchors.py`) placed back by word alignment.
 Verbatim spans (placeholders, URLs, emails, numbers, code, notranslate, comments) are taken
 out of the text and re-inserted by alignment. (Keeping them in the text under identity
@@ -22,8 +23,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from batchmt.pipeline.spec import FormatsSpec
 from batchmt.workers.formats.anchors import Escape, Pair, Point, Unit
-from batchmt.workers.formats.markup import Token, detect, lex, unbalanced
+from batchmt.workers.formats.markup import DEFAULT_RULES, TagRules, Token, detect, lex, unbalanced
 
 Translator = Callable[[list[str]], list[str]]
 
@@ -31,6 +33,19 @@ Translator = Callable[[list[str]], list[str]]
 # can tell formatted rows from plain ones.
 NONE, OK, REPAIRED, FALLBACK = "none", "ok", "repaired", "fallback"
 _HAS_WORD = re.compile(r"\w")
+
+
+@dataclass(frozen=True)
+class FormatOptions:
+    """A job's `formats` section, as the workers use it."""
+
+    mode: str = "auto"  # auto | html | markdown | text
+    rules: TagRules = DEFAULT_RULES
+
+    @classmethod
+    def from_spec(cls, spec: FormatsSpec) -> FormatOptions:
+        rules = TagRules(frozenset(spec.ignore_tags), frozenset(spec.non_splitting_tags))
+        return cls(spec.mode, rules)
 
 
 @dataclass
@@ -42,6 +57,7 @@ class FormatPlan:
     parts: list[str | int]  # literal source bytes, or the index of a unit
     anchored: list[Unit]
     issues: list[str] = field(default_factory=list)
+    rules: TagRules = DEFAULT_RULES  # how the source was lexed: the output is lexed alike
 
     @property
     def units(self) -> list[str]:
@@ -60,14 +76,18 @@ class FormatResult:
     detail: str | None = None
 
 
-def prepare_formats(text: str, mode: str = "auto") -> FormatPlan:
+def prepare_formats(text: str, mode: str | FormatOptions = "auto") -> FormatPlan:
     """Split a row into units to translate. `mode`: auto | html | markdown | text (text:
-    no processing at all, the row is one unit)."""
+    no processing at all, the row is one unit), or the job's FormatOptions."""
+    options = mode if isinstance(mode, FormatOptions) else FormatOptions(mode)
+    mode, rules = options.mode, options.rules
     if mode not in ("auto", "html", "markdown", "text"):
         raise ValueError(f"formats.mode={mode!r}: use auto, html, markdown or text")
     use_html, use_md = detect(text, mode)
     tokens = (
-        [Token("text", text, 0)] if mode == "text" else lex(text, html=use_html, markdown=use_md)
+        [Token("text", text, 0)]
+        if mode == "text"
+        else lex(text, html=use_html, markdown=use_md, rules=rules)
     )
     bad = {id(t) for t in unbalanced(tokens)}
     issues = [
@@ -75,8 +95,16 @@ def prepare_formats(text: str, mode: str = "auto") -> FormatPlan:
         for t in tokens
         if id(t) in bad
     ]
-    escape: Escape = "html" if use_html else "markdown" if use_md else ""
-    plan = FormatPlan(text, use_html, use_md, tokens, [], [], issues)
+    escape: Escape = (
+        "html+markdown"
+        if use_html and use_md
+        else "html"
+        if use_html
+        else "markdown"
+        if use_md
+        else ""
+    )
+    plan = FormatPlan(text, use_html, use_md, tokens, [], [], issues, rules)
     depth = 0
     block: list[Token] = []
     for token in tokens:
@@ -96,7 +124,10 @@ def prepare_formats(text: str, mode: str = "auto") -> FormatPlan:
 def _flush(plan: FormatPlan, tokens: list[Token], bad: set[int], escape: Escape) -> None:
     if not tokens:
         return
-    unit = _UnitBuilder(plan.source, plan.html, bad, escape).build(tokens)
+    # Text inside a markdown HTML block is HTML: entities, never backslash escapes.
+    raw_html = any(t.raw_html for t in tokens)
+    builder = _UnitBuilder(plan.source, plan.html or raw_html, bad, "html" if raw_html else escape)
+    unit = builder.build(tokens)
     if unit is None:  # nothing to translate: the block's bytes stay as they are
         plan.parts.append("".join(t.raw for t in tokens))
         return

@@ -101,7 +101,7 @@ def validate(plan: FormatPlan, text: str) -> list[str]:
     """What is wrong with `text` against the source markup (empty when all is well)."""
     if not plan.has_markup:
         return []
-    tokens = lex(text, html=plan.html, markdown=plan.markdown)
+    tokens = lex(text, html=plan.html, markdown=plan.markdown, rules=plan.rules)
     source = markup_tokens(plan.tokens)
     output = markup_tokens(tokens)
     problems = []
@@ -125,6 +125,7 @@ def validate(plan: FormatPlan, text: str) -> list[str]:
 def translate_runs(plan: FormatPlan, translate: Translator) -> str:
     """The source markup byte for byte, with each text run between tags translated alone."""
     runs: list[tuple[str, str, str]] = []  # lead, body, trail per translatable run
+    escapes: list[Escape] = []  # per run: its unit's (HTML inside a markdown HTML block)
     layout: list[str | int] = []
     for part in plan.parts:
         if isinstance(part, str):
@@ -135,20 +136,20 @@ def translate_runs(plan: FormatPlan, translate: Translator) -> str:
             if token.kind != "text" or not _HAS_WORD.search(token.raw):
                 layout.append(token.raw)
                 continue
-            raw = html.unescape(token.raw) if plan.html else token.raw
+            raw = html.unescape(token.raw) if plan.html or token.raw_html else token.raw
             body = raw.strip()
             lead = raw[: len(raw) - len(raw.lstrip())]
             runs.append((lead, body, raw[len(lead) + len(body) :]))
+            escapes.append(unit.escape)
             layout.append(len(runs) - 1)
     outputs = translate([body for _, body, _ in runs]) if runs else []
-    escape: Escape = "html" if plan.html else "markdown" if plan.markdown else ""
     pieces: list[str] = []
     for p in layout:
         if isinstance(p, str):
             pieces.append(p)
             continue
         lead, body, trail = runs[p]
-        out = escape_text(outputs[p], escape)
+        out = escape_text(outputs[p], escapes[p])
         # "4' in" may come back as "im": never glue a word onto a span it did not touch.
         if not lead and out[:1].isalnum() and not body[:1].isalnum():
             lead = " "
