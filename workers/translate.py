@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -341,50 +341,25 @@ def _finish_rows(
     aligned = [i for i in ok_rows if prepared[i].plan is not None and prepared[i].sn is None]
     if aligned:  # one batched alignment pass for every row placed by alignment
         plans = [plan for i in aligned if (plan := prepared[i].plan) is not None]
-        try:
-            restored = restore_many(plans, [ok_rows[i] for i in aligned], aligner, fallback_runs)
-            outcomes.update(zip(aligned, restored, strict=True))
-        except Exception:  # noqa: BLE001 - then row by row, so only the row that breaks fails
-            for i, plan in zip(aligned, plans, strict=True):
-                _isolated(i, results, lambda i=i, plan=plan: outcomes.update(
-                    {i: restore_many([plan], [ok_rows[i]], aligner, fallback_runs)[0]}
-                ))
+        restored = restore_many(plans, [ok_rows[i] for i in aligned], aligner, fallback_runs)
+        outcomes.update(zip(aligned, restored, strict=True))
     for i in ok_rows:
         row = prepared[i]
-        if row.sn is not None and row.plan is not None and results[i] is None:
+        if row.sn is not None and row.plan is not None:
             # Raw model outputs, <sn> tags included, one per unit (not the joined block).
             outputs = [(b.units[0].output or "") if b.units else b.text for b in row.blocks]
-            plan = row.plan
-            _isolated(i, results, lambda i=i, plan=plan, outputs=outputs: outcomes.update(
-                {i: restore_from_sn(plan, outputs, fallback_runs)}
-            ))
+            outcomes[i] = restore_from_sn(row.plan, outputs, fallback_runs)
     for outcome in outcomes.values():
         stats.format_counts[outcome.status] = stats.format_counts.get(outcome.status, 0) + 1
 
     for i, blocks in ok_rows.items():
-        if results[i] is not None:
-            continue  # restoring failed: the row's result says so
         row = prepared[i]
-        found = outcomes.get(i)
-        if found is not None:
+        if i in outcomes:
+            found = outcomes[i]
             text = row.lead + found.text + row.trail
-            _isolated(i, results, lambda i=i, row=row, text=text, found=found: results.__setitem__(
-                i, _row_result(row, text, found.status, found.detail, stats)
-            ))
+            results[i] = _row_result(row, text, found.status, found.detail, stats)
         else:
-            _isolated(i, results, lambda i=i, row=row, blocks=blocks: results.__setitem__(
-                i, _row_result(row, blocks[0], None, None, stats)
-            ))
-
-
-def _isolated(row: int, results: list[RowResult | None], step: Callable[[], object]) -> None:
-    """Run one row's finishing step; an error fails that row alone, with the reason."""
-    try:
-        step()
-    except Exception as exc:  # noqa: BLE001 - one odd row must not cost its shard
-        message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
-        log.warning("row_unfinishable", row=row, error=message)
-        results[row] = RowResult(None, FAILED, f"could not finish the row: {message}")
+            results[i] = _row_result(row, blocks[0], None, None, stats)
 
 
 def _row_result(
