@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
 
 import structlog
 
@@ -44,6 +46,7 @@ _HAS_WORD = re.compile(r"\w")
 # Target languages written without spaces between sentences.
 _UNSPACED_TARGETS = ("zh", "ja", "th", "yue", "bo", "my", "km", "lo")
 _MAX_ERROR_CHARS = 500
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -341,25 +344,51 @@ def _finish_rows(
     aligned = [i for i in ok_rows if prepared[i].plan is not None and prepared[i].sn is None]
     if aligned:  # one batched alignment pass for every row placed by alignment
         plans = [plan for i in aligned if (plan := prepared[i].plan) is not None]
-        restored = restore_many(plans, [ok_rows[i] for i in aligned], aligner, fallback_runs)
-        outcomes.update(zip(aligned, restored, strict=True))
+        try:
+            restored = restore_many(plans, [ok_rows[i] for i in aligned], aligner, fallback_runs)
+            outcomes.update(zip(aligned, restored, strict=True))
+        except Exception:  # noqa: BLE001 - then row by row, so only the row that breaks fails
+            for i, plan in zip(aligned, plans, strict=True):
+                alone = partial(restore_many, [plan], [ok_rows[i]], aligner, fallback_runs)
+                restored_one = _isolated(i, results, alone)
+                if restored_one is not None:
+                    outcomes[i] = restored_one[0]
     for i in ok_rows:
         row = prepared[i]
-        if row.sn is not None and row.plan is not None:
+        if row.sn is not None and row.plan is not None and results[i] is None:
             # Raw model outputs, <sn> tags included, one per unit (not the joined block).
             outputs = [(b.units[0].output or "") if b.units else b.text for b in row.blocks]
-            outcomes[i] = restore_from_sn(row.plan, outputs, fallback_runs)
+            restore = partial(restore_from_sn, row.plan, outputs, fallback_runs)
+            found = _isolated(i, results, restore)
+            if found is not None:
+                outcomes[i] = found
     for outcome in outcomes.values():
         stats.format_counts[outcome.status] = stats.format_counts.get(outcome.status, 0) + 1
 
     for i, blocks in ok_rows.items():
+        if results[i] is not None:
+            continue  # restoring its markup failed: the row's result says so
         row = prepared[i]
         if i in outcomes:
             found = outcomes[i]
             text = row.lead + found.text + row.trail
-            results[i] = _row_result(row, text, found.status, found.detail, stats)
+            finish = partial(_row_result, row, text, found.status, found.detail, stats)
         else:
-            results[i] = _row_result(row, blocks[0], None, None, stats)
+            finish = partial(_row_result, row, blocks[0], None, None, stats)
+        result = _isolated(i, results, finish)
+        if result is not None:
+            results[i] = result
+
+
+def _isolated(row: int, results: list[RowResult | None], step: Callable[[], _T]) -> _T | None:
+    """One row's finishing step; an error fails that row alone (its result says why)."""
+    try:
+        return step()
+    except Exception as exc:  # noqa: BLE001 - one odd row must not cost its shard
+        message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        log.warning("row_unfinishable", row=row, error=message)
+        results[row] = RowResult(None, FAILED, f"could not finish the row: {message}")
+        return None
 
 
 def _row_result(
