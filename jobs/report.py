@@ -79,7 +79,9 @@ def verify_report(report: dict[str, Any]) -> str:
     for key, value in sorted(report.items()):
         if key == "ok":
             continue
-        if isinstance(value, list):
+        if isinstance(value, dict):
+            lines.append(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in value.items()))
+        elif isinstance(value, list):
             # Ids come from the data: escaped, so none can drive the terminal.
             shown = ", ".join(printable(v) for v in value[:10]) + (
                 " ..." if len(value) > 10 else ""

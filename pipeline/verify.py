@@ -68,7 +68,8 @@ class VerifyReport:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "null_id_rows": list(self.null_id_rows), "ok": self.ok}
+        nulls = {"input": self.null_id_rows[0], "output": self.null_id_rows[1]}
+        return {**asdict(self), "null_id_rows": nulls, "ok": self.ok}
 
 
 @dataclass
