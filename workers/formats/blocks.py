@@ -58,8 +58,10 @@ class Cell:
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
     # `inline_definitions` turns link reference definitions into tokens with line maps
-    # (CommonMark otherwise drops them from the token stream).
-    return MarkdownIt("commonmark", {"inline_definitions": True}).enable("table")
+    # (CommonMark otherwise drops them from the token stream). Only blocks are wanted here:
+    # the core "inline" rule (half the parse time) is off, inline syntax stays ours.
+    parser = MarkdownIt("commonmark", {"inline_definitions": True}).enable("table")
+    return parser.disable("inline")
 
 
 def regions(text: str) -> list[Region]:
@@ -87,11 +89,14 @@ def regions(text: str) -> list[Region]:
         elif token.type == "definition":
             found.append(Region("definition", start, end))
         elif token.type == "table_open":
-            rows = [
-                TableRow(lines[t.map[0]], _line_end(text, lines, t.map[1]), False)
-                for t in tokens[i:]
-                if t.type == "tr_open" and t.map is not None and first <= t.map[0] < last
-            ]
+            rows = []
+            j = i + 1  # up to this table's end (an index, not a slice: linear in the row)
+            while j < len(tokens) and tokens[j].type != "table_close":
+                row_map = tokens[j].map
+                if tokens[j].type == "tr_open" and row_map is not None:
+                    end_of_row = _line_end(text, lines, row_map[1])
+                    rows.append(TableRow(lines[row_map[0]], end_of_row, False))
+                j += 1
             if rows:  # the delimiter row is the line after the header row
                 rows.insert(1, TableRow(lines[first + 1], _line_end(text, lines, first + 2), True))
             found.append(Region("table", start, end, tuple(rows), nested=token.level > 0))
