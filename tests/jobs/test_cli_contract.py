@@ -4,6 +4,7 @@ output; and `verify` prints ids without letting them drive the terminal (finding
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def fake_model(folder: Path, config_text: str) -> Path:
     """A model folder as the driver sees it: config and a weights file (never loaded)."""
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(config_text)
-    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "model.safetensors").write_bytes((2).to_bytes(8, "little") + b"{}")  # no tensors
     return folder
 
 
@@ -98,6 +99,19 @@ def test_a_broken_model_fails_before_the_output_is_claimed(
     write_input(tmp_path)
     err = refused(capsys, ["run", config(tmp_path, make(tmp_path))])
     assert "model" in err
+    assert not (tmp_path / "out" / "_manifest.json").exists()
+
+
+def test_a_truncated_weights_file_fails_before_the_output_is_claimed(
+    tmp_path: Path, tiny_marian: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_input(tmp_path)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_marian, model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a cut download
+    err = refused(capsys, ["run", config(tmp_path, model)])
+    assert "model.safetensors" in err and "broken" in err
     assert not (tmp_path / "out" / "_manifest.json").exists()
 
 

@@ -41,6 +41,9 @@ def check_model(
             f"model folder {name_or_path!r} has no weight files (*.safetensors, *.bin); "
             "check model.name_or_path points at a complete model folder"
         )
+    for name in weights:
+        if name.endswith(".safetensors"):
+            _check_safetensors(folder / name, name_or_path)
     if "model_type" in config:  # a transformers checkpoint: its languages can be told
         _check_languages(folder, config, name_or_path, source_lang, target_lang)
 
@@ -80,6 +83,35 @@ def _read_config(folder: Path, name: str) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise EngineLoadError(f"config.json of model {name!r} is not a JSON object")
     return config
+
+
+def _check_safetensors(path: Path, name: str) -> None:
+    """The header says where every tensor ends: a truncated or garbled download shows
+    here, from a few bytes, instead of in every replica after the output is claimed."""
+    size = path.stat().st_size
+    problem = None
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if length < 2 or 8 + length > size:
+                problem = "its header is cut off"
+            else:
+                header = json.loads(f.read(length))
+                ends = [
+                    int(t["data_offsets"][1])
+                    for key, t in header.items()
+                    if key != "__metadata__" and isinstance(t, dict)
+                ]
+                if max(ends, default=0) > size - 8 - length:
+                    problem = f"it holds {size:,} bytes, fewer than its tensors need"
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        problem = f"its header is unreadable ({type(exc).__name__})"
+    if problem:
+        raise EngineLoadError(
+            f"weights file {path.name} of model {name!r} is broken: {problem}; "
+            "re-download or re-export the model"
+        )
 
 
 def _check_languages(
