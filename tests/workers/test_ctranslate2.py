@@ -256,3 +256,19 @@ def test_alignment_comes_from_ctranslate2_attention(tiny_marian: Path) -> None:
         assert alignment.source_words == len(source.split())
         assert alignment.target_words == len(target.split())
         assert all(0 <= s < len(source.split()) for s in alignment.best_source)
+
+
+def test_scores_match_the_transformers_engine(tiny_marian: Path) -> None:
+    """QE reads the model's confidence: forced decoding agrees with the transformers
+    engine's, and every translation carries its search score."""
+    ours, ct2 = engines(tiny_marian)
+    segments = [Segment(t) for t in TEXTS[:5]]
+    translations = ct2.translate(segments)
+    assert all(t.logprob is not None and t.logprob <= 0 for t in translations)
+    texts = [t.text for t in translations]
+    for mine, theirs in zip(ct2.score(segments, texts), ours.score(segments, texts), strict=True):
+        # Not to the last digit: the converter drops Marian's <pad> row from the vocabulary,
+        # so CTranslate2's softmax has one word less (random weights give it real mass).
+        assert mine == pytest.approx(theirs, abs=0.05)
+    wider = ct2.fallback_engine(4, 3)
+    assert wider.translate_batch(segments[:2]) and ct2.config.decoding.num_beams == 1

@@ -13,8 +13,11 @@ tokenizer's separator when asked for.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +103,7 @@ class CTranslate2Engine(TranslationEngine):
             )
         self._fallback: TranslationEngine | None = None
         self._num_hypotheses = config.decoding.num_beams
+        self.no_repeat_ngram_size = 0  # set on a QE fallback view (fallback_engine)
         self.signature = {
             "model": config.model_name,
             "family": "seq2seq",
@@ -157,9 +161,8 @@ class CTranslate2Engine(TranslationEngine):
             raise ValueError("seq2seq engines do not take <sn>-marked text (translates_marked)")
         if not segments:
             return []
-        texts = [row[0] for row in self._decode_free(segments)]
-        out = [Translation(t) for t in texts]
-        missing = [i for i, s in enumerate(segments) if s.terms and _misses_terms(texts[i], s)]
+        out = [row[0] for row in self._decode_free(segments)]
+        missing = [i for i, s in enumerate(segments) if s.terms and _misses_terms(out[i].text, s)]
         if missing:
             # The beam's other finished hypotheses, best first: often one already writes the
             # term, at CTranslate2's speed (on dev_consistent it took the constrained
@@ -167,16 +170,41 @@ class CTranslate2Engine(TranslationEngine):
             nbest = self._decode_free([segments[i] for i in missing], self._num_hypotheses)
             redo = []
             for i, options in zip(missing, nbest, strict=True):
-                met = next((t for t in options if not _misses_terms(t, segments[i])), None)
+                met = next((t for t in options if not _misses_terms(t.text, segments[i])), None)
                 if met is None:
                     redo.append(i)
                 else:
-                    out[i] = Translation(met)
+                    out[i] = met
             if redo:
                 constrained = self.constrained_engine().translate([segments[i] for i in redo])
                 for i, result in zip(redo, constrained, strict=True):
                     out[i] = result
         return out
+
+    def score(self, segments: list[Segment], translations: list[str]) -> list[float | None]:
+        """Forced decoding by CTranslate2: mean log-prob per target token, EOS included (the
+        forced language code too, as the transformers engine's labels have it)."""
+        if not segments:
+            return []
+        tok = self.tokenizer
+        labels = tok(text_target=translations, add_special_tokens=True, truncation=False)
+        targets = []
+        for ids in labels["input_ids"]:
+            body = ids[:-1] if ids and ids[-1] == tok.eos_token_id else ids
+            targets.append(tok.convert_ids_to_tokens(body))  # CTranslate2 adds the EOS
+        results = self.translator.score_batch(
+            self._source_tokens(segments), targets, max_input_length=0
+        )
+        return [float(sum(r.log_probs) / max(1, len(r.log_probs))) for r in results]
+
+    def fallback_engine(self, num_beams: int, no_repeat_ngram_size: int) -> CTranslate2Engine:
+        """A view of this replica (same translator, no copy) with another search."""
+        other = copy.copy(self)
+        decoding = self.config.decoding.model_copy(update={"num_beams": num_beams})
+        other.config = dataclasses.replace(self.config, decoding=decoding)
+        other.no_repeat_ngram_size = no_repeat_ngram_size
+        other._num_hypotheses = num_beams  # CTranslate2 returns at most beam_size of them
+        return other
 
     def aligner(self) -> Aligner:
         """Word alignment from CTranslate2's cross-attention, teacher-forced on the
@@ -200,8 +228,10 @@ class CTranslate2Engine(TranslationEngine):
             return sep.join([*segment.context, segment.text])
         return segment.text
 
-    def _decode_free(self, segments: Sequence[Segment], hypotheses: int = 1) -> list[list[str]]:
-        """Unconstrained beam search: the `hypotheses` best texts of each segment."""
+    def _decode_free(
+        self, segments: Sequence[Segment], hypotheses: int = 1
+    ) -> list[list[Translation]]:
+        """Unconstrained beam search: the `hypotheses` best translations of each segment."""
         tokens = self._source_tokens(segments)
         bounds = [self._content_bound(len(t)) for t in tokens]
         hyps = self._search(tokens, max(bounds), hypotheses)
@@ -211,14 +241,16 @@ class CTranslate2Engine(TranslationEngine):
         # changes the steps after it), so this is exact, not an approximation.
         over: dict[int, list[int]] = {}
         for i, (row, bound) in enumerate(zip(hyps, bounds, strict=True)):
-            if any(len(hyp) > bound for hyp in row):
+            if any(len(hyp.tokens) > bound for hyp in row):
                 over.setdefault(bound, []).append(i)
         for bound, rows in over.items():
             again = self._search([tokens[i] for i in rows], bound, hypotheses)
             for i, row in zip(rows, again, strict=True):
                 hyps[i] = row
-        flat = self._detokenize([hyp for row in hyps for hyp in row])
-        return [flat[k : k + hypotheses] for k in range(0, len(flat), hypotheses)]
+        flat = [hyp for row in hyps for hyp in row]
+        texts = self._detokenize([hyp.tokens for hyp in flat])
+        found = [Translation(t, logprob=h.score) for t, h in zip(texts, flat, strict=True)]
+        return [found[k : k + hypotheses] for k in range(0, len(found), hypotheses)]
 
     def _content_bound(self, source_tokens: int) -> int:
         """Tokens of text a row may produce. `output_bound` counts every decoding step as our
@@ -226,9 +258,7 @@ class CTranslate2Engine(TranslationEngine):
         steps = self.config.output_bound(source_tokens)
         return max(1, steps - len(self.target_prefix) - int(self.force_eos_at_max))
 
-    def _search(
-        self, tokens: list[list[str]], bound: int, hypotheses: int
-    ) -> list[list[list[str]]]:
+    def _search(self, tokens: list[list[str]], bound: int, hypotheses: int) -> list[list[_Hyp]]:
         """Beam search; per row, `hypotheses` token lists (no forced prefix, no EOS)."""
         prefix = self.target_prefix
         results = self.translator.translate_batch(
@@ -239,10 +269,17 @@ class CTranslate2Engine(TranslationEngine):
             # CTranslate2 counts the forced prefix in the decoding length, not the EOS.
             max_decoding_length=bound + len(prefix),
             max_input_length=0,  # rows are split to max_input_tokens before they get here
+            # Length-normalised log-prob (length penalty 1), what our search reports too:
+            # the row-level QE reads it as the model's confidence.
+            return_scores=True,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
         )
         rows = []
         for result in results:
-            found = [list(h)[len(prefix) :] for h in result.hypotheses[:hypotheses]]
+            found = [
+                _Hyp(list(h)[len(prefix) :], float(score))
+                for h, score in zip(result.hypotheses, result.scores, strict=True)
+            ][:hypotheses]
             # Fewer finished hypotheses than asked (a short beam): repeat the best one.
             rows.append(found + [found[0]] * (hypotheses - len(found)))
         return rows
@@ -320,6 +357,12 @@ class CTranslate2Engine(TranslationEngine):
             matrix = _word_matrix(attention[:rows], tok, src_ids[k], tgt_ids[k], n_src, n_tgt)
             found.append(_links(matrix))
         return found
+
+
+@dataclass
+class _Hyp:
+    tokens: list[str]
+    score: float
 
 
 def _forces_eos(path: str) -> bool:
