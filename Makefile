@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 CONFIG ?= configs/demo.yaml
 
-.PHONY: demo test lint install install-test clean faults
+.PHONY: demo test lint install install-test clean chromium faults
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,12 @@ lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: install-test lint
+# Headless Chromium for the report test (Debian's package, installed only when missing and
+# only as root; the test skips, saying why, where it cannot be had).
+chromium:
+	-sh tools/ensure_chromium.sh
+
+test: install-test lint chromium
 	$(VENV)/bin/python -m pytest
 
 # The fault suite (tests/faults/, ~10 minutes on 2 cores; not part of `make test`): killed

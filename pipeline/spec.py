@@ -138,7 +138,8 @@ class ShardingSpec(_Section):
 class QeThresholdsSpec(_Section):
     # When row-level QE signals become `qe_flags` (pipeline/qe.py); None keeps the
     # default calibrated there (and recorded in the demo model card).
-    min_logprob: float | None = None
+    min_logprob: float | None = None  # given translations (`batchmt score`)
+    min_output_logprob: float | None = None  # the model's own (`batchmt run`)
     min_language_prob: float | None = Field(default=None, ge=0, le=1)
     min_length_ratio: float | None = Field(default=None, ge=0)
     max_length_ratio: float | None = Field(default=None, gt=0)

@@ -29,6 +29,8 @@ class QeSettings:
     thresholds: QeThresholds
     max_batch_tokens: int
     max_batch_size: int
+    # The translations are the job model's own (`run`), not given ones (`score`).
+    own_output: bool = True
 
 
 def forced_logprobs(
@@ -98,6 +100,7 @@ def assess_rows(
             target_lang=settings.target_lang,
             logprob=filled[i],
             thresholds=settings.thresholds,
+            own_output=settings.own_output,
         )
         if ok
         else None

@@ -94,7 +94,7 @@ def score_shard(
         translations,
         [None] * len(sources),  # forced decoding for every row
         checked,
-        qe_settings(spec, max_batch_tokens),
+        qe_settings(spec, max_batch_tokens, own_output=False),
     )
     output = with_qe_columns(table, qes)
     write_shard_data(layout, shard.shard_id, output)

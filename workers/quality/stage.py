@@ -21,13 +21,14 @@ from batchmt.workers.translate import RowInput, RowResult
 ModelLoader = Callable[[str], TranslationEngine]
 
 
-def qe_settings(spec: JobSpec, max_batch_tokens: int) -> QeSettings:
+def qe_settings(spec: JobSpec, max_batch_tokens: int, *, own_output: bool = True) -> QeSettings:
     return QeSettings(
         source_lang=spec.source_lang,
         target_lang=spec.target_lang,
         thresholds=QeThresholds.from_mapping(spec.quality.thresholds),
         max_batch_tokens=max_batch_tokens,
         max_batch_size=spec.decoding.max_batch_size,
+        own_output=own_output,
     )
 
 
