@@ -57,6 +57,13 @@ def status_report(path: str, status: dict[str, Any]) -> str:
         f"{rows.get('failed', 0):,} not ({_counts(rows.get('by_status', {}))})"
     )
     lines.append(f"  success: {'yes (_SUCCESS written)' if status.get('success') else 'no'}")
+    qe = status.get("qe") or {}
+    if qe.get("checked"):
+        lines.append(
+            f"  qe:      {qe['flagged']:,} of {qe['checked']:,} rows flagged "
+            f"({_counts(qe.get('flag_counts', {}))}); fallback won {qe.get('fallback_won', 0):,} "
+            f"of {qe.get('fallback_tried', 0):,}"
+        )
     quality = status.get("quality") or {}
     if quality:
         lines.append("  quality: " + _quality_line(quality))

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.lease import GENERATION_ENV, LeaseRecord, check_fence
 from batchmt.pipeline.quality import merge_quality
-from batchmt.pipeline.results import ShardResult
+from batchmt.pipeline.results import QeCounts, ShardResult
 from batchmt.pipeline.resume_checks import InputChangedError, ManifestError, check_resumable
 from batchmt.pipeline.shards import SHARD_ID_PATTERN, Plan
 from batchmt.pipeline.spec import OutputSpec
@@ -382,4 +382,6 @@ def job_status(layout: OutputLayout) -> dict[str, Any]:
         },
         "success": read_success(layout) is not None,
         "quality": merge_quality([quality[sid] for sid in sorted(quality)]) if quality else None,
+        # Row-level QE over every row of the completed shards (not only the samples).
+        "qe": QeCounts.total([r.qe for r in done.values() if r.qe is not None]).to_dict(),
     }

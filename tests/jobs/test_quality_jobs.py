@@ -107,7 +107,9 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp
 
 
-def test_the_fallback_wins_on_rows_the_demo_model_fails(ran: Path) -> None:
+def test_the_fallback_wins_on_rows_the_demo_model_fails(
+    ran: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = {r["id"]: r for r in pq.read_table(ran / "out" / "data").to_pylist()}
     assert sorted(out) == list(range(len(FAILING)))  # every row, once
     won = [i for i, r in out.items() if r["status"] == OK_FALLBACK]
@@ -118,6 +120,10 @@ def test_the_fallback_wins_on_rows_the_demo_model_fails(ran: Path) -> None:
     success = json.loads((ran / "out" / "_SUCCESS").read_text())
     assert success["by_status"][OK_FALLBACK] == len(won)
     assert success["qe"]["fallback_won"] == len(won) <= success["qe"]["fallback_tried"]
+    capsys.readouterr()
+    assert main(["status", str(ran / "out"), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["rows"]["by_status"][OK_FALLBACK] == status["qe"]["fallback_won"] == len(won)
 
 
 @pytest.fixture(scope="session")
