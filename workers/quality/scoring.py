@@ -44,7 +44,9 @@ def _text(table: pa.Table, name: str) -> list[str | None]:
 
 def reference_part(hyps: list[str], refs: list[str], target_lang: str) -> dict[str, Any] | None:
     """BLEU/chrF sufficient statistics over every row with a reference, in the quality
-    file's format (pipeline/quality.py), so `merge_quality` sums them across shards."""
+    file's format (pipeline/quality.py), so `merge_quality` sums them across shards. The
+    sample's own metric objects (`_metrics`), so the statistics are configured and signed
+    exactly like every other quality file's."""
     if not hyps:
         return None
     bleu, chrf = _metrics(target_lang)
