@@ -51,8 +51,11 @@ def connect(spec: JobSpec) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        # The dashboard is for clusters; a local job starts faster without it.
-        ray.init(include_dashboard=False, log_to_driver=True)
+        # address="local": a new instance of our own. Without it ray.init() joins whatever
+        # Ray already runs on this machine (another user's, a test cluster), so the job's
+        # local paths could be read on nodes that cannot see them. The dashboard is for
+        # clusters; a local job starts faster without it.
+        ray.init(address="local", include_dashboard=False, log_to_driver=True)
         # A SIGKILLed driver would otherwise leave Ray's agents running (ray_watchdog.py).
         _watchdog = start_watchdog()
     log.info("ray_connected", address=address or "local", resources=ray.cluster_resources())
