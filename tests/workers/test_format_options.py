@@ -3,12 +3,16 @@ the lexer."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from batchmt.pipeline.spec import FormatsSpec
+from batchmt.workers.engines.base import Segment, Translation, TranslationEngine
 from batchmt.workers.formats.markup import TagRules
 from batchmt.workers.formats.plan import FormatOptions, prepare_formats
 from batchmt.workers.formats.restore import restore_many
+from batchmt.workers.translate import RowInput, translate_rows
 
 
 def upper(texts: list[str]) -> list[str]:
@@ -47,3 +51,34 @@ def test_spec_lists_reach_the_lexer() -> None:
 def test_spec_refuses_what_is_not_an_element_name() -> None:
     with pytest.raises(ValueError, match="not element names"):
         FormatsSpec(ignore_tags=["<sku>"])
+
+
+class UpperEngine(TranslationEngine):
+    """Upper-cases: enough to see which text reached the model."""
+
+    max_input_tokens = 64
+    signature: ClassVar[dict[str, str]] = {"model": "upper"}
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(t.split()) + 1 for t in texts]
+
+    def translate(self, segments: list[Segment], *, marked: bool = False) -> list[Translation]:
+        return [Translation(s.text.upper()) for s in segments]
+
+
+def test_options_reach_the_shard_loop() -> None:
+    text = "<p>Order <sku>Blue Widget</sku> today.</p>"
+    options = FormatOptions.from_spec(FormatsSpec(ignore_tags=["sku"]))
+    for formats, expected in [
+        ("auto", "<p>ORDER <sku>BLUE WIDGET</sku> TODAY.</p>"),
+        (options, "<p>ORDER <sku>Blue Widget</sku> TODAY.</p>"),
+    ]:
+        [result], _ = translate_rows(
+            UpperEngine(),
+            [RowInput(text)],
+            target_lang="de",
+            max_batch_tokens=256,
+            max_batch_size=8,
+            formats_mode=formats,
+        )
+        assert result.translation == expected

@@ -96,3 +96,18 @@ def test_table_cells_translated_and_table_well_formed(name: str, model: object) 
 def test_each_cell_is_a_unit() -> None:
     plan = prepare_formats(TABLES["aligned"], "markdown")
     assert plan.units == ["Name", "Value", "Notes", "Apple", "red", "sweet fruit"]
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("| a \\| b | c |\n|---|---|\n| x | y |", "| A \\| B | C |\n|---|---|\n| X | Y |"),
+        ("Use a \\* b for **bold** text.", "USE A \\* B FOR **BOLD** TEXT."),
+    ],
+)
+def test_backslash_escapes_come_back_once(source: str, expected: str) -> None:
+    """The model reads `a | b`, and the escape is written back once, not doubled."""
+    plan = prepare_formats(source, "markdown")
+    assert "\\" not in " ".join(plan.units)
+    [result] = restore_many([plan], [upper(plan.units)], None, upper)
+    assert result.text == expected

@@ -29,6 +29,7 @@ _TRAIL_PUNCT = re.compile(r"[^\w]*$")
 # Characters the model could emit that would read as markdown syntax (`|`: a GFM table cell
 # boundary; `\|` reads as a pipe everywhere else too).
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]~|])")
+_MD_ESCAPED = re.compile(r"\\([\\`*_\[\]~|])")
 
 
 @dataclass
@@ -70,6 +71,19 @@ class Unit:
         return any(not (p.start == 0 and p.end == end) for p in self.pairs) or any(
             0 < p.at < end for p in self.points
         )
+
+
+def unescape_text(text: str, escape: Escape) -> str:
+    """Source text as the model should read it: entities decoded in HTML, and in markdown the
+    backslash escapes that `escape_text` writes back (`\\*` -> `*`, `\\|` -> `|`), so the
+    round trip gives the source's escapes again instead of doubling them."""
+    if escape in ("html", "html+markdown"):
+        text = html.unescape(text)
+    if escape == "markdown":
+        return _MD_ESCAPED.sub(r"\1", text)
+    if escape == "html+markdown":
+        return text.replace("\\|", "|")
+    return text
 
 
 def escape_text(text: str, escape: Escape) -> str:

@@ -18,13 +18,12 @@ fallbacks, against 39.79 cut out and aligned.)
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from batchmt.pipeline.spec import FormatsSpec
-from batchmt.workers.formats.anchors import Escape, Pair, Point, Unit
+from batchmt.workers.formats.anchors import Escape, Pair, Point, Unit, unescape_text
 from batchmt.workers.formats.markup import DEFAULT_RULES, TagRules, Token, detect, lex, unbalanced
 
 Translator = Callable[[list[str]], list[str]]
@@ -126,7 +125,7 @@ def _flush(plan: FormatPlan, tokens: list[Token], bad: set[int], escape: Escape)
         return
     # Text inside a markdown HTML block is HTML: entities, never backslash escapes.
     raw_html = any(t.raw_html for t in tokens)
-    builder = _UnitBuilder(plan.source, plan.html or raw_html, bad, "html" if raw_html else escape)
+    builder = _UnitBuilder(plan.source, bad, "html" if raw_html else escape)
     unit = builder.build(tokens)
     if unit is None:  # nothing to translate: the block's bytes stay as they are
         plan.parts.append("".join(t.raw for t in tokens))
@@ -138,8 +137,8 @@ def _flush(plan: FormatPlan, tokens: list[Token], bad: set[int], escape: Escape)
 class _UnitBuilder:
     """Strips inline markup out of a block's tokens, recording where each piece was."""
 
-    def __init__(self, source: str, html: bool, bad: set[int], escape: Escape) -> None:
-        self.source, self.html, self.bad, self.escape = source, html, bad, escape
+    def __init__(self, source: str, bad: set[int], escape: Escape) -> None:
+        self.source, self.bad, self.escape = source, bad, escape
         self.buf = ""
         self.pairs: list[Pair] = []
         self.points: list[Point] = []
@@ -151,7 +150,7 @@ class _UnitBuilder:
     def build(self, tokens: list[Token]) -> Unit | None:
         for seq, token in enumerate(tokens):
             if token.kind == "text":
-                raw = html.unescape(token.raw) if self.html else token.raw
+                raw = unescape_text(token.raw, self.escape)
                 self.words = self.words or bool(_HAS_WORD.search(raw))
                 self._text(raw)
             elif token.kind == "open" and id(token) not in self.bad:

@@ -9,13 +9,12 @@ source row is returned: broken markup is never emitted.
 
 from __future__ import annotations
 
-import html
 import re
 from collections import Counter
 from collections.abc import Sequence
 
 from batchmt.workers.engines.base import Aligner, Alignment
-from batchmt.workers.formats.anchors import Escape, escape_text, project
+from batchmt.workers.formats.anchors import Escape, escape_text, project, unescape_text
 from batchmt.workers.formats.markup import lex, markup_tokens, unbalanced
 from batchmt.workers.formats.plan import (
     FALLBACK,
@@ -136,7 +135,7 @@ def translate_runs(plan: FormatPlan, translate: Translator) -> str:
             if token.kind != "text" or not _HAS_WORD.search(token.raw):
                 layout.append(token.raw)
                 continue
-            raw = html.unescape(token.raw) if plan.html or token.raw_html else token.raw
+            raw = unescape_text(token.raw, unit.escape)
             body = raw.strip()
             lead = raw[: len(raw) - len(raw.lstrip())]
             runs.append((lead, body, raw[len(lead) + len(body) :]))
