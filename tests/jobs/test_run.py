@@ -37,7 +37,10 @@ def job_config(root: StorageRoot, model: Path, rows_per_shard: int = 40, **extra
         "decoding": {"num_beams": 2, "max_new_tokens": 16},
         "workers": {"num_workers": 2},
         "sharding": {"rows_per_shard": rows_per_shard},
-        "quality": {"sample_per_shard": 5},
+        # Random weights: row-level QE flags nearly every row, and the QE fallback would
+        # re-translate them all; these tests are about the shard path (the fallback has its
+        # own, tests/jobs/test_quality_jobs.py).
+        "quality": {"sample_per_shard": 5, "fallback": {"enabled": False}},
     }
     for key, value in extra.items():
         config[key] = {**config.get(key, {}), **value}

@@ -117,3 +117,26 @@ def test_the_models_own_output_is_held_to_a_higher_confidence() -> None:
         SRC, good, source_lang="en", target_lang="de", logprob=-2.0, thresholds=T, own_output=True
     )
     assert LOW_CONFIDENCE not in given.flags and LOW_CONFIDENCE in own.flags
+
+
+@pytest.mark.parametrize(
+    ("source", "translation"),
+    [
+        # The lite model reads nl 0.30, es 0.20, de 0.18: no other language is sure.
+        (
+            "The man in the yellow pants is raising his arms.",
+            "Der Mann in der gelben Hose hebt seine Arme.",
+        ),
+        # Its second half reads English at 0.66, but none of its words is in the source.
+        ("The boy is wakeboarding on the lake.", "Der Junge fährt Wakeboard am See."),
+        (
+            "A group of people are climbing in cold weather.",
+            "Eine Gruppe von Menschen klettert in kaltem Wetter.",
+        ),
+    ],
+)
+def test_language_id_noise_on_right_translations_raises_no_flag(
+    source: str, translation: str
+) -> None:
+    """The demo model's own outputs that an earlier rule flagged (found on test_2016)."""
+    assert flags(translation, source=source) == []
