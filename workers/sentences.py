@@ -11,7 +11,8 @@ leaves a longer piece (which the caller still cuts at whitespace if it must). He
   French rules all put one, so an abbreviation any of them knows is not taken for an end;
 - a boundary is dropped when the next sentence starts with a lower-case letter (`I waited...
   and waited`, `Oak St. near`): in cased scripts a sentence does not start that way;
-- a boundary is dropped after a lone capital initial (`M. | Dupont`, `U. | S.`);
+- a boundary is dropped after a lone capital initial (`M. | Dupont`, `U. | S.`), and after a
+  German ordinal (`Der 2. | Weltkrieg`, `im 19. | Jahrhundert`);
 - a boundary is dropped inside a date whose day or month is abbreviated with a full stop
   (`3. | janv. | 1990`, `3. | Jan. 1990`), which no segmenter we measured kept whole.
 
@@ -36,6 +37,13 @@ _MONTH = (
     r"|nov|d[ée][cz])\w*"
 )
 _ENDS_IN_ORDINAL = re.compile(r"(?<![\w.])\d{1,2}\.$")
+# German writes ordinals with a full stop: after an article or preposition (`der 2.`,
+# `im 19.`, `am 3.`) the number is an ordinal, not a sentence end.
+_GERMAN_ORDINAL = re.compile(
+    r"\b(?:der|die|das|den|dem|des|im|am|vom|zum|zur|beim|ins|bis|ab|seit|ihr|sein)"
+    r"\s+\d{1,3}\.$",
+    re.IGNORECASE,
+)
 _STARTS_WITH_MONTH = re.compile(_MONTH + r"\b", re.IGNORECASE)
 _ENDS_IN_MONTH_ABBREVIATION = re.compile(r"\b" + _MONTH + r"\.$", re.IGNORECASE)
 _STARTS_WITH_YEAR = re.compile(r"\d{2,4}\b")
@@ -105,6 +113,8 @@ def _real_boundary(text: str, start: int) -> bool:
     if not before or not after:
         return True
     if after[0].islower() or _ENDS_IN_INITIAL.search(before):
+        return False
+    if _GERMAN_ORDINAL.search(before):
         return False
     if _ENDS_IN_ORDINAL.search(before) and _STARTS_WITH_MONTH.match(after):
         return False
