@@ -171,6 +171,9 @@ def test_a_converted_folder_is_accepted_as_the_model(tiny_marian: Path, tmp_path
     assert engine.translate_batch(segments) == reference.translate_batch(segments)
     with pytest.raises(EngineLoadError, match="converted CTranslate2 model"):
         load_engine(config(out, "transformers"), str(out), CPU)
+    # No checkpoint, no constrained search: the row says which term is missing.
+    missed = engine.translate([Segment("a dog is walking.", terms=(("dog", "hund"),))])[0]
+    assert missed.unmet_terms == ["hund"] and missed.text
 
 
 def test_auto_picks_ctranslate2_for_seq2seq_and_transformers_for_causal(

@@ -185,6 +185,17 @@ class CTranslate2Engine(TranslationEngine):
                 redo.append(i)
             else:
                 out[i] = met
+        if redo and self.hf_path is None:
+            # A converted folder without its checkpoint: no constrained search here. The rows
+            # keep their free translation and say which terms are missing (glossary_missed),
+            # rather than failing their whole batch.
+            log.warning("glossary_terms_unmet_no_checkpoint", rows=len(redo))
+            for i in redo:
+                _, missed = check_terms(
+                    out[i].text, [Term(s, t, True) for s, t in segments[i].terms]
+                )
+                out[i] = Translation(out[i].text, [t for _, t in missed], logprob=out[i].logprob)
+            redo = []
         if redo:
             constrained = self.constrained_engine().translate([segments[i] for i in redo])
             for i, result in zip(redo, constrained, strict=True):
