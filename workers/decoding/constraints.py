@@ -5,15 +5,22 @@ token sequences (with or without SentencePiece's word-start "▁", capitalised a
 start), and producing any one of them satisfies it. The alternatives of a constraint share
 one trie, so a hypothesis follows all of them at once and a divergence resets it.
 
-States are immutable and cheap to copy: the search (`workers/decoding.py`) keeps one per
-hypothesis and calls `advance` for every candidate token it scores.
+States are immutable and cheap to copy: the search (`workers/decoding/search.py`) keeps one
+per hypothesis and calls `advance` for every candidate token it scores.
+
+A constraint may also carry the model's own renderings of its source term (`avoid`, learnt
+by `workers/decoding/renderings.py`): the search blocks them for the whole row and lets the
+term's first token take their probability, so the forced term replaces the default
+rendering where the model would write it instead of being bolted on beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from batchmt.pipeline.glossary import term_variants
 
 TokenSeq = tuple[int, ...]
 
@@ -23,6 +30,9 @@ class _Node:
     children: dict[int, _Node] = field(default_factory=dict)
     # True when some alternative ends here: reaching it meets the constraint.
     terminal: bool = False
+    # Fewest tokens from here to a terminal node (0 at a terminal): the length budget the
+    # rest of the term needs.
+    rest: int = 0
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,13 @@ class Constraint:
 
     alternatives: tuple[TokenSeq, ...]
     label: str = ""  # the term as text, for reports
+    # Token sequences of the model's default rendering of the term's source span, blocked
+    # in the whole row: the forced term must replace it, not stand beside it.
+    avoid: tuple[TokenSeq, ...] = ()
+    # (first token of an alternative, default-rendering tokens): while the term is unmet,
+    # that first token may score as well as the best of those tokens, so the term lands
+    # where the model would have rendered its source span.
+    takeover: tuple[tuple[int, TokenSeq], ...] = ()
 
     @property
     def satisfiable(self) -> bool:
@@ -70,9 +87,73 @@ class RowConstraints:
         for i, constraint in enumerate(self.constraints):
             if constraint.satisfiable:
                 self.full |= 1 << i
+        for root in self._roots:
+            _set_rest(root)
         # The most progress a hypothesis can make: the number of search banks minus one.
         self.max_progress = sum(self._min_len)
         self._starts: dict[int, frozenset[int]] = {}
+        self._compile_avoid()
+
+    def _compile_avoid(self) -> None:
+        """Blocked default renderings, minus every token a constraint itself needs: a block
+        must never cost the guarantee."""
+        needed: set[int] = {t for c in self.constraints for alt in c.alternatives for t in alt}
+        always: set[int] = set()
+        after: dict[TokenSeq, set[int]] = {}
+        for constraint in self.constraints:
+            for seq in constraint.avoid:
+                if not seq or seq[-1] in needed:
+                    continue
+                if len(seq) == 1:
+                    always.add(seq[0])
+                else:
+                    after.setdefault(seq[:-1], set()).add(seq[-1])
+        #: Tokens no hypothesis of the row may write.
+        self.blocked = sorted(always)
+        #: Prefix -> tokens blocked right after it (multi-token default renderings).
+        self.blocked_after = {k: sorted(v) for k, v in after.items()}
+        self.blocked_prefix_lengths = sorted({len(k) for k in after})
+        self.has_takeover = any(c.takeover for c in self.constraints)
+        self._takeovers: dict[tuple[int, int], list[tuple[int, TokenSeq]]] = {}
+
+    def takeovers(self, state: ConstraintState) -> list[tuple[int, TokenSeq]]:
+        """(first token, default tokens) live for this state, one entry per first token:
+        those of the unmet constraints that the hypothesis is not already writing."""
+        key = (state.met, state.current)
+        found = self._takeovers.get(key)
+        if found is None:
+            merged: dict[int, set[int]] = {}
+            for i, constraint in enumerate(self.constraints):
+                if state.met >> i & 1 or state.current == i:
+                    continue
+                for first, ids in constraint.takeover:
+                    merged.setdefault(first, set()).update(ids)
+            found = [(first, tuple(sorted(ids))) for first, ids in merged.items()]
+            self._takeovers[key] = found
+        return found
+
+    def needed(self, state: ConstraintState) -> int:
+        """Fewest tokens that still meet every satisfiable constraint: the rest of the one
+        being written plus the shortest alternative of each other unmet one."""
+        total = state.node.rest if state.node is not None else 0
+        for i, n in enumerate(self._min_len):
+            if n and i != state.current and not state.met >> i & 1:
+                total += n
+        return total
+
+    def shortest_next(self, state: ConstraintState) -> list[int]:
+        """Tokens that bring `needed` down by one: the next token of the constraint being
+        written on its shortest path, or else the first token of an unmet constraint's
+        shortest alternative. What the search forces when the length budget is down to
+        exactly what the terms need."""
+        if state.node is not None:
+            return [t for t, c in state.node.children.items() if c.rest == state.node.rest - 1]
+        tokens: list[int] = []
+        for i, root in enumerate(self._roots):
+            if state.met >> i & 1 or not self._min_len[i]:
+                continue
+            tokens += [t for t, c in root.children.items() if c.rest == self._min_len[i] - 1]
+        return tokens
 
     def __len__(self) -> int:
         return len(self.constraints)
@@ -138,6 +219,18 @@ def _insert(root: _Node, seq: TokenSeq) -> None:
     node.terminal = True
 
 
+def _set_rest(node: _Node) -> int:
+    if node.terminal:
+        for child in node.children.values():
+            _set_rest(child)
+        node.rest = 0
+    elif node.children:
+        node.rest = 1 + min(_set_rest(child) for child in node.children.values())
+    else:
+        node.rest = 0  # an empty root: nothing to write
+    return node.rest
+
+
 def term_alternatives(
     tokenizer: Any, term: str, *, capitalised: bool = True
 ) -> tuple[TokenSeq, ...]:
@@ -186,18 +279,102 @@ def _without_word_start(tokenizer: Any, ids: TokenSeq, unk: int | None) -> Token
     return (int(rest_id), *ids[1:])
 
 
-def build_row_constraints(tokenizer: Any, targets: Iterable[str]) -> RowConstraints:
+def _word_forms(tokenizer: Any, word: str) -> list[tuple[str, TokenSeq]]:
+    """(kind, tokens) of a word as the model writes it: at the start of the output and after
+    a space, as given and capitalised. The kind pairs a default rendering with the forced
+    term written the same way, so a takeover never glues a word onto its neighbour."""
+    variants = [("", word)]
+    if word[:1].islower():
+        variants.append(("cap", word[:1].upper() + word[1:]))
+    forms = []
+    for kind, variant in variants:
+        for space in ("", " "):
+            forms.append((kind + space, tuple(_encode_target(tokenizer, space + variant))))
+    return forms
+
+
+#: What a term avoids: blocked token sequences, and (first token, default tokens) takeovers.
+Avoid = tuple[tuple[TokenSeq, ...], tuple[tuple[int, TokenSeq], ...]]
+
+
+def avoid_sequences(
+    tokenizer: Any, target: str, renderings: Iterable[str], extensions: Any = None
+) -> Avoid:
+    """Blocked sequences and takeover pairs for one target term from the model's renderings
+    of its source. A rendering that starts a target form or that a target form starts with
+    ("Herr" / "Herrn") is not a default to avoid; one inside it is ("Kind" for
+    "Kleinkind": the block never touches a token the term needs). `extensions(piece)`,
+    when given, lists the ids of vocabulary pieces that extend a one-token rendering
+    ("▁Hund" -> "▁Hunde"): the plural of the default is still the default, so they are
+    blocked with it. The takeover source of a longer rendering is its first piece ("▁T" of
+    "T-Shirt"): by its second piece the model has already committed to the default."""
+    variants = term_variants(target)
+    folded = [t.casefold() for t in variants]
+    avoid: dict[TokenSeq, None] = {}
+    takeover: dict[tuple[int, TokenSeq], None] = {}
+    starts: dict[str, set[int]] = {}
+    for variant in variants:
+        for kind, seq in _word_forms(tokenizer, variant):
+            if seq:
+                starts.setdefault(kind, set()).add(seq[0])
+    unk = getattr(tokenizer, "unk_token_id", None)
+    for word in renderings:
+        low = word.casefold()
+        if not low or any(f.startswith(low) or low.startswith(f) for f in folded):
+            continue
+        for kind, seq in _word_forms(tokenizer, word):
+            if not seq or (unk is not None and unk in seq):
+                continue
+            group = [seq]
+            if len(seq) == 1 and extensions is not None:
+                group += [(i,) for i in extensions(seq[0])]
+            avoid.update(dict.fromkeys(group))
+            ids = tuple(sorted({g[0] for g in group}))
+            for first in sorted(starts.get(kind, ())):
+                takeover[(first, ids)] = None
+    return tuple(avoid), tuple(takeover)
+
+
+def build_row_constraints(
+    tokenizer: Any,
+    targets: Iterable[str],
+    *,
+    avoid: Mapping[str, Avoid] | None = None,
+) -> RowConstraints:
     """One constraint per distinct target term of a row.
 
-    A term contained in another of the row's terms ("Kind" in "Kinder") is dropped: writing
-    the longer one already puts the shorter in the translation, and forcing both would
-    write the word twice.
+    A target may list variants ("Herr|Herrn"): any of them meets the constraint. A term
+    contained in another of the row's terms ("Kind" in "Kinder") is dropped: writing the
+    longer one already puts the shorter in the translation, and forcing both would write
+    the word twice. `avoid`: target -> what the row avoids for that term (the model's own
+    renderings of its source, from `avoid_sequences`).
     """
     unique: dict[str, str] = {}
     for target in targets:
         text = target.strip()
         if text:
             unique.setdefault(text.casefold(), text)
+    forms = {k: [f.casefold() for f in term_variants(t)] for k, t in unique.items()}
+
+    def writes(other: str, key: str) -> bool:
+        # Writing any form of `other` writes some form of `key`.
+        return all(any(f in g for f in forms[key]) for g in forms[other])
+
     keys = list(unique)
-    kept = [unique[k] for k in keys if not any(k != other and k in other for other in keys)]
-    return RowConstraints([Constraint(term_alternatives(tokenizer, t), label=t) for t in kept])
+    kept = [
+        unique[k]
+        for n, k in enumerate(keys)
+        # Two terms that write each other are one: the first listed stays.
+        if not any(
+            o != k and writes(o, k) and (m < n or not writes(k, o)) for m, o in enumerate(keys)
+        )
+    ]
+    constraints = []
+    for target in kept:
+        variants = term_variants(target)
+        alternatives = tuple(
+            dict.fromkeys(a for v in variants for a in term_alternatives(tokenizer, v))
+        )
+        blocked, takeover = avoid.get(target, ((), ())) if avoid else ((), ())
+        constraints.append(Constraint(alternatives, target, blocked, takeover))
+    return RowConstraints(constraints)

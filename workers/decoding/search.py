@@ -65,6 +65,8 @@ class SearchResult:
     score: float  # length-normalised log-probability
     met: bool  # every constraint of the row appears in `tokens`
     unmet: list[str] = field(default_factory=list)  # labels of the constraints not met
+    # The other finished hypotheses, best first (up to num_beams - 1): the n-best list.
+    others: list[list[int]] = field(default_factory=list)
 
 
 @dataclass
@@ -133,7 +135,9 @@ def _apply_rules(
     forced_prefix: Sequence[int],
     force_eos_at_max: bool,
 ) -> None:
-    """Forced prefix, forced EOS at the length limit, EOS blocked while constraints are unmet."""
+    """Forced prefix; default renderings blocked and taken over by their terms; EOS blocked
+    while constraints are unmet; the terms forced when the length budget only just fits
+    them; forced EOS at the length limit."""
     if t < len(forced_prefix):
         logp.fill_(-math.inf)
         logp[:, forced_prefix[t]] = 0.0
@@ -141,20 +145,68 @@ def _apply_rules(
     offset = 0
     blocked: list[int] = []
     last: list[int] = []
+    squeezed: list[tuple[int, list[int]]] = []
     for row in live:
-        for k, hyp in enumerate(row.hyps):
-            if t == row.max_len - 1:
-                if force_eos_at_max:
-                    last.append(offset + k)
-            elif len(row.constraints) and not row.constraints.done(hyp.state):
+        constraints = row.constraints
+        width = len(row.hyps)
+        if t == row.max_len - 1 and force_eos_at_max:
+            last.extend(range(offset, offset + width))
+        elif len(constraints):
+            _avoid_defaults(logp, row, offset)
+            # Tokens left before the limit (the last step of a forced-EOS model is EOS).
+            budget = row.max_len - t - (1 if force_eos_at_max else 0)
+            for k, hyp in enumerate(row.hyps):
+                if constraints.done(hyp.state):
+                    continue
                 blocked.append(offset + k)
-        offset += len(row.hyps)
+                if constraints.max_progress >= budget and constraints.needed(hyp.state) >= budget:
+                    squeezed.append((offset + k, constraints.shortest_next(hyp.state)))
+        offset += width
     if blocked:
         logp[blocked, eos_id] = -math.inf
+    for h, tokens in squeezed:
+        # A loop or a long detour must not cost a term: with no slack left, only the
+        # terms' own tokens may follow.
+        keep = logp[h, tokens].clone()
+        logp[h] = -math.inf
+        logp[h, tokens] = keep
     if last:
         eos = logp.new_full((len(last), logp.shape[1]), -math.inf)
         eos[:, eos_id] = 0.0
         logp[last] = eos
+
+
+def _avoid_defaults(logp: torch.Tensor, row: _Row, offset: int) -> None:
+    """While a term is unmet, its first token may score as well as the model's default
+    rendering of the source span (the term takes the default's place); then the default
+    renderings are blocked in every hypothesis of the row, met or not."""
+    constraints = row.constraints
+    if constraints.has_takeover:
+        rows: list[int] = []
+        firsts: list[int] = []
+        src_rows: list[int] = []
+        src_cols: list[int] = []
+        groups: list[int] = []
+        for k, hyp in enumerate(row.hyps):
+            for first, ids in constraints.takeovers(hyp.state):
+                groups.extend([len(rows)] * len(ids))
+                src_rows.extend([offset + k] * len(ids))
+                src_cols.extend(ids)
+                rows.append(offset + k)
+                firsts.append(first)
+        if rows:
+            index = torch.tensor(groups, device=logp.device)
+            values = logp[src_rows, src_cols]
+            best = values.new_full((len(rows),), -math.inf).scatter_reduce(0, index, values, "amax")
+            logp[rows, firsts] = torch.maximum(logp[rows, firsts], best)
+    width = len(row.hyps)
+    if constraints.blocked:
+        logp[offset : offset + width, constraints.blocked] = -math.inf
+    for n in constraints.blocked_prefix_lengths:
+        for k, hyp in enumerate(row.hyps):
+            after = constraints.blocked_after.get(tuple(hyp.tokens[-n:]))
+            if after is not None:
+                logp[offset + k, after] = -math.inf
 
 
 def _select(
@@ -334,4 +386,5 @@ def _result(row: _Row) -> SearchResult:
         hyp = max(row.hyps, key=lambda h: (constraints.progress(h.state), h.score))
         met, score = constraints.done(hyp.state), hyp.score
     unmet = [constraints.constraints[i].label for i in constraints.unmet(hyp.state)]
-    return SearchResult(hyp.tokens, score, met and not unmet, unmet)
+    others = [h.tokens for _, _, h in row.finished[1:]]
+    return SearchResult(hyp.tokens, score, met and not unmet, unmet, others)

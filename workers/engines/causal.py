@@ -18,7 +18,7 @@ import structlog
 import torch
 
 from batchmt.pipeline.spec import JobSpec
-from batchmt.workers.decoding.constraints import RowConstraints, build_row_constraints
+from batchmt.workers.decoding.renderings import TermDefaults, causal_n_best
 from batchmt.workers.decoding.search import constrained_search
 from batchmt.workers.engines.base import EngineLoadError, Segment
 from batchmt.workers.engines.hymt.prompts import PromptBuilder, strip_echoed_context, strip_target
@@ -282,6 +282,8 @@ class CausalEngine:
         #: "hf": transformers' generate for batches without terms (the reference).
         self.decoder = "ours"
         self.max_input_tokens = self._input_limit(config)
+        # Forced terms replace the model's own rendering of their source (learnt per term).
+        self.term_defaults = TermDefaults(tokenizer, lambda t: causal_n_best(self, t))
         decoding = spec.decoding
         mode = "sample" if decoding.do_sample else f"beam{decoding.num_beams}"
         self.signature = {
@@ -418,10 +420,7 @@ class CausalEngine:
         ):
             # Terms are a guarantee, not a request: such batches take the constrained beam
             # search even when sampling is on (the terminology prompt alone only asks).
-            constraints: list[RowConstraints | None] = [
-                build_row_constraints(self.tokenizer, [t for _, t in s.terms]) if s.terms else None
-                for s in segments
-            ]
+            constraints = self.term_defaults.row_constraints([s.terms for s in segments])
             results = constrained_search(
                 CausalStep(self.model, ids, mask, self.blocked_ids),
                 constraints,

@@ -13,7 +13,7 @@ import structlog
 import torch
 
 from batchmt.pipeline.spec import JobSpec
-from batchmt.workers.decoding.constraints import RowConstraints, build_row_constraints
+from batchmt.workers.decoding.renderings import TermDefaults, seq2seq_n_best
 from batchmt.workers.decoding.search import constrained_search
 from batchmt.workers.engines.base import EngineLoadError, Segment
 from batchmt.workers.engines.nllb_codes import nllb_code
@@ -80,6 +80,8 @@ class Seq2SeqEngine:
         self.model = model
         self.generate_kwargs = self._language_setup(model.config.model_type)
         self._search_setup(model)
+        # Forced terms replace the model's own rendering of their source (learnt per term).
+        self.term_defaults = TermDefaults(self.tokenizer, lambda t: seq2seq_n_best(self, t))
         self.max_input_tokens = self._input_limit(model.config)
         self.use_context = spec.context.window > 0 and spec.context.seq2seq_use_context
         if self.use_context and not getattr(self.tokenizer, "sep_token", None):
@@ -179,10 +181,7 @@ class Seq2SeqEngine:
                 **self.generate_kwargs,
             )
             return [Translation(t) for t in self._decode(output.tolist())]
-        constraints: list[RowConstraints | None] = [
-            build_row_constraints(self.tokenizer, [tgt for _, tgt in s.terms]) if s.terms else None
-            for s in segments
-        ]
+        constraints = self.term_defaults.row_constraints([s.terms for s in segments])
         results = constrained_search(
             Seq2SeqStep(self.model, inputs, self.blocked_ids),
             constraints,
