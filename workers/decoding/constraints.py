@@ -30,9 +30,10 @@ class _Node:
     children: dict[int, _Node] = field(default_factory=dict)
     # True when some alternative ends here: reaching it meets the constraint.
     terminal: bool = False
-    # Fewest tokens from here to a terminal node (0 at a terminal): the length budget the
-    # rest of the term needs.
+    # Most and fewest tokens from here to the first terminal node on any path (0 at a
+    # terminal): the length budget the rest of the term may need, and must have.
     rest: int = 0
+    least: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,9 @@ class RowConstraints:
         for i, constraint in enumerate(self.constraints):
             if constraint.satisfiable:
                 self.full |= 1 << i
-        for root in self._roots:
-            _set_rest(root)
+        #: Longest alternative per constraint (up to its first terminal), for `needed`.
+        self._max_len = [_set_rest(root) for root in self._roots]
+        self.most_needed = sum(self._max_len)
         # The most progress a hypothesis can make: the number of search banks minus one.
         self.max_progress = sum(self._min_len)
         self._starts: dict[int, frozenset[int]] = {}
@@ -133,27 +135,35 @@ class RowConstraints:
         return found
 
     def needed(self, state: ConstraintState) -> int:
-        """Fewest tokens that still meet every satisfiable constraint: the rest of the one
-        being written plus the shortest alternative of each other unmet one."""
+        """Tokens that meet every satisfiable constraint from here, whichever alternative
+        the model follows: the longest rest of the one being written plus the longest
+        alternative of each other unmet one. The longest, not the shortest: the shortest
+        may be one the model cannot write (a glued piece it gives -inf), and forcing must
+        start while every alternative still fits."""
         total = state.node.rest if state.node is not None else 0
+        for i, n in enumerate(self._max_len):
+            if n and i != state.current and not state.met >> i & 1:
+                total += n
+        return total
+
+    def least_needed(self, state: ConstraintState) -> int:
+        """Fewest tokens that meet every satisfiable constraint from here: the terms fit a
+        length budget at all only when this does."""
+        total = state.node.least if state.node is not None else 0
         for i, n in enumerate(self._min_len):
             if n and i != state.current and not state.met >> i & 1:
                 total += n
         return total
 
-    def shortest_next(self, state: ConstraintState) -> list[int]:
-        """Tokens that bring `needed` down by one: the next token of the constraint being
-        written on its shortest path, or else the first token of an unmet constraint's
-        shortest alternative. What the search forces when the length budget is down to
-        exactly what the terms need."""
-        if state.node is not None:
-            return [t for t, c in state.node.children.items() if c.rest == state.node.rest - 1]
-        tokens: list[int] = []
-        for i, root in enumerate(self._roots):
-            if state.met >> i & 1 or not self._min_len[i]:
-                continue
-            tokens += [t for t, c in root.children.items() if c.rest == self._min_len[i] - 1]
-        return tokens
+    def squeezed(self, state: ConstraintState, budget: int) -> list[int]:
+        """What may follow when `budget` tokens are left and the terms may need them all:
+        tokens that advance a term, and of those, when the budget is tighter than the
+        longest way, the ones after which the shortest way still fits."""
+        tokens = list(self.allowed(state))
+        if self.needed(state) <= budget:
+            return tokens
+        fitting = [t for t in tokens if self.least_needed(self.advance(state, t)) < budget]
+        return fitting or tokens
 
     def __len__(self) -> int:
         return len(self.constraints)
@@ -220,15 +230,15 @@ def _insert(root: _Node, seq: TokenSeq) -> None:
 
 
 def _set_rest(node: _Node) -> int:
-    if node.terminal:
-        for child in node.children.values():
-            _set_rest(child)
-        node.rest = 0
-    elif node.children:
-        node.rest = 1 + min(_set_rest(child) for child in node.children.values())
-    else:
-        node.rest = 0  # an empty root: nothing to write
-    return node.rest
+    # Reaching a terminal meets the constraint at once (`advance`), so paths stop there.
+    longest, least = 0, 0
+    for child in node.children.values():
+        _set_rest(child)
+        longest = max(longest, 1 + (0 if child.terminal else child.rest))
+        shortest = 1 + (0 if child.terminal else child.least)
+        least = shortest if not least else min(least, shortest)
+    node.rest, node.least = longest, least
+    return longest
 
 
 def term_alternatives(

@@ -159,14 +159,14 @@ def _apply_rules(
                 if constraints.done(hyp.state):
                     continue
                 blocked.append(offset + k)
-                if constraints.max_progress >= budget and constraints.needed(hyp.state) >= budget:
-                    squeezed.append((offset + k, constraints.shortest_next(hyp.state)))
+                if constraints.most_needed >= budget and constraints.needed(hyp.state) >= budget:
+                    squeezed.append((offset + k, constraints.squeezed(hyp.state, budget)))
         offset += width
     if blocked:
         logp[blocked, eos_id] = -math.inf
     for h, tokens in squeezed:
-        # A loop or a long detour must not cost a term: with no slack left, only the
-        # terms' own tokens may follow.
+        # A loop or a long detour must not cost a term: with no slack left, only tokens that
+        # advance a term may follow (each brings `needed` down by at least one).
         keep = logp[h, tokens].clone()
         logp[h] = -math.inf
         logp[h, tokens] = keep
