@@ -242,3 +242,17 @@ def test_a_degenerate_causal_model_still_places_every_term(
     for segment, out in zip(rows, engine.translate_segments(rows), strict=True):
         _, missed = check_terms(out.text, segment.terms)
         assert missed == [] and out.unmet_terms == [], (segment, out)
+
+
+def test_an_inflected_one_piece_form_meets_the_term() -> None:
+    """The model writing "Hunde" in one piece has written the term "Hund" (as check_terms
+    sees it); the search must not bolt "Hund" on elsewhere. A longer word is not a form."""
+    tok = AutoTokenizer.from_pretrained(str(DEMO))
+    defaults = TermDefaults(tok, lambda texts: [[] for _ in texts])
+    row = defaults.row_constraints([(("dog", "Hund"), ("man", "Mann"))])[0]
+    assert row is not None
+    hund, mann = row.constraints
+    pieces = {p for a in hund.alternatives for p in tok.convert_ids_to_tokens(list(a))}
+    assert {"▁Hund", "▁Hunde"} <= pieces
+    pieces = {p for a in mann.alternatives for p in tok.convert_ids_to_tokens(list(a))}
+    assert "▁Mann" in pieces and "▁Mannschaft" not in pieces

@@ -16,7 +16,7 @@ rendering where the model would write it instead of being bolted on beside it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,14 +242,17 @@ def _set_rest(node: _Node) -> int:
 
 
 def term_alternatives(
-    tokenizer: Any, term: str, *, capitalised: bool = True
+    tokenizer: Any, term: str, *, capitalised: bool = True, extensions: Extensions | None = None
 ) -> tuple[TokenSeq, ...]:
     """The token sequences that write `term` in the target vocabulary.
 
     Covers the term as a word of its own (SentencePiece "▁term", byte-level BPE "Ġterm"),
     glued to what precedes it (after a quote or hyphen), and, when `capitalised`, with a
     capital first letter (sentence start). Sequences with an unknown token are dropped:
-    the model could only produce `<unk>`, which decodes to nothing.
+    the model could only produce `<unk>`, which decodes to nothing. With `extensions`, the
+    last piece may also be any vocabulary piece that extends it ("ĠHerr" -> "ĠHerrn"): an
+    inflected form the model writes in one piece contains the term, as `check_terms` sees
+    it, and must not make the search bolt the base form on elsewhere.
     """
     variants = [term]
     if capitalised and term[:1].islower():
@@ -263,6 +266,9 @@ def term_alternatives(
             glued = _without_word_start(tokenizer, ids, unk)
             if glued:
                 found[glued] = None
+    if extensions is not None:
+        for seq in [s for s in found if s]:
+            found.update(dict.fromkeys((*seq[:-1], e) for e in extensions(seq[-1])))
     return tuple(seq for seq in found if seq and (unk is None or unk not in seq))
 
 
@@ -303,12 +309,14 @@ def _word_forms(tokenizer: Any, word: str) -> list[tuple[str, TokenSeq]]:
     return forms
 
 
+#: A token -> the ids of the vocabulary pieces that extend its piece ("▁Hund" -> "▁Hunde").
+Extensions = Callable[[int], list[int]]
 #: What a term avoids: blocked token sequences, and (first token, default tokens) takeovers.
 Avoid = tuple[tuple[TokenSeq, ...], tuple[tuple[int, TokenSeq], ...]]
 
 
 def avoid_sequences(
-    tokenizer: Any, target: str, renderings: Iterable[str], extensions: Any = None
+    tokenizer: Any, target: str, renderings: Iterable[str], extensions: Extensions | None = None
 ) -> Avoid:
     """Blocked sequences and takeover pairs for one target term from the model's renderings
     of its source. A rendering that starts a target form or that a target form starts with
@@ -350,6 +358,7 @@ def build_row_constraints(
     targets: Iterable[str],
     *,
     avoid: Mapping[str, Avoid] | None = None,
+    extensions: Extensions | None = None,
 ) -> RowConstraints:
     """One constraint per distinct target term of a row.
 
@@ -357,7 +366,7 @@ def build_row_constraints(
     contained in another of the row's terms ("Kind" in "Kinder") is dropped: writing the
     longer one already puts the shorter in the translation, and forcing both would write
     the word twice. `avoid`: target -> what the row avoids for that term (the model's own
-    renderings of its source, from `avoid_sequences`).
+    renderings of its source, from `avoid_sequences`); `extensions`: see `term_alternatives`.
     """
     unique: dict[str, str] = {}
     for target in targets:
@@ -383,7 +392,9 @@ def build_row_constraints(
     for target in kept:
         variants = term_variants(target)
         alternatives = tuple(
-            dict.fromkeys(a for v in variants for a in term_alternatives(tokenizer, v))
+            dict.fromkeys(
+                a for v in variants for a in term_alternatives(tokenizer, v, extensions=extensions)
+            )
         )
         blocked, takeover = avoid.get(target, ((), ())) if avoid else ((), ())
         constraints.append(Constraint(alternatives, target, blocked, takeover))

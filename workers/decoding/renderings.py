@@ -36,6 +36,9 @@ PROBE_BATCH = 64
 # An answer of at most this many words is the term's translation, with at most an article
 # in front ("Ein Hund."); longer ones ("Ein Hund rennt.") end in a word that is not.
 _SHORT_ANSWER_WORDS = 2
+# A piece that extends a term's last piece by this many letters at most is the term with an
+# inflection ending ("Hunde", "Jungen"); a longer one is another word ("Mannschaft").
+_ENDING_LETTERS = 2
 
 
 def _strip_punctuation(word: str) -> str:
@@ -114,8 +117,23 @@ class TermDefaults:
                 if _translated(source, target):
                     avoid[target] = _merge(avoid.get(target), self.avoid(source, target))
             targets = [t for _, t in terms]
-            built.append(build_row_constraints(self.tokenizer, targets, avoid=avoid))
+            built.append(
+                build_row_constraints(
+                    self.tokenizer, targets, avoid=avoid, extensions=self._endings
+                )
+            )
         return built
+
+    def _endings(self, token: int) -> list[int]:
+        """Pieces that add an inflection ending (at most two letters) to `token`'s piece:
+        "▁Hund" -> "▁Hunde", "▁Hunden", but not "▁Mann" -> "▁Mannschaft"."""
+        length = len(self.tokenizer.convert_ids_to_tokens(token))
+        pieces = self.tokenizer.convert_ids_to_tokens(self._extensions(token))
+        return [
+            i
+            for i, piece in zip(self._extensions(token), pieces, strict=True)
+            if len(piece) - length <= _ENDING_LETTERS
+        ]
 
     def _extensions(self, token: int) -> list[int]:
         """Ids of the vocabulary pieces that extend `token`'s piece ("▁Hund" -> "▁Hunde",
