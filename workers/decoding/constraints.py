@@ -116,6 +116,7 @@ class RowConstraints:
         self.blocked_after = {k: sorted(v) for k, v in after.items()}
         self.blocked_prefix_lengths = sorted({len(k) for k in after})
         self.has_takeover = any(c.takeover for c in self.constraints)
+        self.has_avoid = bool(self.blocked or self.blocked_after or self.has_takeover)
         self._takeovers: dict[tuple[int, int], list[tuple[int, TokenSeq]]] = {}
 
     def takeovers(self, state: ConstraintState) -> list[tuple[int, TokenSeq]]:
