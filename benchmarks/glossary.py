@@ -5,10 +5,19 @@ For each set, the same rows in the same length-sorted token-budget batches, beam
   ours            unconstrained, our search loop (workers/decoding.py)
   ours+terms      our loop with every matched glossary term as a constraint
 Reported: term adherence (check_terms), BLEU, decoding seconds, and the ratios the targets
-name (adherence >= 99 %, BLEU >= unconstrained on the consistent set, time <= 1.3x).
+name (adherence 100 %, BLEU >= unconstrained on the consistent set, time <= 1.3x).
+
+The override set forces renderings the model would not choose (dog -> Vierbeiner), so its
+references are scored twice: the forced output against the references with the default
+rendering swapped for the forced term (`default_renderings.tsv`: the first reference word
+starting with a default form), next to the free output against the original references,
+on the rows where every term's swap applies. Also reported there: the share of forced
+terms whose default rendering still appears in the output (a word starting with a default
+form: the term was bolted on beside the model's own rendering instead of replacing it).
 
     python -m benchmarks.glossary --limit 100            # quick
     python -m benchmarks.glossary                        # full sets (678 + 498 rows)
+    python -m benchmarks.glossary --show 20              # and print 20 rows' outputs
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import unicodedata
 from pathlib import Path
 
 import sacrebleu
@@ -72,7 +82,84 @@ def adherence(outputs: list[str], segments: list[Segment]) -> tuple[float, int]:
     return (100.0 * hits / total if total else 100.0), total
 
 
-def bench_set(engine: Seq2SeqEngine, path: Path, limit: int | None) -> None:
+def load_defaults(path: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """default_renderings.tsv: source -> (forced target, default forms)."""
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    table = {}
+    for line in lines:
+        if line.strip():
+            source, forced, forms = line.split("\t")
+            table[source] = (forced, tuple(forms.split("|")))
+    return table
+
+
+def _words(text: str) -> list[str]:
+    """Whitespace words without the punctuation around them."""
+    out = []
+    for word in text.split():
+        start, end = 0, len(word)
+        while start < end and unicodedata.category(word[start]).startswith("P"):
+            start += 1
+        while end > start and unicodedata.category(word[end - 1]).startswith("P"):
+            end -= 1
+        out.append(word[start:end])
+    return out
+
+
+def swap_reference(reference: str, forms: tuple[str, ...], forced: str) -> str | None:
+    """The reference with its first word starting with a default form replaced by the
+    forced term (punctuation around the word kept); None when no word does."""
+    raw = reference.split()
+    for i, word in enumerate(_words(reference)):
+        if any(word.startswith(form) for form in forms):
+            raw[i] = raw[i].replace(word, forced, 1)
+            return " ".join(raw)
+    return None
+
+
+def has_default(text: str, forms: tuple[str, ...]) -> bool:
+    return any(w.startswith(form) for w in _words(text) for form in forms)
+
+
+def override_report(
+    rows: list[dict[str, object]],
+    terms_per_row: list[tuple[tuple[str, str], ...]],
+    forced: list[str],
+    free: list[str],
+    table: dict[str, tuple[str, tuple[str, ...]]],
+) -> None:
+    swapped_refs: list[str] = []
+    kept: list[int] = []
+    terms = with_default = 0
+    for i, (row, terms_i) in enumerate(zip(rows, terms_per_row, strict=True)):
+        reference: str | None = str(row["reference"])
+        for source, target in terms_i:
+            forms = table[source.casefold()][1]
+            terms += 1
+            with_default += has_default(forced[i], forms)
+            if reference is not None:
+                reference = swap_reference(reference, forms, target)
+        if reference is not None:
+            kept.append(i)
+            swapped_refs.append(reference)
+    forced_bleu = sacrebleu.corpus_bleu([forced[i] for i in kept], [swapped_refs]).score
+    originals = [str(rows[i]["reference"]) for i in kept]
+    free_bleu = sacrebleu.corpus_bleu([free[i] for i in kept], [originals]).score
+    share = 100.0 * with_default / terms if terms else 0.0
+    print(
+        f"override: {len(kept)} rows where every swap applies: forced vs swapped references "
+        f"{forced_bleu:.2f} BLEU, free vs original references {free_bleu:.2f} BLEU "
+        f"(gap {free_bleu - forced_bleu:.2f}); default rendering also in the forced output "
+        f"for {with_default}/{terms} forced terms ({share:.1f} %)"
+    )
+
+
+def bench_set(
+    engine: Seq2SeqEngine,
+    path: Path,
+    limit: int | None,
+    show: int = 0,
+) -> None:
     rows = load_rows(path, limit)
     terms_per_row = []
     for row in rows:
@@ -93,6 +180,8 @@ def bench_set(engine: Seq2SeqEngine, path: Path, limit: int | None) -> None:
         "ours+terms": (constrained, "ours"),
     }
     run(engine, configs, [list(range(min(8, len(plain))))])  # warm-up
+    # Learning the terms' default renderings is part of the constrained run's cost.
+    engine.term_defaults.forget()
     results = run(engine, configs, batches)
     matched = sum(len(t) for t in terms_per_row)
     listed = sum(len(r["glossary"]) for r in rows)  # type: ignore[arg-type]
@@ -105,6 +194,14 @@ def bench_set(engine: Seq2SeqEngine, path: Path, limit: int | None) -> None:
         print(f"{name:<14} {rate:>11.1f} {bleu:>6.2f} {seconds:>8.2f} {seconds / base:>9.2f}x")
     ours = results["ours"][1]
     print(f"constrained / ours unconstrained: {results['ours+terms'][1] / ours:.2f}x time")
+    table_path = path.parent / "default_renderings.tsv"
+    if path.stem == "dev_override" and table_path.exists():
+        table = load_defaults(table_path)
+        override_report(rows, terms_per_row, results["ours+terms"][0], results["ours"][0], table)
+    for i in range(min(show, len(rows))):
+        print(f"\n[{rows[i]['id']}] {rows[i]['source']}  {dict(terms_per_row[i])}")
+        print(f"  free:   {results['ours'][0][i]}")
+        print(f"  forced: {results['ours+terms'][0][i]}")
 
 
 def main() -> None:
@@ -114,12 +211,19 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sets", nargs="+", default=list(SETS))
+    parser.add_argument("--show", type=int, default=0, help="print this many rows' outputs")
+    parser.add_argument(
+        "--no-defaults",
+        action="store_true",
+        help="constraints without default-rendering avoidance (the behaviour before #10)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     engine = make_engine(args.model)
+    engine.term_defaults.enabled = not args.no_defaults
     print(f"beam {engine.spec.decoding.num_beams}, CPU threads {args.threads}")
     for name in args.sets:
-        bench_set(engine, args.data_dir / "glossary" / f"{name}.jsonl", args.limit)
+        bench_set(engine, args.data_dir / "glossary" / f"{name}.jsonl", args.limit, args.show)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@ from typing import Any
 
 from batchmt.pipeline.languages import same_language
 
+# Separates a target term's accepted forms ("Herr|Herrn"): in a case-inflected language the
+# sentence may need an inflected form, and any listed form satisfies the term.
+VARIANT_SEPARATOR = "|"
+
 
 class RowGlossaryError(ValueError):
     """A row's own `glossary` value is malformed; only that row fails."""
@@ -159,13 +163,21 @@ def _overlaps(start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:
     return any(start < s_end and s_start < end for s_start, s_end in spans)
 
 
+def term_variants(target: str) -> tuple[str, ...]:
+    """The accepted forms of a target term, base form first: "Herr|Herrn" -> ("Herr",
+    "Herrn"). Empty forms are dropped; a target without the separator is its only form."""
+    forms = (f.strip() for f in target.split(VARIANT_SEPARATOR))
+    return tuple(dict.fromkeys(f for f in forms if f)) or (target.strip(),)
+
+
 def check_terms(
     translation: str, terms: Iterable[Term | tuple[str, str]]
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(hits, missed): the (source, target) pairs whose target the translation contains.
 
     Containment, not whole words: an inflected or compound form ("Hundes", "Hundeleine")
-    counts, as the decoder guarantees the term's characters, not what follows them.
+    counts, as the decoder guarantees the term's characters, not what follows them. A
+    target listing variants ("Herr|Herrn") is found when any one of them is.
     """
     hits: list[tuple[str, str]] = []
     missed: list[tuple[str, str]] = []
@@ -174,7 +186,9 @@ def check_terms(
     for item in terms:
         term = item if isinstance(item, Term) else Term(item[0], item[1])
         haystack = exact if term.case_sensitive else folded
-        found = _key(term.target, term.case_sensitive) in haystack
+        found = any(
+            _key(form, term.case_sensitive) in haystack for form in term_variants(term.target)
+        )
         (hits if found else missed).append((term.source, term.target))
     return hits, missed
 

@@ -1,17 +1,17 @@
-"""Decoding under glossary terms: build each row's constraints, search, report misses.
+"""Decoding under glossary terms: search with each row's constraints, report misses.
 
-Both engine families call this with their own decoder step, so the term guarantee (and
-its warning when a term could not be placed) is written once.
+Both engine families call this with their own decoder step and the constraints their
+`TermDefaults` built (terms replacing the model's default renderings), so the term
+guarantee and its warning when a term could not be placed are written once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import structlog
 
-from batchmt.workers.decoding.constraints import RowConstraints, build_row_constraints
+from batchmt.workers.decoding.constraints import RowConstraints
 from batchmt.workers.decoding.search import DecoderStep, SearchResult, constrained_search
 
 log = structlog.get_logger(__name__)
@@ -19,8 +19,7 @@ log = structlog.get_logger(__name__)
 
 def search_with_terms(
     step: DecoderStep,
-    tokenizer: Any,
-    targets: Sequence[Sequence[str]],
+    constraints: Sequence[RowConstraints | None],
     *,
     num_beams: int,
     max_len: Sequence[int],
@@ -28,10 +27,7 @@ def search_with_terms(
     forced_prefix: Sequence[int] = (),
     force_eos_at_max: bool,
 ) -> list[SearchResult]:
-    """Beam search where row i must contain every target term in `targets[i]`."""
-    constraints: list[RowConstraints | None] = [
-        build_row_constraints(tokenizer, row) if row else None for row in targets
-    ]
+    """Beam search where row i meets `constraints[i]` (None: a row without terms)."""
     results = constrained_search(
         step,
         constraints,

@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
+from batchmt.workers.decoding.renderings import PROBE_BEAMS, PROBE_MAX_TOKENS, TermDefaults
 from batchmt.workers.decoding.sampling import decode_rows, greedy, sampler
+from batchmt.workers.decoding.search import constrained_search
 from batchmt.workers.decoding.terms import search_with_terms
 from batchmt.workers.engines.base import (
     EngineConfig,
@@ -207,6 +209,8 @@ class CausalEngine(TranslationEngine):
         #: "ours": beam search through workers/decoding/ (finished rows leave the batch);
         #: "hf": transformers' generate for batches without terms (the reference).
         self.decoder = "ours"
+        # Forced terms replace the model's own rendering of their source (learnt per term).
+        self.term_defaults = TermDefaults(tokenizer, self._n_best)
         self.max_input_tokens = self._input_limit(hf_config)
         decoding = config.decoding
         mode = "sample" if decoding.do_sample else f"beam{decoding.num_beams}"
@@ -235,6 +239,28 @@ class CausalEngine(TranslationEngine):
                 "(eos_token_id in generation_config.json or config.json); decoding could not stop"
             )
         return found
+
+    @torch.inference_mode()
+    def _n_best(self, texts: list[str]) -> list[list[str]]:
+        """Probe answers for `TermDefaults`: each source term through the plain translation
+        prompt, beam search, every finished beam (the model's default renderings)."""
+        prompts = self._chat([self.prompts.plain(t) for t in texts])
+        inputs = self.tokenizer(
+            prompts, return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(self.device)
+        results = constrained_search(
+            CausalStep(self.model, inputs["input_ids"], inputs["attention_mask"], self.blocked_ids),
+            [None] * len(texts),
+            num_beams=PROBE_BEAMS,
+            max_len=PROBE_MAX_TOKENS,
+            eos_id=self.eos_id,
+            force_eos_at_max=False,
+        )
+        decode = self.tokenizer.batch_decode
+        return [
+            [clean_output(t, ()) for t in decode([r.tokens, *r.others], skip_special_tokens=True)]
+            for r in results
+        ]
 
     def _chat(self, prompts: Sequence[str]) -> list[str]:
         """Each prompt as one user turn, no system prompt, ready for the assistant's answer."""
@@ -347,8 +373,7 @@ class CausalEngine(TranslationEngine):
             # search even when sampling is on (the terminology prompt alone only asks).
             results = search_with_terms(
                 CausalStep(self.model, ids, mask, self.blocked_ids),
-                self.tokenizer,
-                [[t for _, t in s.terms] for s in segments],
+                self.term_defaults.row_constraints([s.terms for s in segments]),
                 num_beams=decoding.num_beams,
                 max_len=bounds,
                 eos_id=self.eos_id,

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from batchmt.workers.decoding.no_repeat import NoRepeatStep
-from batchmt.workers.decoding.search import DecoderStep
+from batchmt.workers.decoding.renderings import PROBE_BEAMS, PROBE_MAX_TOKENS, TermDefaults
+from batchmt.workers.decoding.search import DecoderStep, constrained_search
 from batchmt.workers.decoding.terms import search_with_terms
 from batchmt.workers.engines.base import (
     Aligner,
@@ -66,6 +67,8 @@ class Seq2SeqEngine(TranslationEngine):
         self.model = model
         self.generate_kwargs = self._language_setup(model.config.model_type)
         self._search_setup(model)
+        # Forced terms replace the model's own rendering of their source (learnt per term).
+        self.term_defaults = TermDefaults(self.tokenizer, self._n_best)
         self.max_input_tokens = self._input_limit(model.config)
         self.no_repeat_ngram_size = 0  # set on the QE fallback's copy (fallback_engine)
         self.use_context = config.context.window > 0 and config.context.seq2seq_use_context
@@ -170,8 +173,7 @@ class Seq2SeqEngine(TranslationEngine):
             step = NoRepeatStep(step, self.no_repeat_ngram_size)
         results = search_with_terms(
             step,
-            self.tokenizer,
-            [[tgt for _, tgt in s.terms] for s in segments],
+            self.term_defaults.row_constraints([s.terms for s in segments]),
             num_beams=decoding.num_beams,
             max_len=limits,
             eos_id=self.eos_id,
@@ -212,6 +214,23 @@ class Seq2SeqEngine(TranslationEngine):
         picked = logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1).masked_fill(~mask, 0.0)
         means = picked.sum(dim=1) / mask.sum(dim=1).clamp(min=1)
         return [float(v) for v in means.tolist()]
+
+    @torch.inference_mode()
+    def _n_best(self, texts: list[str]) -> list[list[str]]:
+        """Probe answers for `TermDefaults`: each source term translated alone by our own
+        search, unconstrained, every finished beam (the model's default renderings)."""
+        inputs = self.tokenizer(texts, return_tensors="pt", padding=True)
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        results = constrained_search(
+            Seq2SeqStep(self.model, inputs, self.blocked_ids),
+            [None] * len(texts),
+            num_beams=PROBE_BEAMS,
+            max_len=PROBE_MAX_TOKENS,
+            eos_id=self.eos_id,
+            forced_prefix=self.forced_prefix,
+            force_eos_at_max=self.force_eos_at_max,
+        )
+        return [self._decode([r.tokens, *r.others]) for r in results]
 
     def _decode(self, outputs: list[list[int]]) -> list[str]:
         if not self.use_context:

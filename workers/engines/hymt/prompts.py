@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from batchmt.pipeline.glossary import term_variants
 from batchmt.workers.engines.base import Segment
 from batchmt.workers.engines.hymt.languages import is_chinese, language_names
 
@@ -66,7 +67,11 @@ class PromptBuilder:
         return XX_XX.format(target_language=self.target_en, source_text=text)
 
     def terminology(self, text: str, terms: Sequence[tuple[str, str]]) -> str:
-        lines = "\n".join(TERM_LINE.format(source_term=s, target_term=t) for s, t in terms)
+        # A target listing variants ("Herr|Herrn") is shown in its base form: the model
+        # inflects it, and the constraint accepts every listed form.
+        lines = "\n".join(
+            TERM_LINE.format(source_term=s, target_term=term_variants(t)[0]) for s, t in terms
+        )
         return TERMINOLOGY.format(terms=lines, target_language=self.target_zh, source_text=text)
 
     def contextual(self, text: str, context: Sequence[str]) -> str:
