@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ from typing import Any
 import structlog
 import torch
 
-from batchmt.pipeline.glossary import Term, check_terms
+from batchmt.pipeline.glossary import Term, check_terms, term_variants
+from batchmt.workers.decoding.renderings import PROBE_BEAMS, TermDefaults
 from batchmt.workers.engines.base import (
     Aligner,
     Alignment,
@@ -106,6 +108,9 @@ class CTranslate2Engine(TranslationEngine):
             )
         self._fallback: TranslationEngine | None = None
         self._num_hypotheses = config.decoding.num_beams
+        # The model's own renderings of each forced source term (#10): a free hypothesis that
+        # writes the forced term *beside* one of them ("Vierbeiner Hund") is not accepted.
+        self.term_defaults = TermDefaults(self.tokenizer, self._n_best)
         self.no_repeat_ngram_size = 0  # set on a QE fallback view (fallback_engine)
         # On CPU, CTranslate2 splits the shard loop's batches (up to 64 rows, 256 beams) into
         # its own batches of 32 rows: 512 sorted test sentences, int8, 2 threads, best of 3:
@@ -177,10 +182,14 @@ class CTranslate2Engine(TranslationEngine):
         decoded = self._decode_free(segments, self._num_hypotheses if with_terms else 1)
         out = [row[0] for row in decoded]
         redo = []
+        if with_terms:
+            self.term_defaults.learn(
+                s for seg in segments for s, t in seg.terms if s.casefold() != t.casefold()
+            )
         for i, segment in enumerate(segments):
-            if not segment.terms or not _misses_terms(out[i].text, segment):
+            if not segment.terms or self._meets_terms(out[i].text, segment):
                 continue
-            met = next((t for t in decoded[i] if not _misses_terms(t.text, segment)), None)
+            met = next((t for t in decoded[i] if self._meets_terms(t.text, segment)), None)
             if met is None:
                 redo.append(i)
             else:
@@ -201,6 +210,27 @@ class CTranslate2Engine(TranslationEngine):
             for i, result in zip(redo, constrained, strict=True):
                 out[i] = result
         return out
+
+    def _meets_terms(self, text: str, segment: Segment) -> bool:
+        """Every term is in `text`, and no forced term sits beside the model's own rendering
+        of its source (that row must be re-decoded so the term *replaces* the rendering)."""
+        if _misses_terms(text, segment):
+            return False
+        for source, target in segment.terms:
+            forms = {f.casefold() for f in term_variants(target)}
+            for word in self.term_defaults.renderings.get(source, ()):
+                if word.casefold() in forms or any(f in word.casefold() for f in forms):
+                    continue
+                if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, flags=re.IGNORECASE):
+                    return False
+        return True
+
+    def _n_best(self, texts: list[str]) -> list[list[str]]:
+        """Probe answers for `TermDefaults`: each source term translated alone, every
+        hypothesis of the beam (CTranslate2 returns at most the beam's width)."""
+        width = min(PROBE_BEAMS, max(1, self.config.decoding.num_beams))
+        decoded = self._decode_free([Segment(t) for t in texts], width)
+        return [[t.text for t in row] for row in decoded]
 
     def score(self, segments: list[Segment], translations: list[str]) -> list[float | None]:
         """Forced decoding by CTranslate2: mean log-prob per target token, EOS included (the
