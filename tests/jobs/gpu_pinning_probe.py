@@ -25,7 +25,7 @@ def main(model_dir: str) -> None:
         }
     )
     shape = pool_shape(spec, pending_shards=10, resources=ray.cluster_resources())
-    slots = _start_pool(spec, shape, ".")
+    slots = _start_pool(spec, shape, ".", generation=1)  # no lease in this probe
     infos = ray.get([slot.handle.info.remote() for slot in slots])
     print(json.dumps({"shape": shape.__dict__, "infos": infos}))
 

@@ -18,7 +18,13 @@ from batchmt.pipeline.glossary import Glossary, Term
 from batchmt.pipeline.spec import spec_from_dict
 from batchmt.pipeline.status import OK
 from batchmt.workers.engines import conversion
-from batchmt.workers.engines.base import EngineConfig, EngineLoadError, Segment, TranslationEngine
+from batchmt.workers.engines.base import (
+    EngineConfig,
+    EngineLoadError,
+    Segment,
+    Translation,
+    TranslationEngine,
+)
 from batchmt.workers.engines.causal import CausalEngine
 from batchmt.workers.engines.ct2 import CTranslate2Engine
 from batchmt.workers.engines.loading import load_engine
@@ -227,8 +233,33 @@ def test_rows_with_terms_already_met_stay_free(
         raise AssertionError("a row whose terms are met must not be re-decoded")
 
     monkeypatch.setattr(engine, "constrained_engine", no_fallback)
+    # What the random model would say for "man" alone is random: pin it to nothing here, so
+    # only the term check decides (the test below pins a rendering the output does hold).
+    engine.term_defaults.renderings["man"] = ()
     out = engine.translate([Segment("a man is walking.", terms=(("man", word),))])
     assert out[0].text == free and out[0].unmet_terms == []
+
+
+def test_a_term_beside_the_models_own_rendering_is_re_decoded(
+    tiny_marian: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#10 on this backend: a free output holding the forced term *and* the model's own
+    rendering of its source is not accepted; the constrained search decodes the row."""
+    _, engine = engines(tiny_marian)
+    free = engine.translate_batch([Segment("a man is walking.")])[0]
+    words = free.split()
+    assert len(words) >= 2, free
+    engine.term_defaults.renderings["man"] = (words[-1].strip(".,"),)
+    calls: list[int] = []
+
+    class Recorder:
+        def translate(self, segments: list[Segment]) -> list[Translation]:
+            calls.append(len(segments))
+            return [Translation(words[0]) for _ in segments]
+
+    monkeypatch.setattr(engine, "constrained_engine", lambda: Recorder())
+    out = engine.translate([Segment("a man is walking.", terms=(("man", words[0]),))])
+    assert calls == [1] and out[0].text == words[0]
 
 
 def test_markup_rows_come_back_intact_through_the_shard_loop(tiny_marian: Path) -> None:
