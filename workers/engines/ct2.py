@@ -39,6 +39,7 @@ from batchmt.workers.engines.base import (
 )
 from batchmt.workers.engines.conversion import compute_type, import_ctranslate2, read_meta
 from batchmt.workers.engines.nllb_codes import nllb_code
+from batchmt.workers.engines.seq2seq import after_last_separator
 
 log = structlog.get_logger(__name__)
 
@@ -342,14 +343,7 @@ class CTranslate2Engine(TranslationEngine):
             return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
         # As on the transformers path: keep what follows the last separator.
         raw = self.tokenizer.batch_decode(ids, skip_special_tokens=False)
-        sep, special = self.tokenizer.sep_token, set(self.tokenizer.all_special_tokens)
-        cleaned = []
-        for text in raw:
-            tail = text.rsplit(sep, 1)[-1]
-            for token in special:
-                tail = tail.replace(token, "")
-            cleaned.append(tail.strip())
-        return cleaned
+        return after_last_separator(self.tokenizer, raw)
 
     # -- the transformers model, for constrained rows ----------------------------------------------
 

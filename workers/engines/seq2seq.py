@@ -236,18 +236,23 @@ class Seq2SeqEngine(TranslationEngine):
         if not self.use_context:
             texts = self.tokenizer.batch_decode(outputs, skip_special_tokens=True)
             return [t.strip() for t in texts]
-        # A document-level model translates context and segment; keep what follows the
-        # last separator, so the context is never emitted as part of the translation.
-        raw = self.tokenizer.batch_decode(outputs, skip_special_tokens=False)
-        sep = self.tokenizer.sep_token
-        special = set(self.tokenizer.all_special_tokens)
-        cleaned = []
-        for text in raw:
-            tail = text.rsplit(sep, 1)[-1]
-            for token in special:
-                tail = tail.replace(token, "")
-            cleaned.append(tail.strip())
-        return cleaned
+        return after_last_separator(
+            self.tokenizer, self.tokenizer.batch_decode(outputs, skip_special_tokens=False)
+        )
+
+
+def after_last_separator(tokenizer: Any, raw: list[str]) -> list[str]:
+    """What a document-level model wrote after the last separator, special tokens removed:
+    it translates context and segment, and the context must never be emitted as part of the
+    translation."""
+    sep, special = tokenizer.sep_token, set(tokenizer.all_special_tokens)
+    cleaned = []
+    for text in raw:
+        tail = text.rsplit(sep, 1)[-1]
+        for token in special:
+            tail = tail.replace(token, "")
+        cleaned.append(tail.strip())
+    return cleaned
 
 
 class Seq2SeqStep:
