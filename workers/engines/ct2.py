@@ -39,7 +39,7 @@ from batchmt.workers.engines.base import (
 )
 from batchmt.workers.engines.conversion import compute_type, import_ctranslate2, read_meta
 from batchmt.workers.engines.nllb_codes import nllb_code
-from batchmt.workers.engines.seq2seq import after_last_separator
+from batchmt.workers.engines.seq2seq import after_last_separator, uses_context
 
 log = structlog.get_logger(__name__)
 
@@ -100,13 +100,7 @@ class CTranslate2Engine(TranslationEngine):
         self.target_prefix = self._language_setup()
         self.force_eos_at_max = _forces_eos(hf_path or ct2_path)
         self.max_input_tokens = self._input_limit(meta)
-        self.use_context = config.context.window > 0 and config.context.seq2seq_use_context
-        if self.use_context and not getattr(self.tokenizer, "sep_token", None):
-            raise EngineLoadError(
-                f"context.seq2seq_use_context is set but {config.model_name!r} has no "
-                "separator token to mark where the context ends; use a document-level model "
-                "or set context.seq2seq_use_context=false"
-            )
+        self.use_context = uses_context(config, self.tokenizer)
         self._fallback: TranslationEngine | None = None
         self._num_hypotheses = config.decoding.num_beams
         # The model's own renderings of each forced source term (#10): a free hypothesis that

@@ -71,13 +71,7 @@ class Seq2SeqEngine(TranslationEngine):
         self.term_defaults = TermDefaults(self.tokenizer, self._n_best)
         self.max_input_tokens = self._input_limit(model.config)
         self.no_repeat_ngram_size = 0  # set on the QE fallback's copy (fallback_engine)
-        self.use_context = config.context.window > 0 and config.context.seq2seq_use_context
-        if self.use_context and not getattr(self.tokenizer, "sep_token", None):
-            raise EngineLoadError(
-                f"context.seq2seq_use_context is set but {config.model_name!r} has no "
-                "separator token to mark where the context ends; use a document-level model "
-                "or set context.seq2seq_use_context=false"
-            )
+        self.use_context = uses_context(config, self.tokenizer)
         self.signature = {
             "model": config.model_name,
             "family": "seq2seq",
@@ -239,6 +233,19 @@ class Seq2SeqEngine(TranslationEngine):
         return after_last_separator(
             self.tokenizer, self.tokenizer.batch_decode(outputs, skip_special_tokens=False)
         )
+
+
+def uses_context(config: EngineConfig, tokenizer: Any) -> bool:
+    """Whether the model sees the context window: only when asked, and only a model with a
+    separator token to mark where the context ends (a document-level model)."""
+    wanted = config.context.window > 0 and config.context.seq2seq_use_context
+    if wanted and not getattr(tokenizer, "sep_token", None):
+        raise EngineLoadError(
+            f"context.seq2seq_use_context is set but {config.model_name!r} has no "
+            "separator token to mark where the context ends; use a document-level model "
+            "or set context.seq2seq_use_context=false"
+        )
+    return wanted
 
 
 def after_last_separator(tokenizer: Any, raw: list[str]) -> list[str]:
