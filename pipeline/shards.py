@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -231,13 +231,26 @@ def _fragments(dataset: ds.Dataset) -> list[tuple[str, dict[str, str]]]:
 
 
 class _Packer:
-    """Greedy packing of row runs into shards of about `target` rows, in input order."""
+    """Greedy packing of row runs into shards of about `target` rows, in input order.
 
-    def __init__(self, target: int) -> None:
+    A shard never spans two values of the `split_on` partition columns: each output shard
+    file then belongs to exactly one output partition.
+    """
+
+    def __init__(self, target: int, split_on: Sequence[str] = ()) -> None:
         self.target = target
+        self.split_on = tuple(split_on)
         self.shards: list[list[RowSlice]] = []
         self.current: list[RowSlice] = []
         self.rows = 0
+        self.key: tuple[str | None, ...] | None = None
+
+    def enter(self, partition: dict[str, str]) -> None:
+        """Close the current shard when rows of another output partition come next."""
+        key = tuple(partition.get(name) for name in self.split_on)
+        if key != self.key:
+            self.close()
+            self.key = key
 
     def close(self) -> None:
         if self.current:
@@ -246,6 +259,7 @@ class _Packer:
 
     def add_free(self, info: _FileInfo, row_group: int, offset: int, length: int) -> None:
         """Rows that may be cut anywhere: fill the current shard exactly to the target."""
+        self.enter(info.partition)
         while length > 0:
             take = min(length, self.target - self.rows)
             self.current.append(RowSlice(info.path, row_group, offset, take, info.partition))
@@ -259,6 +273,7 @@ class _Packer:
         """A whole document: start a new shard if it would overflow this one; a document
         larger than the target becomes its own (oversized) shard."""
         size = sum(p.length for p in pieces)
+        self.enter(pieces[0].partition)
         if self.rows and self.rows + size > self.target:
             self.close()
         self.current.extend(pieces)
@@ -350,8 +365,14 @@ def _unified_schema(files: list[_FileInfo], input_spec: InputSpec) -> pa.Schema:
     return schema
 
 
-def plan_shards(dataset: ds.Dataset, input_spec: InputSpec, sharding: ShardingSpec) -> Plan:
-    """Cut the dataset into shards of about `sharding.rows_per_shard` rows.
+def plan_shards(
+    dataset: ds.Dataset,
+    input_spec: InputSpec,
+    sharding: ShardingSpec,
+    split_on: Sequence[str] = (),
+) -> Plan:
+    """Cut the dataset into shards of about `sharding.rows_per_shard` rows, never across a
+    change of the `split_on` partition columns (the output's partitions).
 
     Reads only footers, plus the doc_id column when it exists; never the text.
     """
@@ -369,7 +390,7 @@ def plan_shards(dataset: ds.Dataset, input_spec: InputSpec, sharding: ShardingSp
             files = list(pool.map(lambda f: _read_file_info(fs, f.path, f.partition, True), files))
     with_docs = DOC_ID in schema.names
 
-    packer = _Packer(sharding.rows_per_shard)
+    packer = _Packer(sharding.rows_per_shard, split_on)
     noncontiguous = 0
     if with_docs:
         noncontiguous = _pack_documents(files, packer)

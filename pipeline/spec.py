@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class SpecError(ValueError):
@@ -28,8 +35,31 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
+class CatalogSpec(_Section):
+    """An Iceberg catalog, as pyiceberg's `load_catalog(name, **properties)` takes it: e.g.
+    {type: sql, uri: "sqlite:////data/catalog.db", warehouse: "s3://lake/wh"}. Credentials
+    belong in the environment, not here: properties are kept out of logs and fingerprints."""
+
+    name: str = "default"
+    properties: dict[str, str] = Field(default_factory=dict)
+
+
 class InputSpec(_Section):
-    path: str = Field(description="Parquet file, directory, glob or hive dataset; any fsspec URL")
+    # A Parquet file, folder, glob or hive dataset, or a Delta / Iceberg table's location;
+    # any fsspec URL. An Iceberg table read through a catalog names it in `table` instead.
+    path: str = Field(default="", description="Parquet/Delta/Iceberg location; any fsspec URL")
+    # auto: a folder with `_delta_log/` is a Delta table, one with `metadata/*.metadata.json`
+    # (or `table` + `catalog`) an Iceberg table; anything else Parquet files.
+    format: Literal["auto", "parquet", "delta", "iceberg"] = "auto"
+    # Delta table version or Iceberg snapshot id to read; None = the latest at planning time,
+    # frozen in the manifest so a resume reads the same rows.
+    version: int | None = Field(default=None, ge=0)
+    # A filter on partition values, applied before any data file is opened:
+    # e.g. "date >= '2026-11-01' and lang in ('de', 'fr')".
+    filter: str | None = None
+    # Iceberg through a catalog: the table identifier ("namespace.table") and the catalog.
+    table: str | None = None
+    catalog: CatalogSpec | None = None
     id_column: str = "id"
     text_column: str = "text"
     # A column that already holds translations: `batchmt score` scores it (default
@@ -39,12 +69,55 @@ class InputSpec(_Section):
     # from the environment, so these never enter the fingerprint or the logs.
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _located(self) -> InputSpec:
+        _check_table(self.format, self.table, self.catalog)
+        if not self.path.strip() and self.table is None:
+            raise ValueError("input.path is required (or input.table with input.catalog)")
+        return self
+
 
 class OutputSpec(_Section):
+    # The output folder; for a table output, the table's location (the job keeps its own
+    # bookkeeping under `_batchmt/<job>/` there, where the table format ignores it).
     path: str
     storage_options: dict[str, Any] = Field(default_factory=dict)
     # Start over when the existing output was made by a different spec.
     overwrite: bool = False
+    # parquet: one file per shard under data/ (hive partition folders with partition_by);
+    # delta / iceberg: the same files, registered in one atomic table commit at the end.
+    format: Literal["parquet", "delta", "iceberg"] = "parquet"
+    # Partition columns of the output; None = the input's partition columns. No shard spans
+    # two output partitions.
+    partition_by: list[str] | None = None
+    # append: add the job's rows; overwrite_partitions: replace exactly the partitions the
+    # job wrote, in the same commit; overwrite: replace the whole table.
+    mode: Literal["append", "overwrite_partitions", "overwrite"] = "append"
+    # Iceberg through a catalog: the table identifier ("namespace.table") and the catalog.
+    table: str | None = None
+    catalog: CatalogSpec | None = None
+
+    @model_validator(mode="after")
+    def _located(self) -> OutputSpec:
+        _check_table(self.format, self.table, self.catalog)
+        if self.format == "iceberg" and self.table is None:
+            raise ValueError(
+                "output.format iceberg commits through a catalog: set output.table "
+                "(namespace.table) and output.catalog"
+            )
+        if self.partition_by is not None and len(set(self.partition_by)) != len(self.partition_by):
+            raise ValueError(f"output.partition_by names a column twice: {self.partition_by}")
+        return self
+
+
+def _check_table(fmt: str, table: str | None, catalog: CatalogSpec | None) -> None:
+    """`table` and `catalog` go together, and only with Iceberg."""
+    if (table is None) != (catalog is None):
+        raise ValueError("table and catalog go together: set both (an Iceberg catalog table)")
+    if table is not None and fmt not in ("auto", "iceberg"):
+        raise ValueError(f"table/catalog name an Iceberg table, but format is {fmt!r}")
+    if table is not None and not re.fullmatch(r"[\w-]+(\.[\w-]+)+", table):
+        raise ValueError(f"table {table!r} is not an identifier like 'namespace.table'")
 
 
 class ModelSpec(_Section):
@@ -162,6 +235,14 @@ class QualitySpec(_Section):
     fallback: FallbackSpec = Field(default_factory=FallbackSpec)
 
 
+class CacheSpec(_Section):
+    # A translation memory: a Parquet dataset on any fsspec URL, read before decoding and
+    # added to after each shard (new files only). None = no memory.
+    path: str | None = None
+    mode: Literal["read_write", "read_only", "off"] = "read_write"
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
 class RaySpec(_Section):
     # None: RAY_ADDRESS if set (ray job submit), else a local instance.
     address: str | None = None
@@ -181,6 +262,7 @@ class JobSpec(_Section):
     workers: WorkersSpec = Field(default_factory=WorkersSpec)
     sharding: ShardingSpec = Field(default_factory=ShardingSpec)
     quality: QualitySpec = Field(default_factory=QualitySpec)
+    cache: CacheSpec = Field(default_factory=CacheSpec)
     ray: RaySpec = Field(default_factory=RaySpec)
 
     @field_validator("source_lang", "target_lang")
@@ -200,11 +282,37 @@ class JobSpec(_Section):
         data.pop("workers")
         data.pop("ray")
         data.pop("job_name")
+        # A memory returns what the model would write: it changes speed, not output.
+        data.pop("cache")
         for section in ("input", "output", "glossary"):
             data[section].pop("storage_options")
         data["output"].pop("overwrite")
+        for section in ("input", "output"):
+            catalog = data[section].get("catalog")
+            if catalog:  # which catalog matters, its connection settings do not
+                catalog.pop("properties", None)
+        # Keys added after outputs already existed count only when set, so an output
+        # written before they existed still resumes under the same fingerprint.
+        for (section, key), default in _LATER_KEYS.items():
+            if data[section].get(key) == default:
+                data[section].pop(key, None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# (section, key) -> default, for keys introduced after the first outputs were written.
+_LATER_KEYS: dict[tuple[str, str], Any] = {
+    ("input", "format"): "auto",
+    ("input", "version"): None,
+    ("input", "filter"): None,
+    ("input", "table"): None,
+    ("input", "catalog"): None,
+    ("output", "format"): "parquet",
+    ("output", "partition_by"): None,
+    ("output", "mode"): "append",
+    ("output", "table"): None,
+    ("output", "catalog"): None,
+}
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
