@@ -72,8 +72,11 @@ def read_output(
     from batchmt.pipeline.storage import open_fs
 
     fs, root = open_fs(str(path), dict(storage_options or {}))
-    layout = OutputLayout(fs, root.rstrip("/"))
-    files = [layout.data(shard_id) for shard_id in sorted(completed_shard_ids(layout))]
+    # A partitioned output files shards in hive folders (the manifest says which); a table
+    # output's job is read from its folder, <table>/_batchmt/<job key>.
+    layout = OutputLayout.read(fs, root)
+    shard_ids = sorted(completed_shard_ids(layout))
+    files = [layout.data(shard_id) for shard_id in shard_ids]
     if as_ray_dataset:
         try:
             import ray.data
@@ -82,15 +85,26 @@ def read_output(
                 f"read_output(as_ray_dataset=True) needs Ray Data ({exc}); install it with "
                 "pip install 'batchmt[data]'"
             ) from exc
+        if files and layout.partition_by:  # the partition columns are the folder names
+            from ray.data.datasource import Partitioning, PartitionStyle
+
+            hive = Partitioning(PartitionStyle.HIVE, base_dir=layout.data_dir, filesystem=fs)
+            return ray.data.read_parquet(files, filesystem=fs, partitioning=hive)
         return ray.data.read_parquet(files, filesystem=fs) if files else ray.data.from_items([])
-    return _read_tables(fs, files)
+    return _read_tables(fs, files, [dict(layout.partitions.get(s, {})) for s in shard_ids])
 
 
-def _read_tables(fs: Any, files: list[str]) -> pa.Table:
+def _read_tables(fs: Any, files: list[str], partitions: list[dict[str, str]]) -> pa.Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if not files:
         return pa.table({})
-    tables = [pq.read_table(f, filesystem=fs) for f in files]
+    tables = []
+    for path, partition in zip(files, partitions, strict=True):
+        table = pq.read_table(path, filesystem=fs)
+        for column, value in partition.items():  # hive/Delta files leave them out
+            if column not in table.column_names:
+                table = table.append_column(column, pa.array([value] * table.num_rows, pa.string()))
+        tables.append(table)
     return pa.concat_tables(tables, promote_options="default")

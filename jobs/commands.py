@@ -11,7 +11,7 @@ from batchmt.jobs.driver import JobFailed, run_job
 from batchmt.jobs.prepare import make_plan
 from batchmt.jobs.report import job_report, print_json, status_report, verify_report
 from batchmt.jobs.upload import UploadError
-from batchmt.pipeline.commit import OutputConflictError, OutputLayout, job_status
+from batchmt.pipeline.commit import OutputConflictError, OutputLayout, job_status, table_job_roots
 from batchmt.pipeline.corpus import CorpusError
 from batchmt.pipeline.glossary_files import GlossaryError
 from batchmt.pipeline.lease import LeaseHeldError
@@ -91,7 +91,15 @@ def cmd_run(spec: JobSpec, *, show_progress: bool) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     options = dict(item.split("=", 1) for item in args.storage_option)
     fs, root = open_fs(args.output, options)
-    status = job_status(OutputLayout(fs, root))
+    jobs = table_job_roots(fs, root)
+    if jobs:  # a table output: every job that wrote it, each from its own folder
+        statuses = [job_status(OutputLayout.read(fs, job)) for job in jobs]
+        if args.json:
+            print_json({"table": args.output, "jobs": statuses})
+        else:
+            print("\n".join(status_report(job, status) for job, status in zip(jobs, statuses)))
+        return 0
+    status = job_status(OutputLayout.read(fs, root))
     if args.json:
         print_json(status)
     else:
@@ -100,7 +108,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(spec: JobSpec, *, as_json: bool = False) -> int:
-    report = verify_output(OutputLayout.open(spec.output), spec.input).to_dict()
+    job = OutputLayout.for_job(spec)  # the job's own folder, partitions from its manifest
+    report = verify_output(OutputLayout.read(job.fs, job.root), spec.input).to_dict()
     if as_json:
         print_json(report)
     else:

@@ -9,10 +9,18 @@ a heartbeat thread renews it, every marker and `_SUCCESS` is written only after 
 is still ours, and the actors get its generation so they cannot publish after a takeover.
 SIGTERM (a scheduler stopping the job) ends the run like Ctrl-C: the lease is released and
 committed shards are kept for the resume.
+
+A Delta or Iceberg output gets one table commit (pipeline/table_commit.py) after the last
+marker and before `_SUCCESS`; it is idempotent, so a driver killed on either side of it
+reruns into exactly one commit. Fault tests stop the driver right there: with
+BATCHMT_DRIVER_EXIT_AT=before_table_commit or after_table_commit it exits at once (status
+75, no cleanup, like a kill) at that point. Unset, it does nothing.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import threading
 import time
@@ -37,17 +45,29 @@ from batchmt.jobs.cluster import (
 from batchmt.jobs.prepare import Prepared, prepare
 from batchmt.jobs.progress import Progress
 from batchmt.pipeline import status as row_status
-from batchmt.pipeline.commit import OutputLayout, completed_shards, mark_complete, write_success
+from batchmt.pipeline.commit import (
+    PARTITIONS_ENV,
+    OutputConflictError,
+    OutputLayout,
+    completed_shards,
+    mark_complete,
+    write_success,
+)
 from batchmt.pipeline.lease import GENERATION_ENV, Heartbeat, LeaseLostError
 from batchmt.pipeline.results import QeCounts, ShardResult
-from batchmt.pipeline.shards import Shard
+from batchmt.pipeline.shards import Plan, Shard
 from batchmt.pipeline.spec import JobSpec
+from batchmt.pipeline.table_commit import commit_table, find_commit, recorded_properties
+from batchmt.pipeline.tables.common import TableCommitError
 from batchmt.workers.actor import TranslatorActor
 
 log = structlog.get_logger(__name__)
 
 # Loading a large model from a hub can take minutes; past this a replica is reported stuck.
 _ACTOR_START_TIMEOUT_S = 1800.0
+# Fault tests: exit the driver at a named point of the table commit (module docstring).
+EXIT_AT_ENV = "BATCHMT_DRIVER_EXIT_AT"
+_EXIT_STATUS = 75
 
 
 class JobFailed(RuntimeError):
@@ -158,6 +178,8 @@ def _run(
         fingerprint=prepared.fingerprint,
     )
     failed: dict[str, str] = {}
+    if pending and layout.is_table:
+        _refuse_if_committed(spec, layout)
     if pending:
         mark = time.perf_counter()
         connect(spec)
@@ -185,7 +207,10 @@ def _run(
     if not failed and len(results) == len(plan.shards):
         summary["wall_seconds_last_run"] = round(time.perf_counter() - started, 2)
         summary["timings_last_run"] = timings.as_dict()
-        heartbeat.check()  # a driver that lost the output never writes its _SUCCESS
+        summary.update(_output_summary(spec, layout, plan))
+        heartbeat.check()  # a driver that lost the output never commits nor writes _SUCCESS
+        if layout.is_table:
+            summary["table"].update(_commit(spec, prepared, heartbeat, results))
         write_success(layout, summary, heartbeat.record)
         log.info("job_succeeded", **{k: summary[k] for k in ("rows_in", "ok", "failed")})
     state = prepared.state if pending else "complete"
@@ -208,6 +233,69 @@ def _run(
             "the failed ones"
         )
     return outcome
+
+
+def _refuse_if_committed(spec: JobSpec, layout: OutputLayout) -> None:
+    """A job whose table commit exists must not write its files again: they are the
+    table's now (the bookkeeping was deleted, or output.overwrite asked to start over)."""
+    earlier = find_commit(spec.output, layout)
+    if earlier is not None:
+        raise OutputConflictError(
+            f"job {layout.job_key} is already committed to table {spec.output.path} "
+            f"(version {earlier.version}) but has shards to run; its files belong to the "
+            "table now. Set a new job_name to run this spec again"
+        )
+
+
+def _output_summary(spec: JobSpec, layout: OutputLayout, plan: Plan) -> dict[str, Any]:
+    """Where the rows went (partitions, table) and which input version they came from."""
+    out: dict[str, Any] = {"partition_by": list(layout.partition_by)}
+    source = getattr(plan, "source", None)  # the input table version read, when one was
+    if source is not None:
+        out["source"] = source
+    if layout.is_table:
+        out["table"] = {
+            "format": layout.table_format,
+            "location": spec.output.path,
+            "identifier": spec.output.table,
+            "mode": spec.output.mode,
+            "job_key": layout.job_key,
+        }
+    return out
+
+
+def _commit(
+    spec: JobSpec, prepared: Prepared, heartbeat: Heartbeat, results: dict[str, ShardResult]
+) -> dict[str, Any]:
+    """The one table commit, between the last marker and _SUCCESS (idempotent)."""
+    _exit_if_asked("before_table_commit")
+    recorded = recorded_properties(
+        heartbeat.record.run_id, prepared.fingerprint, getattr(prepared.plan, "source", None)
+    )
+    started = time.perf_counter()
+    try:
+        result = commit_table(spec.output, prepared.layout, prepared.plan, results, recorded)
+    except TableCommitError as exc:
+        raise JobFailed(
+            f"every shard is done but the table commit failed: {exc}. Rerun the same command "
+            "to commit (no shard is redone)"
+        ) from None
+    log.info(
+        "table_committed" if result.committed_now else "table_commit_found",
+        format=result.format,
+        version=result.version,
+        added=result.added_files,
+        removed=result.removed_files,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    _exit_if_asked("after_table_commit")
+    return result.to_dict()
+
+
+def _exit_if_asked(point: str) -> None:
+    if os.environ.get(EXIT_AT_ENV) == point:
+        log.warning("driver_exit_for_test", point=point)
+        os._exit(_EXIT_STATUS)
 
 
 def summarize(
@@ -241,7 +329,13 @@ def summarize(
     }
 
 
-def _new_actor(spec: JobSpec, shape: PoolShape, base_dir: str, generation: int) -> Any:
+def _actor_env(layout: OutputLayout, generation: int) -> dict[str, str]:
+    """What every replica is handed: the lease generation (fencing) and the partition
+    columns of the frozen plan (where shard files go)."""
+    return {GENERATION_ENV: str(generation), PARTITIONS_ENV: json.dumps(list(layout.partition_by))}
+
+
+def _new_actor(spec: JobSpec, shape: PoolShape, base_dir: str, env: dict[str, str]) -> Any:
     remote_cls = ray.remote(TranslatorActor)
     options: dict[str, Any] = {
         "num_gpus": shape.num_gpus,
@@ -254,19 +348,19 @@ def _new_actor(spec: JobSpec, shape: PoolShape, base_dir: str, generation: int) 
         # fewer replicas with it, and the survivors retry its shards.
         "scheduling_strategy": "SPREAD",
     }
-    runtime_env = actor_runtime_env({GENERATION_ENV: str(generation)})
+    runtime_env = actor_runtime_env(env)
     if runtime_env:
         options["runtime_env"] = runtime_env
     return remote_cls.options(**options).remote(spec.model_dump_json(), base_dir, shape.threads)
 
 
-def _start_pool(spec: JobSpec, shape: PoolShape, base_dir: str, generation: int) -> list[_Slot]:
+def _start_pool(spec: JobSpec, shape: PoolShape, base_dir: str, env: dict[str, str]) -> list[_Slot]:
     """Start every replica and wait until each has loaded its model.
 
     A model that cannot load is a configuration error, not a shard failure: it stops
     the job before any shard is attempted, with the replica's own error message.
     """
-    handles = [_new_actor(spec, shape, base_dir, generation) for _ in range(shape.num_workers)]
+    handles = [_new_actor(spec, shape, base_dir, env) for _ in range(shape.num_workers)]
     try:
         infos = ray.get([h.info.remote() for h in handles], timeout=_ACTOR_START_TIMEOUT_S)
     except RayActorError as exc:
@@ -296,8 +390,7 @@ def _run_pool(
     """Dispatch shards to idle replicas until all are committed or out of attempts."""
     queue: deque[Shard] = deque(pending)
     mark = time.perf_counter()
-    generation = heartbeat.record.generation
-    slots = _start_pool(spec, shape, base_dir, generation)
+    slots = _start_pool(spec, shape, base_dir, _actor_env(layout, heartbeat.record.generation))
     timings.pool_start = time.perf_counter() - mark
     timings.workers = len(slots)
     try:
@@ -320,7 +413,7 @@ def _dispatch(
 ) -> dict[str, str]:
     attempts: Counter[str] = Counter()
     failed: dict[str, str] = {}
-    generation = heartbeat.record.generation  # handed to replacements of dead replicas
+    env = _actor_env(layout, heartbeat.record.generation)  # for replacements of dead replicas
     max_attempts = spec.workers.max_shard_attempts
     loop_start = busy_from = time.perf_counter()
     while queue or any(s.ref is not None for s in slots):
@@ -348,7 +441,7 @@ def _dispatch(
             except RayActorError as exc:
                 reason = f"worker died: {_root_cause(exc)}"
                 log.warning("worker_died", shard=shard.shard_id, attempt=attempts[shard.shard_id])
-                slot.handle = _replace(slot.handle, spec, shape, base_dir, generation)
+                slot.handle = _replace(slot.handle, spec, shape, base_dir, env)
             except RayTaskError as exc:
                 reason = f"shard raised: {_root_cause(exc)}"
                 log.warning("shard_error", shard=shard.shard_id, error=reason)
@@ -368,13 +461,15 @@ def _dispatch(
     return failed
 
 
-def _replace(handle: Any, spec: JobSpec, shape: PoolShape, base_dir: str, generation: int) -> Any:
+def _replace(
+    handle: Any, spec: JobSpec, shape: PoolShape, base_dir: str, env: dict[str, str]
+) -> Any:
     """A fresh replica in place of a dead one (the dead one is killed for good)."""
     try:
         ray.kill(handle, no_restart=True)
     except Exception:  # noqa: BLE001 - it is already gone
         pass
-    return _new_actor(spec, shape, base_dir, generation)
+    return _new_actor(spec, shape, base_dir, env)
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -127,7 +127,7 @@ def gather(layout: OutputLayout) -> ReportData:
 def cmd_report(args: argparse.Namespace) -> int:
     options = dict(item.split("=", 1) for item in args.storage_option)
     fs, root = open_fs(args.output, options)
-    layout = OutputLayout(fs, root)
+    layout = OutputLayout.read(fs, root)
     if not completed_shards(layout):
         raise FileNotFoundError(
             f"{args.output} holds no completed shard: run `batchmt run` or `batchmt score` "

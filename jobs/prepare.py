@@ -7,13 +7,13 @@ stops here, naming the one that holds it, before it deletes or writes anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from batchmt.jobs.preflight import preflight
 from batchmt.pipeline.columns import written_columns
 from batchmt.pipeline.commit import OutputLayout, prepare_output
-from batchmt.pipeline.corpus import CorpusError, check_schema, open_dataset
+from batchmt.pipeline.corpus import CorpusError, check_schema, open_dataset, partition_fields
 from batchmt.pipeline.glossary_files import load_glossary
 from batchmt.pipeline.lease import LeaseRecord, acquire, release
 from batchmt.pipeline.shards import Plan, plan_shards
@@ -43,13 +43,23 @@ def make_plan(spec: JobSpec) -> Plan:
             f"input already has column(s) {', '.join(clash)}, which batchmt writes; "
             "rename them in the input (they would be overwritten)"
         )
-    return plan_shards(dataset, spec.input, spec.sharding)
+    # Output partitions: output.partition_by, else the input's; shards never span two.
+    partitions = partition_fields(dataset)
+    split_on = spec.output.partition_by or partitions
+    unknown = [c for c in split_on if c not in partitions]
+    if unknown:
+        raise CorpusError(
+            f"output.partition_by names {', '.join(unknown)}, which is not a partition column "
+            f"of the input (its partition columns: {', '.join(partitions) or 'none'}); "
+            "change output.partition_by or partition the input folders by it (col=value/)"
+        )
+    return plan_shards(dataset, spec.input, spec.sharding, split_on=split_on)
 
 
 def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
     """Plan, check the glossary, take the output's lease, then claim the output: new,
     resume, or OutputConflictError (LeaseHeldError while another driver holds it)."""
-    layout = OutputLayout.open(spec.output)
+    layout = OutputLayout.for_job(spec)  # a table output: this spec's folder in the table
     plan = make_plan(spec)
     if spec.glossary.path:
         # A bad glossary file fails here, before any output is claimed or worker started.
@@ -66,4 +76,6 @@ def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
     except BaseException:
         release(layout.fs, layout.root, lease)
         raise
+    # Shard files go to the partitions of the frozen plan (an older manifest: none).
+    layout = replace(layout, partition_by=tuple(frozen.output_partitions))
     return Prepared(layout, frozen, state, fingerprint, lease)

@@ -29,7 +29,7 @@ def job_report(outcome: JobOutcome) -> str:
         f"  rows:    {s['rows_in']:,} in -> {s['ok']:,} translated, {s['failed']:,} not "
         f"({_counts(s['by_status'])})",
         f"  model:   {s['model']} ({s['quantization']}), {s['source_lang']} -> {s['target_lang']}",
-        f"  output:  {outcome.output_path}/data/  (_SUCCESS, quality/, _manifest.json beside it)",
+        _output_line(outcome),
         f"  inspect: batchmt status {outcome.output_path}",
     ]
     t = outcome.timings
@@ -42,6 +42,17 @@ def job_report(outcome: JobOutcome) -> str:
             f"driver loop {t.driver_busy:.2f}s = {overhead:.1%} of wall)"
         )
     return "\n".join(lines)
+
+
+def _output_line(outcome: JobOutcome) -> str:
+    table = outcome.summary.get("table")
+    if table:
+        return (
+            f"  output:  {table['format']} table {table.get('identifier') or outcome.output_path}, "
+            f"version {table.get('committed_version')} ({table['mode']}; bookkeeping in "
+            f"{outcome.output_path}/_batchmt/{table['job_key']}/)"
+        )
+    return f"  output:  {outcome.output_path}/data/  (_SUCCESS, quality/, _manifest.json beside it)"
 
 
 def status_report(path: str, status: dict[str, Any]) -> str:
@@ -57,6 +68,7 @@ def status_report(path: str, status: dict[str, Any]) -> str:
         f"{rows.get('failed', 0):,} not ({_counts(rows.get('by_status', {}))})"
     )
     lines.append(f"  success: {'yes (_SUCCESS written)' if status.get('success') else 'no'}")
+    lines.extend(_lake_lines(status))
     qe = status.get("qe") or {}
     if qe.get("checked"):
         lines.append(
@@ -68,6 +80,24 @@ def status_report(path: str, status: dict[str, Any]) -> str:
     if quality:
         lines.append("  quality: " + _quality_line(quality))
     return "\n".join(lines)
+
+
+def _lake_lines(status: dict[str, Any]) -> list[str]:
+    """Partitions, the input version read and the table version committed, when any."""
+    lines = []
+    if status.get("partition_by"):
+        lines.append(f"  partitions: {', '.join(status['partition_by'])}")
+    if status.get("source") is not None:
+        lines.append(f"  read:    input version {status['source']}")
+    table = status.get("table")
+    if table:
+        where = table.get("identifier") or table.get("location")
+        lines.append(
+            f"  table:   {table.get('format')} {where}, {table.get('mode')}: committed version "
+            f"{table.get('committed_version')} (+{table.get('added_files', 0)} files, "
+            f"-{table.get('removed_files', 0)} replaced; job {table.get('job_key')})"
+        )
+    return lines
 
 
 def _quality_line(quality: dict[str, Any]) -> str:

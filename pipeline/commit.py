@@ -7,6 +7,15 @@
     <output>/_SUCCESS                 JSON summary once every shard is complete
     <output>/_lease/<generation>.json  which driver holds the output (pipeline/lease.py)
 
+With output partitions (`Plan.output_partitions`) a shard's file sits in its hive folder,
+`data/<col>=<value>/part-<shard>.parquet`, without the partition columns (they are the path).
+
+A Delta or Iceberg output (`output.format`) is a table at `output.path`: the job keeps the
+files above under `<table>/_batchmt/<job key>/` (job key = job name + spec fingerprint, so
+every job spec has its own folder, lease and resume), and writes its data files into the
+table's partition folders as `<col>=<value>/part-<job key>-<shard>.parquet`. They become
+table rows only in the one table commit at the end (pipeline/table_commit.py).
+
 Keys depend only on the shard id, so a retried or duplicated attempt overwrites instead of
 duplicating; one listing of `_completions/` tells a rerun what is left.
 
@@ -18,11 +27,14 @@ marker that a driver writes after it lost the lease to a newer run never counts.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
+import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
 import fsspec
@@ -31,11 +43,12 @@ import pyarrow.parquet as pq
 
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.lease import GENERATION_ENV, LeaseRecord, check_fence
+from batchmt.pipeline.partitions import hive_path, parse_hive_path, shard_partition
 from batchmt.pipeline.quality import merge_quality
 from batchmt.pipeline.results import QeCounts, ShardResult
 from batchmt.pipeline.resume_checks import InputChangedError, ManifestError, check_resumable
-from batchmt.pipeline.shards import SHARD_ID_PATTERN, Plan
-from batchmt.pipeline.spec import OutputSpec
+from batchmt.pipeline.shards import SHARD_ID_PATTERN, Plan, Shard
+from batchmt.pipeline.spec import JobSpec, OutputSpec
 from batchmt.pipeline.storage import (
     join,
     list_names,
@@ -52,6 +65,12 @@ MANIFEST_VERSION = 1
 _READ_THREADS = 16  # completion/quality files are tiny: latency-bound on S3
 # The run id of markers written before markers carried one (and of bare API callers).
 LEGACY_RUN = "legacy"
+# A table output's bookkeeping folder, beside the table's own (`_delta_log/`, `metadata/`):
+# table readers skip it, as they skip every file the table's log does not name.
+TABLE_JOBS_DIR = "_batchmt"
+# The driver hands the output partition columns to its actors (a JSON list), with the lease
+# generation: a worker then files each shard under the partition the frozen plan says.
+PARTITIONS_ENV = "BATCHMT_OUTPUT_PARTITIONS"
 
 
 class OutputConflictError(RuntimeError):
@@ -61,15 +80,75 @@ class OutputConflictError(RuntimeError):
 @dataclass(frozen=True)
 class OutputLayout:
     """Where each piece of a job's output lives. Build it inside each process (workers
-    included) with `OutputLayout.open(output_spec)`: filesystems are not sent to actors."""
+    included) with `OutputLayout.open(output_spec)` / `for_job(spec)`: filesystems are not
+    sent to actors.
+
+    `root` holds the job's bookkeeping (manifest, markers, quality, lease, _SUCCESS); data
+    files go under `data_dir`, in the hive folder of their partition (`partition_by`).
+    """
 
     fs: fsspec.AbstractFileSystem
     root: str
+    # Table outputs: the table's location, and the job key that tags this job's files.
+    table_root: str = ""
+    job_key: str = ""
+    table_format: str = ""  # "delta" | "iceberg" for a table output
+    partition_by: tuple[str, ...] = ()
+    # Read side: {shard id: partition} from the manifest (see `OutputLayout.read`).
+    partitions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, output: OutputSpec) -> OutputLayout:
+    def open(cls, output: OutputSpec, job_key: str = "") -> OutputLayout:
         fs, root = open_fs(output.path, output.storage_options)
-        return cls(fs, root.rstrip("/"))
+        root = root.rstrip("/")
+        if output.format == "parquet":
+            return cls(fs, root)
+        if not job_key:
+            raise ValueError("a table output's layout needs the job key: use for_job(spec)")
+        return cls(
+            fs,
+            join(root, TABLE_JOBS_DIR, job_key),
+            table_root=root,
+            job_key=job_key,
+            table_format=output.format,
+        )
+
+    @classmethod
+    def for_job(cls, spec: JobSpec, partition_by: Sequence[str] = ()) -> OutputLayout:
+        """The layout of this job spec's output (its own folder in a table output)."""
+        key = job_key(spec) if spec.output.format != "parquet" else ""
+        return replace(cls.open(spec.output, key), partition_by=tuple(partition_by))
+
+    @classmethod
+    def for_worker(cls, spec: JobSpec) -> OutputLayout:
+        """Inside an actor: the job's layout with the partition columns its driver handed
+        over (PARTITIONS_ENV); without a driver, output.partition_by."""
+        handed = os.environ.get(PARTITIONS_ENV)
+        columns = json.loads(handed) if handed else (spec.output.partition_by or [])
+        return cls.for_job(spec, [str(c) for c in columns])
+
+    @classmethod
+    def read(cls, fs: fsspec.AbstractFileSystem, root: str) -> OutputLayout:
+        """A finished or running job's output for readers (status, read_output, verify,
+        report): partitions come from its manifest, a table's location from the path."""
+        root = root.rstrip("/")
+        layout = cls(fs, root)
+        parent, _, key = root.rpartition("/")
+        table_root, _, jobs_dir = parent.rpartition("/")
+        if jobs_dir == TABLE_JOBS_DIR and key:
+            delta = fs.exists(join(table_root, "_delta_log"))
+            fmt = "delta" if delta else "iceberg"
+            layout = cls(fs, root, table_root=table_root, job_key=key, table_format=fmt)
+        manifest = load_manifest(layout)
+        if manifest is None or not manifest.plan.output_partitions:
+            return layout
+        columns = tuple(manifest.plan.output_partitions)
+        partitions = {s.shard_id: shard_partition(s, columns) for s in manifest.plan.shards}
+        return replace(layout, partition_by=columns, partitions=partitions)
+
+    @property
+    def is_table(self) -> bool:
+        return bool(self.table_root)
 
     @property
     def manifest(self) -> str:
@@ -81,7 +160,7 @@ class OutputLayout:
 
     @property
     def data_dir(self) -> str:
-        return join(self.root, "data")
+        return self.table_root or join(self.root, "data")
 
     @property
     def quality_dir(self) -> str:
@@ -91,14 +170,63 @@ class OutputLayout:
     def completions_dir(self) -> str:
         return join(self.root, "_completions")
 
-    def data(self, shard_id: str) -> str:
-        return join(self.data_dir, f"part-{_key(shard_id)}.parquet")
+    def partition_of(self, shard: Shard) -> dict[str, str]:
+        """The shard's output partition ({} for an unpartitioned output)."""
+        return shard_partition(shard, self.partition_by)
+
+    def data_name(self, shard_id: str) -> str:
+        tag = f"{self.job_key}-" if self.job_key else ""
+        return f"part-{tag}{_key(shard_id)}.parquet"
+
+    def data_relpath(self, shard_id: str, partition: Mapping[str, str] | None = None) -> str:
+        """The data file's path under `data_dir` (in its partition's hive folder)."""
+        values = self.partitions.get(shard_id, {}) if partition is None else partition
+        folder = hive_path(values)
+        name = self.data_name(shard_id)
+        return f"{folder}/{name}" if folder else name
+
+    def data(self, shard_id: str, partition: Mapping[str, str] | None = None) -> str:
+        return join(self.data_dir, self.data_relpath(shard_id, partition))
 
     def quality(self, shard_id: str) -> str:
         return join(self.quality_dir, f"{_key(shard_id)}.json")
 
     def completion(self, shard_id: str) -> str:
         return join(self.completions_dir, _key(shard_id))
+
+
+def job_key(spec: JobSpec) -> str:
+    """A table output's name for this job spec: its name (made path-safe) and fingerprint.
+
+    A rerun of the same spec resumes its folder; a backfill or tomorrow's run (another
+    input filter or path: another fingerprint) gets its own.
+    """
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.job_name).strip("-.")[:48] or "job"
+    return f"{name}-{spec.fingerprint()}"
+
+
+def data_files_found(layout: OutputLayout) -> dict[str, str]:
+    """{shard id: data file} for every data file of this job present in storage (what any
+    Parquet reader of the folder sees), whatever its partition folder."""
+    prefix, suffix = f"part-{layout.job_key}-" if layout.job_key else "part-", ".parquet"
+    out = {}
+    layout.fs.invalidate_cache(layout.data_dir)
+    try:
+        found = layout.fs.find(layout.data_dir) if layout.partition_by else None
+    except FileNotFoundError:
+        found = []
+    if found is None:  # unpartitioned: one listing of the folder, as always
+        names = list_names(layout.fs, layout.data_dir)
+        found = [join(layout.data_dir, n) for n in names]
+    base = layout.data_dir.rstrip("/") + "/"
+    for path in found:
+        relpath = path[len(base) :] if path.startswith(base) else path.rsplit("/", 1)[-1]
+        name = relpath.rsplit("/", 1)[-1]
+        shard_id = name.removeprefix(prefix).removesuffix(suffix)
+        planned_name = name.startswith(prefix) and name.endswith(suffix)
+        if planned_name and SHARD_ID_PATTERN.fullmatch(shard_id):
+            out[shard_id] = layout.data(shard_id, parse_hive_path(relpath))
+    return out
 
 
 def _key(shard_id: str) -> str:
@@ -123,9 +251,22 @@ def _fence(layout: OutputLayout) -> None:
 # Per-shard writes (worker side, then driver marks completion)
 
 
-def write_shard_data(layout: OutputLayout, shard_id: str, table: pa.Table) -> str:
-    """Publish the shard's rows as one Parquet file; return its path."""
-    path = layout.data(shard_id)
+def write_shard_data(
+    layout: OutputLayout,
+    shard_id: str,
+    table: pa.Table,
+    partition: Mapping[str, str] | None = None,
+) -> str:
+    """Publish the shard's rows as one Parquet file; return its path.
+
+    `partition`: the shard's output partition (`layout.partition_of(shard)`). Its columns
+    are the folder names, so they leave the file (hive and Delta keep them in the path);
+    Iceberg infers a file's partition from the file's own column statistics, so an Iceberg
+    output keeps them.
+    """
+    path = layout.data(shard_id, partition or {})
+    if partition and not _keeps_partition_columns(layout):
+        table = table.drop_columns([c for c in partition if c in table.column_names])
     _fence(layout)
     # Serialised to memory first: a failed upload is then retried from the bytes, and the
     # parquet writer never sees a half-open remote file.
@@ -134,6 +275,10 @@ def write_shard_data(layout: OutputLayout, shard_id: str, table: pa.Table) -> st
     with publish(layout.fs, path) as f:
         f.write(buffer.getbuffer())
     return path
+
+
+def _keeps_partition_columns(layout: OutputLayout) -> bool:
+    return layout.is_table and layout.table_format == "iceberg"
 
 
 def write_quality(layout: OutputLayout, shard_id: str, obj: dict[str, Any]) -> None:
@@ -217,8 +362,15 @@ class Preparation(NamedTuple):
 
 
 def _clear(layout: OutputLayout) -> None:
-    """Delete only what a job writes; anything else the user keeps under the path stays."""
-    for folder in (layout.completions_dir, layout.data_dir, layout.quality_dir):
+    """Delete only what a job writes; anything else the user keeps under the path stays.
+
+    A table output's data folder is the table: its files stay (uncommitted ones of this job
+    are rewritten under the same names; committed ones are the table's).
+    """
+    folders = [layout.completions_dir, layout.quality_dir]
+    if not layout.is_table:
+        folders.append(layout.data_dir)
+    for folder in folders:
         remove(layout.fs, folder, recursive=True)
     for path in (layout.success, layout.manifest):
         remove(layout.fs, path)
@@ -357,7 +509,8 @@ def read_success(layout: OutputLayout) -> dict[str, Any] | None:
 
 
 def job_status(layout: OutputLayout) -> dict[str, Any]:
-    """Shards done/pending, row counts by status, success marker, merged quality."""
+    """Shards done/pending, row counts by status, success marker, merged quality; for a
+    table output also the table commit (from `_SUCCESS`) and the input version read."""
     manifest = read_manifest(layout)
     done = completed_shards(layout)
     status_counts: Counter[str] = Counter()
@@ -367,6 +520,7 @@ def job_status(layout: OutputLayout) -> dict[str, Any]:
     total = len(manifest[1].shards) if manifest else None
     planned_ids = [s.shard_id for s in manifest[1].shards] if manifest else []
     pending = [sid for sid in planned_ids if sid not in done]
+    success = read_success(layout)
     return {
         "output": layout.root,
         "manifest": manifest is not None,
@@ -380,8 +534,21 @@ def job_status(layout: OutputLayout) -> dict[str, Any]:
             "failed": sum(status_counts[s] for s in row_status.ERRORS),
             "by_status": dict(sorted(status_counts.items())),
         },
-        "success": read_success(layout) is not None,
+        "success": success is not None,
+        "partition_by": list(manifest[1].output_partitions) if manifest else [],
+        # The input version the job read (a Delta version / Iceberg snapshot), when known.
+        "source": getattr(manifest[1], "source", None) if manifest else None,
+        # Table outputs: where the rows went and the version that holds them; None until
+        # the commit (it comes right before _SUCCESS).
+        "table": (success or {}).get("table"),
         "quality": merge_quality([quality[sid] for sid in sorted(quality)]) if quality else None,
         # Row-level QE over every row of the completed shards (not only the samples).
         "qe": QeCounts.total([r.qe for r in done.values() if r.qe is not None]).to_dict(),
     }
+
+
+def table_job_roots(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    """The bookkeeping folders of the jobs that wrote the table at `root` (sorted); [] when
+    `root` is no table output."""
+    folder = join(root.rstrip("/"), TABLE_JOBS_DIR)
+    return [join(folder, name) for name in sorted(list_names(fs, folder))]

@@ -92,6 +92,10 @@ class Plan:
     # {file: identity}: what the input files were when planned (see file_identity). A
     # resume compares it with the files as they are now and refuses if one was rewritten.
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The input's partition columns, and the output's (output.partition_by, else the
+    # input's): every shard's slices agree on the output ones. [] in older manifests.
+    partition_columns: list[str] = field(default_factory=list)
+    output_partitions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -128,6 +132,8 @@ class Plan:
             schema=schema,
             noncontiguous_documents=data.get("noncontiguous_documents", 0),
             inputs={str(k): dict(v) for k, v in (data.get("inputs") or {}).items()},
+            partition_columns=[str(c) for c in data.get("partition_columns") or []],
+            output_partitions=[str(c) for c in data.get("output_partitions") or []],
         )
 
     @classmethod
@@ -425,4 +431,6 @@ def plan_shards(
         schema=schema_text,
         noncontiguous_documents=noncontiguous,
         inputs={info.path: info.identity for info in files},
+        partition_columns=list(dict.fromkeys(k for info in files for k in info.partition)),
+        output_partitions=list(split_on),
     )

@@ -27,12 +27,17 @@ import pyarrow.parquet as pq
 
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.columns import ERROR, STATUS
-from batchmt.pipeline.commit import OutputLayout, completed_shards, read_manifest
+from batchmt.pipeline.commit import (
+    OutputLayout,
+    completed_shards,
+    data_files_found,
+    read_manifest,
+)
 from batchmt.pipeline.corpus import open_dataset
 from batchmt.pipeline.ids import JsonScalar, id_keys, ids_to_json
 from batchmt.pipeline.shards import Plan, Shard, plan_shards
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
-from batchmt.pipeline.storage import list_names, open_fs, open_input, with_retries
+from batchmt.pipeline.storage import open_fs, open_input, with_retries
 
 # Shards checked at once: reads are latency-bound on S3; memory is this many shards' ids.
 _THREADS = 4
@@ -201,12 +206,7 @@ def _unplanned_rows(plan: Plan, input_spec: InputSpec) -> int:
 
 def _shard_ids_of_data(layout: OutputLayout) -> dict[str, str]:
     """{shard id: data file} for every data file (what any Parquet reader sees)."""
-    out = {}
-    for name in list_names(layout.fs, layout.data_dir):
-        if name.startswith("part-") and name.endswith(".parquet"):
-            shard_id = name.removeprefix("part-").removesuffix(".parquet")
-            out[shard_id] = layout.data(shard_id)
-    return out
+    return data_files_found(layout)
 
 
 def _checks(

@@ -29,7 +29,6 @@ from batchmt.pipeline.shard_reader import read_shard_data
 from batchmt.pipeline.shards import Shard
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.status import INVALID
-from batchmt.pipeline.storage import open_fs
 from batchmt.workers.devices import place
 from batchmt.workers.engines.base import EngineConfig
 from batchmt.workers.engines.checkpoints import resolve_model_path
@@ -59,8 +58,7 @@ class TranslatorActor:
         self.engine = load_engine(
             EngineConfig.from_spec(self.spec), model_path, torch.device(self.placement.device)
         )
-        fs, root = open_fs(self.spec.output.path, self.spec.output.storage_options)
-        self.layout = OutputLayout(fs, root)
+        self.layout = OutputLayout.for_worker(self.spec)
         self.glossary = (
             load_glossary(
                 self.spec.glossary.path,
@@ -142,7 +140,7 @@ class TranslatorActor:
         with_glossary = self.glossary is not None or row_glossaries is not None
         output = _with_results(table, done, with_glossary, spec.formats.mode != "text")
         output = with_qe_columns(output, row_qe)
-        write_shard_data(self.layout, shard.shard_id, output)
+        write_shard_data(self.layout, shard.shard_id, output, self.layout.partition_of(shard))
         references = (
             table.column(columns.REFERENCE).to_pylist()
             if columns.REFERENCE in table.column_names

@@ -99,7 +99,7 @@ def score_shard(
         qe_settings(spec, max_batch_tokens, own_output=False),
     )
     output = with_qe_columns(table, qes)
-    write_shard_data(layout, shard.shard_id, output)
+    write_shard_data(layout, shard.shard_id, output, layout.partition_of(shard))
     references = (
         _text(table, columns.REFERENCE) if columns.REFERENCE in table.column_names else None
     )

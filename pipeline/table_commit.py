@@ -1,0 +1,137 @@
+"""The table commit of a Delta or Iceberg output: every shard's file, registered at once.
+
+The driver calls `commit_table` once every shard has its completion marker and before it
+writes `_SUCCESS`, holding the output's lease. Until then the shard files sit in the table's
+folders but no reader sees them (a table is what its log / snapshots name); after it,
+readers see all of them, with the partitions `output.mode` replaces gone in the same commit.
+
+Idempotent: the commit records the job key (pipeline/tables/*), and a commit that finds the
+job's key in the table adds nothing and returns the recorded version. So a driver killed
+after the commit and before `_SUCCESS` reruns into "already committed", and a driver killed
+before it commits on the rerun, once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batchmt.pipeline.commit import OutputLayout
+from batchmt.pipeline.results import ShardResult
+from batchmt.pipeline.shards import Plan
+from batchmt.pipeline.spec import OutputSpec
+from batchmt.pipeline.storage import join, with_retries
+from batchmt.pipeline.tables import delta, iceberg
+from batchmt.pipeline.tables.common import (
+    FINGERPRINT_KEY,
+    RUN_KEY,
+    SOURCE_KEY,
+    CommitRequest,
+    CommitResult,
+    TableCommitError,
+    TableFile,
+)
+
+_THREADS = 16  # one HEAD and one footer read per shard file: latency-bound on S3
+
+
+def table_location(output: OutputSpec) -> str:
+    """The table's URL as the table libraries take it: a local path made absolute (and a
+    file:// URL for Iceberg, whose metadata records URLs)."""
+    path = output.path.rstrip("/")
+    if "://" in path and not path.startswith("file://"):
+        return path
+    local = os.path.abspath(path.removeprefix("file://"))
+    return f"file://{local}" if output.format == "iceberg" else local
+
+
+def find_commit(output: OutputSpec, layout: OutputLayout) -> CommitResult | None:
+    """The job's commit in its table, if one was made (by any run of this job)."""
+    if layout.table_format == "delta":
+        return delta.find_commit(table_location(output), layout.job_key, output.storage_options)
+    catalog, identifier = _catalog(output)
+    return iceberg.find_commit(catalog, identifier, layout.job_key)
+
+
+def _catalog(output: OutputSpec) -> tuple[Any, str]:
+    if output.catalog is None or output.table is None:
+        raise TableCommitError("output.format iceberg needs output.table and output.catalog")
+    return iceberg.load_catalog(output.catalog.name, output.catalog.properties), output.table
+
+
+def _files(
+    layout: OutputLayout, location: str, plan: Plan, results: Mapping[str, ShardResult]
+) -> tuple[list[TableFile], pa.Schema]:
+    """Every shard's file (size from storage, rows from its marker) and their schema."""
+
+    shards = {s.shard_id: s for s in plan.shards}
+
+    def one(shard_id: str) -> tuple[TableFile, pa.Schema]:
+        shard = shards[shard_id]
+        partition = layout.partition_of(shard)
+        relpath = layout.data_relpath(shard_id, partition)
+        path = layout.data(shard_id, partition)
+
+        def read() -> tuple[int, pa.Schema]:
+            with layout.fs.open(path, "rb") as f:
+                return int(layout.fs.size(path)), pq.read_schema(f)
+
+        size, schema = with_retries(f"read footer {path}", read)
+        uri = join(location, relpath)
+        return TableFile(relpath, uri, size, results[shard_id].num_rows, partition), schema
+
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        pairs = list(pool.map(one, shards))
+    schema = pa.unify_schemas([s for _f, s in pairs], promote_options="permissive")
+    schema = schema.remove_metadata()
+    for column in layout.partition_by:  # Delta files leave them out: they are the path
+        if column not in schema.names:
+            schema = schema.append(pa.field(column, pa.string()))
+    return [f for f, _s in pairs], schema
+
+
+def commit_table(
+    output: OutputSpec,
+    layout: OutputLayout,
+    plan: Plan,
+    results: Mapping[str, ShardResult],
+    recorded: Mapping[str, str],
+) -> CommitResult:
+    """Register every shard's file in the table in one commit (see the module docstring).
+
+    `recorded`: what the commit records beside the job key (run id, fingerprint, source).
+    """
+    missing = [s.shard_id for s in plan.shards if s.shard_id not in results]
+    if missing:
+        raise TableCommitError(f"shards {', '.join(missing[:5])} are not complete; no commit")
+    earlier = find_commit(output, layout)
+    if earlier is not None:  # a previous run of this job committed: nothing to add
+        return earlier
+    location = table_location(output)
+    files, schema = _files(layout, location, plan, results)
+    request = CommitRequest(
+        location=location,
+        files=files,
+        schema=schema,
+        partition_by=list(layout.partition_by),
+        mode=output.mode,
+        job_key=layout.job_key,
+        properties=dict(recorded),
+    )
+    if layout.table_format == "delta":
+        return delta.commit(request, output.storage_options)
+    catalog, identifier = _catalog(output)
+    return iceberg.commit(request, catalog, identifier)
+
+
+def recorded_properties(run_id: str, fingerprint: str, source: Any) -> dict[str, str]:
+    """What a commit records beside the job key; `source` is the input version read."""
+    out = {RUN_KEY: run_id, FINGERPRINT_KEY: fingerprint}
+    if source is not None:
+        out[SOURCE_KEY] = str(source)
+    return out

@@ -1,0 +1,238 @@
+"""Delta Lake: register the job's files in one commit (deltalake's write transaction).
+
+The commit carries an app transaction (`batchmt:<job key>`, version 1) and the job key in
+its commit info. Before committing, the table is asked for that app transaction: a job
+whose commit already happened (a driver killed before `_SUCCESS`, a rerun of a finished job)
+finds it and does not add its files twice. A conflicting concurrent commit is retried from
+a fresh snapshot (the check included), a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+
+import pyarrow as pa
+
+from batchmt.pipeline.tables.common import (
+    JOB_KEY,
+    LAKES_EXTRA,
+    CommitRequest,
+    CommitResult,
+    TableCommitError,
+)
+
+_ATTEMPTS = 5
+_APP_VERSION = 1  # one commit per job key: a key that has it is done
+
+
+def app_id(job_key: str) -> str:
+    return f"batchmt:{job_key}"
+
+
+def _deltalake() -> Any:
+    try:
+        import deltalake
+        import deltalake.transaction
+    except ImportError as exc:
+        raise TableCommitError(
+            f"output.format delta needs the deltalake package ({exc}); {LAKES_EXTRA}"
+        ) from None
+    return deltalake
+
+
+def object_store_options(storage_options: Mapping[str, Any]) -> dict[str, str]:
+    """fsspec/s3fs options (output.storage_options) as deltalake's object-store options.
+
+    Credentials not given here come from the environment, as for s3fs. On S3, commits use
+    conditional puts (AWS S3, MinIO, R2 and moto honour them), so concurrent writers need no
+    lock table. Keys already in deltalake's spelling (AWS_*, aws_*) pass through.
+    """
+    out: dict[str, str] = {}
+    names = {
+        "endpoint_url": "AWS_ENDPOINT_URL",
+        "key": "AWS_ACCESS_KEY_ID",
+        "secret": "AWS_SECRET_ACCESS_KEY",
+        "token": "AWS_SESSION_TOKEN",
+    }
+    for key, value in storage_options.items():
+        if key in names and value is not None:
+            out[names[key]] = str(value)
+        elif key.lower().startswith("aws_"):
+            out[key] = str(value)
+    region = (storage_options.get("client_kwargs") or {}).get("region_name")
+    if region:
+        out.setdefault("AWS_REGION", str(region))
+    if storage_options.get("anon"):
+        out.setdefault("AWS_SKIP_SIGNATURE", "true")
+    if out.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+        out.setdefault("AWS_ALLOW_HTTP", "true")
+    return out
+
+
+def _options(location: str, storage_options: Mapping[str, Any]) -> dict[str, str]:
+    options = object_store_options(storage_options)
+    if location.startswith(("s3://", "s3a://")):
+        options.setdefault("aws_conditional_put", "etag")
+    return options
+
+
+def _load(location: str, options: dict[str, str]) -> Any | None:
+    dl = _deltalake()
+    try:
+        return dl.DeltaTable(location, storage_options=options)
+    except dl.exceptions.TableNotFoundError:
+        return None
+
+
+def find_commit(
+    location: str, job_key: str, storage_options: Mapping[str, Any]
+) -> CommitResult | None:
+    """The job's commit in the table, or None when the table lacks it (or does not exist)."""
+    table = _load(location, _options(location, storage_options))
+    return _found(table, job_key) if table is not None else None
+
+
+def _found(table: Any, job_key: str) -> CommitResult | None:
+    if table.transaction_version(app_id(job_key)) is None:
+        return None
+    for entry in table.history():
+        if entry.get(JOB_KEY) == job_key:
+            return CommitResult("delta", int(entry["version"]), committed_now=False)
+    # The history was cleaned up past the commit: the transaction still says it happened.
+    return CommitResult("delta", -1, committed_now=False)
+
+
+def _field_types(schema: Any) -> dict[str, str]:
+    """{column: its Delta type}, nullability aside."""
+    return {f["name"]: json.dumps(f["type"]) for f in json.loads(schema.to_json())["fields"]}
+
+
+def _adds(request: CommitRequest) -> list[Any]:
+    dl = _deltalake()
+    now = int(time.time() * 1000)
+    return [
+        dl.transaction.AddAction(
+            path=f.relpath,  # as stored: deltalake escapes it for the log itself
+            size=f.size,
+            partition_values=dict(f.partition),
+            modification_time=now,
+            data_change=True,
+            stats=json.dumps({"numRecords": f.rows}),
+        )
+        for f in request.files
+    ]
+
+
+def _removes(table: Any, request: CommitRequest) -> list[Any]:
+    """Remove actions for the files the mode replaces (none for append)."""
+    if request.mode == "append":
+        return []
+    dl = _deltalake()
+    now = int(time.time() * 1000)
+    covered = request.covered
+    removes = []
+    for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
+        values = {c: action.get(f"partition.{c}") for c in request.partition_by}
+        key = tuple(values[c] for c in request.partition_by)
+        if request.mode == "overwrite" or key in covered:
+            removes.append(
+                dl.transaction.RemoveAction(
+                    # get_add_actions gives the log's (escaped) path; actions take it raw.
+                    path=unquote(action["path"]),
+                    data_change=True,
+                    deletion_timestamp=now,
+                    size=action.get("size_bytes"),
+                    partition_values=values,
+                )
+            )
+    return removes
+
+
+def _check_compatible(table: Any, request: CommitRequest) -> None:
+    partitions = list(table.metadata().partition_columns)
+    if partitions != request.partition_by:
+        raise TableCommitError(
+            f"Delta table {request.location} is partitioned by {partitions or 'nothing'}, the "
+            f"job by {request.partition_by or 'nothing'}; set output.partition_by to match"
+        )
+    ours = _field_types(_deltalake().Schema.from_arrow(request.schema))
+    theirs = _field_types(table.schema())
+    if ours != theirs:
+        differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        raise TableCommitError(
+            f"the job's columns differ from Delta table {request.location}'s in "
+            f"{', '.join(differ)}; write to a table with the job's columns (output.path), or "
+            "make the job write the table's (glossary/formats settings add columns)"
+        )
+
+
+def commit(request: CommitRequest, storage_options: Mapping[str, Any]) -> CommitResult:
+    """Add the request's files in one commit (creating the table on the first), replacing
+    what `request.mode` says; or find the job's earlier commit and add nothing."""
+    dl = _deltalake()
+    options = _options(request.location, storage_options)
+    properties = dl.transaction.CommitProperties(
+        custom_metadata=request.recorded(),
+        app_transactions=[dl.transaction.Transaction(app_id(request.job_key), _APP_VERSION)],
+    )
+    last: Exception | None = None
+    for _attempt in range(_ATTEMPTS):
+        table = _load(request.location, options)
+        if table is not None:
+            found = _found(table, request.job_key)
+            if found is not None:
+                return found
+        adds = _adds(request)
+        try:
+            if table is None:
+                dl.transaction.create_table_with_add_actions(
+                    request.location,
+                    dl.Schema.from_arrow(request.schema),
+                    adds,
+                    mode="error",
+                    partition_by=request.partition_by or None,
+                    storage_options=options,
+                    commit_properties=properties,
+                )
+                removes: list[Any] = []
+            else:
+                _check_compatible(table, request)
+                removes = _removes(table, request)
+                table.create_write_transaction(
+                    [*removes, *adds],
+                    "append",  # the replaced files are the explicit remove actions
+                    table.schema(),
+                    partition_by=request.partition_by or None,
+                    commit_properties=properties,
+                )
+        except TableCommitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a concurrent writer won: look again
+            if not _is_conflict(exc):
+                raise TableCommitError(
+                    f"Delta commit to {request.location} failed: {exc}"
+                ) from None
+            last = exc
+            continue
+        table = _load(request.location, options)
+        found = _found(table, request.job_key) if table is not None else None
+        if found is None:
+            raise TableCommitError(f"Delta table {request.location} lacks the job's commit")
+        return CommitResult("delta", found.version, True, len(removes), len(adds))
+    raise TableCommitError(
+        f"Delta commit to {request.location} kept conflicting with other writers ({last}); "
+        "rerun the job to try again"
+    )
+
+
+def _is_conflict(exc: Exception) -> bool:
+    """A commit another writer beat (or a table another job created first)."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(
+        word in text
+        for word in ("conflict", "concurrent", "already exists", "version already", "commitfailed")
+    )
