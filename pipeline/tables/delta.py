@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
 
+from batchmt.pipeline.storage import join, open_fs, with_retries
 from batchmt.pipeline.tables.common import (
     JOB_KEY,
     LAKES_EXTRA,
@@ -26,6 +28,8 @@ from batchmt.pipeline.tables.common import (
 )
 
 _ATTEMPTS = 5
+# How far back the log is searched for the job's commit version (it is recorded anyway).
+_SCAN_VERSIONS = 1000
 _APP_VERSION = 1  # one commit per job key: a key that has it is done
 
 
@@ -93,17 +97,39 @@ def find_commit(
 ) -> CommitResult | None:
     """The job's commit in the table, or None when the table lacks it (or does not exist)."""
     table = _load(location, _options(location, storage_options))
-    return _found(table, job_key) if table is not None else None
+    return _found(table, location, job_key, storage_options) if table is not None else None
 
 
-def _found(table: Any, job_key: str) -> CommitResult | None:
+def _found(
+    table: Any, location: str, job_key: str, storage_options: Mapping[str, Any]
+) -> CommitResult | None:
+    """The job's commit: the app transaction says whether; the log says which version."""
     if table.transaction_version(app_id(job_key)) is None:
         return None
-    for entry in table.history():
-        if entry.get(JOB_KEY) == job_key:
-            return CommitResult("delta", int(entry["version"]), committed_now=False)
-    # The history was cleaned up past the commit: the transaction still says it happened.
-    return CommitResult("delta", -1, committed_now=False)
+    version = _commit_version(location, int(table.version()), job_key, storage_options)
+    return CommitResult("delta", version, committed_now=False)
+
+
+def _commit_version(
+    location: str, latest: int, job_key: str, storage_options: Mapping[str, Any]
+) -> int:
+    """The version whose commit info names the job, newest first (the job's commit is
+    usually among the last); -1 once the log was cleaned up past it.
+
+    Read from the log files directly: `DeltaTable.history()` lists the whole log, and
+    hangs on some S3 endpoints (moto's server)."""
+    fs, root = open_fs(location, dict(storage_options))
+    for version in range(latest, max(-1, latest - _SCAN_VERSIONS), -1):
+        path = join(root, "_delta_log", f"{version:020d}.json")
+        try:
+            text = with_retries(f"read {path}", partial(fs.cat_file, path)).decode()
+        except FileNotFoundError:
+            break  # cleaned up (a checkpoint holds the rest)
+        for line in text.splitlines():
+            info = json.loads(line).get("commitInfo") if line.strip() else None
+            if isinstance(info, dict) and info.get(JOB_KEY) == job_key:
+                return version
+    return -1
 
 
 def _field_types(schema: Any) -> dict[str, str]:
@@ -183,7 +209,7 @@ def commit(request: CommitRequest, storage_options: Mapping[str, Any]) -> Commit
     for _attempt in range(_ATTEMPTS):
         table = _load(request.location, options)
         if table is not None:
-            found = _found(table, request.job_key)
+            found = _found(table, request.location, request.job_key, storage_options)
             if found is not None:
                 return found
         adds = _adds(request)
@@ -219,7 +245,11 @@ def commit(request: CommitRequest, storage_options: Mapping[str, Any]) -> Commit
             last = exc
             continue
         table = _load(request.location, options)
-        found = _found(table, request.job_key) if table is not None else None
+        found = (
+            _found(table, request.location, request.job_key, storage_options)
+            if table is not None
+            else None
+        )
         if found is None:
             raise TableCommitError(f"Delta table {request.location} lacks the job's commit")
         return CommitResult("delta", found.version, True, len(removes), len(adds))
