@@ -17,6 +17,7 @@ from batchmt.pipeline.glossary_files import GlossaryError
 from batchmt.pipeline.lease import LeaseHeldError
 from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
 from batchmt.pipeline.storage import StorageError, open_fs
+from batchmt.pipeline.tables.common import TableCommitError
 from batchmt.pipeline.verify import verify_output
 from batchmt.workers.engines.base import EngineLoadError
 
@@ -30,6 +31,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     LeaseHeldError,  # another driver runs on the same output
     StorageError,
     UploadError,  # submit: a config outside the folder, or one that looks like a secret
+    TableCommitError,  # the output table or its catalog does not fit the job
     FileNotFoundError,
 )
 

@@ -59,9 +59,22 @@ def find_commit(output: OutputSpec, layout: OutputLayout) -> CommitResult | None
 
 
 def _catalog(output: OutputSpec) -> tuple[Any, str]:
-    if output.catalog is None or output.table is None:
+    catalog = output.catalog
+    if catalog is None or output.table is None:
         raise TableCommitError("output.format iceberg needs output.table and output.catalog")
-    return iceberg.load_catalog(output.catalog.name, output.catalog.properties), output.table
+    try:
+        return iceberg.load_catalog(catalog.name, catalog.properties), output.table
+    except TableCommitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the catalog's client raises
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        for value in catalog.properties.values():  # a URI may hold a password: never shown
+            if value and len(value) > 3:
+                text = text.replace(value, "***")
+        raise TableCommitError(
+            f"cannot open Iceberg catalog {catalog.name!r} ({type(exc).__name__}: {text}); "
+            "check output.catalog.properties"
+        ) from None
 
 
 def _files(

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from functools import partial
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 

@@ -11,6 +11,7 @@ times.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,8 +40,20 @@ def _pyiceberg() -> Any:
 
 
 def load_catalog(name: str, properties: Mapping[str, str]) -> Any:
-    """The catalog, as `pyiceberg.catalog.load_catalog(name, **properties)` opens it."""
-    return _pyiceberg().catalog.load_catalog(name, **dict(properties))
+    """The catalog, as `pyiceberg.catalog.load_catalog(name, **properties)` opens it.
+
+    Opening a new SQL catalog creates its tables; two jobs opening it at the same moment
+    race there, and the loser opens it again once the winner has made them.
+    """
+    load = _pyiceberg().catalog.load_catalog
+    for attempt in range(_ATTEMPTS):
+        try:
+            return load(name, **dict(properties))
+        except Exception:
+            if attempt == _ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _load(catalog: Any, identifier: str) -> Any | None:
@@ -83,7 +96,13 @@ def _check_partitions(table: Any, request: CommitRequest) -> list[str]:
 def _create(catalog: Any, identifier: str, request: CommitRequest) -> Any:
     """A create-table transaction: the table exists only once it commits with our files."""
     namespace = identifier.rsplit(".", 1)[0]
-    catalog.create_namespace_if_not_exists(namespace)
+    try:
+        catalog.create_namespace_if_not_exists(namespace)
+    except Exception:
+        # Another job created it at the same moment (a SQL catalog raises its own
+        # unique-key error there, not NamespaceAlreadyExistsError).
+        if not catalog.namespace_exists(namespace):
+            raise
     # Full statistics for partition columns: Iceberg infers a file's partition from them,
     # and the default truncates strings past 16 characters.
     properties = {f"write.metadata.metrics.column.{c}": "full" for c in request.partition_by}
