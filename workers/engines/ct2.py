@@ -165,6 +165,18 @@ class CTranslate2Engine(TranslationEngine):
 
     def translate(self, segments: list[Segment], *, marked: bool = False) -> list[Translation]:
         """Free decoding for every row; rows that miss a glossary term go to our search."""
+        out = self.translate_or_defer(segments, marked=marked)
+        redo = [i for i, t in enumerate(out) if t.deferred]
+        if redo:
+            for i, result in zip(redo, self.constrain([segments[i] for i in redo]), strict=True):
+                out[i] = result
+        return out
+
+    def translate_or_defer(
+        self, segments: list[Segment], *, marked: bool = False
+    ) -> list[Translation]:
+        """Free decoding for every row; a row that misses a glossary term comes back
+        `deferred`, for `constrain` (our search on the transformers model)."""
         if marked:
             raise ValueError("seq2seq engines do not take <sn>-marked text (translates_marked)")
         if not segments:
@@ -200,11 +212,12 @@ class CTranslate2Engine(TranslationEngine):
                 )
                 out[i] = Translation(out[i].text, [t for _, t in missed], logprob=out[i].logprob)
             redo = []
-        if redo:
-            constrained = self.constrained_engine().translate([segments[i] for i in redo])
-            for i, result in zip(redo, constrained, strict=True):
-                out[i] = result
+        for i in redo:
+            out[i] = dataclasses.replace(out[i], deferred=True)
         return out
+
+    def constrain(self, segments: list[Segment]) -> list[Translation]:
+        return self.constrained_engine().translate(segments)
 
     def _meets_terms(self, text: str, segment: Segment) -> bool:
         """Every term is in `text`, and no forced term sits beside the model's own rendering
