@@ -266,9 +266,9 @@ def _first_schema(input_spec: InputSpec, listing: Listing) -> pa.Schema:
 
     try:
         return with_retries(f"read footer {path}", read)
+    except FileNotFoundError as exc:
+        raise _gone(listing, exc) from None
     except (pa.ArrowInvalid, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
         raise CorpusError(f"cannot read Parquet footer of {path}: {exc}") from None
 
 
@@ -279,16 +279,21 @@ def _read_all(
         with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
             return list(pool.map(lambda f: _read_file_info(input_spec, f[0], f[1], docs), files))
     except FileNotFoundError as exc:
-        source = listing.source
-        if source.get("format") not in ("delta", "iceberg"):
-            raise
-        raise CorpusError(
-            f"data file {exc.filename or exc} of {source['format']} table "
-            f"{source.get('table') or source.get('location')} version {source.get('version')} "
-            "is gone (VACUUM / expire_snapshots remove the files of old versions); plan a "
-            "version whose files exist (input.version), or start over with --set "
-            "output.overwrite=true when resuming"
-        ) from None
+        raise _gone(listing, exc) from None
+
+
+def _gone(listing: Listing, exc: FileNotFoundError) -> Exception:
+    """A table's planned file that is not there: its version was vacuumed (say so)."""
+    source = listing.source
+    if source.get("format") not in ("delta", "iceberg"):
+        return exc
+    return CorpusError(
+        f"data file {exc.filename or exc} of {source['format']} table "
+        f"{source.get('table') or source.get('location')} version {source.get('version')} "
+        "is gone (VACUUM / expire_snapshots remove the files of old versions); plan a "
+        "version whose files exist (input.version), or start over with --set "
+        "output.overwrite=true when resuming"
+    )
 
 
 # ----------------------------------------------------------------------------------------

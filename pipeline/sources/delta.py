@@ -116,7 +116,7 @@ def _refuse_unreadable(table: Any, uri: str) -> None:
     from deltalake.exceptions import DeltaError
 
     try:
-        marked = table.deletion_vectors().num_rows
+        marked = pa.table(table.deletion_vectors()).num_rows
     except (DeltaError, NotImplementedError, OSError):  # cannot tell: refuse, never guess
         marked = -1
     if marked:
