@@ -228,7 +228,7 @@ def test_hive_filter_never_opens_skipped_files(tmp_path: Path) -> None:
         "partitions": 1,
         "partitions_skipped": 1,
     }
-    with pytest.raises(CorpusError, match="input.version names a Delta version"):
+    with pytest.raises(CorpusError, match=r"input\.version names a Delta version"):
         plan(InputSpec(path=str(tmp_path / "in"), version=3))
 
 

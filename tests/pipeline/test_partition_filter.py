@@ -36,7 +36,7 @@ def kept(text: str) -> list[str]:
         ("part < 9", ["31", "01"]),
         ("(lang = 'de' or lang = 'it') and date < '2026-11-03'", ["31", "01"]),
         ("DATE > '2026-11-02' AND LANG IS NULL", []),  # column names are case-sensitive
-        ('"lang" = \'fr\' or `date` = \'2026-11-04\'', ["02", "04"]),
+        ("\"lang\" = 'fr' or `date` = '2026-11-04'", ["02", "04"]),
         ("lang = 'it''s'", []),
     ],
 )
