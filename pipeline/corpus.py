@@ -197,11 +197,18 @@ def partition_fields(dataset: ds.Dataset) -> list[str]:
 
 
 def without_dictionaries(schema: pa.Schema) -> pa.Schema:
-    """Dictionary-encoded columns as their value type: one file written with pandas
-    categoricals and one without hold the same column, and unify as such (workers cast)."""
-    fields = [
-        f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema
-    ]
+    """Dictionary-encoded columns as their value type, and view types (string_view,
+    binary_view) as plain ones: one file written with pandas categoricals and one without,
+    or a Delta file rewritten by delta-rs (which writes views) and an older one, hold the
+    same column, and unify as such (workers cast)."""
+    fields = []
+    for f in schema:
+        t = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+        if _is_string_view(t):
+            t = pa.string()
+        elif _is_binary_view(t):
+            t = pa.binary()
+        fields.append(f.with_type(t))
     return pa.schema(fields, metadata=schema.metadata)
 
 
@@ -217,6 +224,7 @@ _OPTIONAL_TYPES = {
 # View types exist from pyarrow 16 on; the project supports 15.
 _is_string_view = getattr(pa.types, "is_string_view", lambda t: False)
 _is_list_view = getattr(pa.types, "is_list_view", lambda t: False)
+_is_binary_view = getattr(pa.types, "is_binary_view", lambda t: False)
 
 
 def _is_string(t: pa.DataType) -> bool:

@@ -101,6 +101,19 @@ def test_delta_delete_and_pinned_versions(tmp_path: Path) -> None:
     assert ids_of(plan(one), one) == ["r000", "r002", "r003", "r005"]
 
 
+def test_delta_files_rewritten_with_view_types_unify(tmp_path: Path) -> None:
+    """delta-rs rewrites a file with string_view columns on delete; older files hold
+    string: one column all the same, read back as string."""
+    path = str(tmp_path / "t")
+    deltalake.write_deltalake(path, rows(2))
+    deltalake.write_deltalake(path, rows(2, start=2), mode="append")
+    deltalake.DeltaTable(path).delete("id = 'r000'")
+    spec = InputSpec(path=path)
+    planned = plan(spec)
+    assert ids_of(planned, spec) == ["r001", "r002", "r003"]
+    assert read_all(planned, spec).schema.field("id").type == pa.string()
+
+
 def test_delta_filter_never_opens_skipped_partitions(tmp_path: Path) -> None:
     path = str(tmp_path / "t")
     deltalake.write_deltalake(path, rows(9), partition_by=["lang"])

@@ -1,0 +1,68 @@
+"""`batchmt run` end to end from a Delta table whose folder still holds removed files:
+the output has exactly the live ids, each once; `batchmt plan` says what it read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+import yaml
+
+from batchmt.jobs.cli import main
+from tests.jobs.corpora import corpus_table
+
+deltalake = pytest.importorskip("deltalake")
+
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
+
+
+def config(tmp_path: Path, model: Path, **input_keys: Any) -> str:
+    data = {
+        "job_name": "lake-in",
+        "source_lang": "en",
+        "target_lang": "de",
+        "input": {"path": str(tmp_path / "table"), **input_keys},
+        "output": {"path": str(tmp_path / "out")},
+        "model": {"name_or_path": str(model), "max_input_tokens": 40},
+        "decoding": {"num_beams": 1, "max_new_tokens": 8},
+        "workers": {"num_workers": 1},
+        "sharding": {"rows_per_shard": 20},
+        "quality": {"sample_per_shard": 0, "fallback": {"enabled": False}},
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_run_from_a_delta_table_translates_exactly_the_live_rows(
+    tmp_path: Path, tiny_marian: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = corpus_table(60, awkward=False)
+    table = table.append_column("region", pa.array([["eu", "us"][i % 2] for i in range(60)]))
+    path = str(tmp_path / "table")
+    deltalake.write_deltalake(path, table.slice(0, 40), partition_by=["region"])
+    # Overwrite: the first files stay in the folder (not vacuumed) but are no longer live.
+    deltalake.write_deltalake(path, table.slice(30), mode="overwrite", partition_by=["region"])
+    deltalake.DeltaTable(path).delete("id = 'r00031'")
+    live = sorted(i for i in table.slice(30).column("id").to_pylist() if i != "r00031")
+
+    job = config(tmp_path, tiny_marian, filter="region in ('eu', 'us')")
+    assert main(["plan", job]) == 0
+    printed = capsys.readouterr()
+    plan = json.loads(printed.out)
+    assert plan["num_rows"] == len(live) and plan["source"]["version"] == 2
+    assert plan["partition_columns"] == ["region"] == plan["output_partitions"]
+    assert "Delta table" in printed.err and "version 2" in printed.err
+    assert "kept 2 of 2 file(s)" in printed.err
+
+    assert main(["run", job, "--no-progress"]) == 0
+    assert "succeeded" in capsys.readouterr().out
+    out = ds.dataset(str(tmp_path / "out" / "data"), format="parquet").to_table()
+    ids = out.column("id").to_pylist()
+    assert sorted(ids) == live  # each live id once; none of the removed files' rows
+    by_id = {r["id"]: r for r in out.to_pylist()}
+    assert all(by_id[i]["region"] == ["eu", "us"][int(i[1:]) % 2] for i in live)
