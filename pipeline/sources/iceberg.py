@@ -123,6 +123,34 @@ def _snapshot(table: Any, snapshot_id: int | None, where: str) -> Any:
     return snapshot
 
 
+def _refuse_renamed_columns(table: Any, schema: Any, where: str) -> None:
+    """Data files name columns as they were called when written; Iceberg matches them by
+    field id, batchmt by name. A column renamed (or dropped and added again under its old
+    name) since an earlier schema would read as nulls, or as another column's data: refuse.
+    Conservative: the schema history says a rename happened, not which files predate it."""
+    now_by_id = {f.field_id: f.name for f in schema.fields}
+    now_by_name = {f.name: f.field_id for f in schema.fields}
+    for old in table.schemas().values():
+        if old.schema_id > schema.schema_id:
+            continue
+        for field in old.fields:
+            renamed = now_by_id.get(field.field_id, field.name) != field.name
+            reused = now_by_name.get(field.name, field.field_id) != field.field_id
+            if renamed or reused:
+                change = (
+                    f"was renamed to {now_by_id[field.field_id]!r}"
+                    if renamed
+                    else "was dropped and added again"
+                )
+                raise CorpusError(
+                    f"Iceberg table {where}: column {field.name!r} {change} (schema "
+                    f"{old.schema_id} -> {schema.schema_id}); older data files still name "
+                    "columns as written and batchmt reads them by name: rewrite the data files "
+                    "(e.g. Spark rewrite_data_files with rewrite-all) or read an earlier "
+                    "snapshot (input.version)"
+                )
+
+
 def _local(path: str) -> str:
     return path.removeprefix("file://") if path.startswith("file:///") else path
 
@@ -136,6 +164,7 @@ def list_iceberg(input_spec: InputSpec, snapshot_id: int | None) -> Listing:
     table = _load_table(input_spec)
     snapshot = _snapshot(table, snapshot_id, where)
     schema = table.schemas().get(snapshot.schema_id, table.schema())
+    _refuse_renamed_columns(table, schema, where)
     specs = table.specs()
     tasks = list(table.scan(snapshot_id=snapshot.snapshot_id).plan_files())
     with_deletes = [t.file.file_path for t in tasks if t.delete_files]

@@ -4,6 +4,8 @@ deltalake and pyiceberg (SQL catalog on SQLite), moto's S3 server; nothing mocke
 
 from __future__ import annotations
 
+import json
+import struct
 import uuid
 from pathlib import Path
 from typing import Any
@@ -179,6 +181,68 @@ def test_delta_column_mapping_is_refused(tmp_path: Path) -> None:
         plan(InputSpec(path=path))
 
 
+_Z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+
+
+def _z85(data: bytes) -> str:
+    data += b"\0" * (-len(data) % 4)
+    out = []
+    for i in range(0, len(data), 4):
+        value = int.from_bytes(data[i : i + 4], "big")
+        chunk = []
+        for _ in range(5):
+            value, digit = divmod(value, 85)
+            chunk.append(_Z85[digit])
+        out.extend(reversed(chunk))
+    return "".join(out)
+
+
+def _inline_deletion_vector(deleted: list[int]) -> dict[str, Any]:
+    """A Delta inline deletion vector (as Spark writes one): magic, a RoaringBitmapArray of
+    one portable 32-bit roaring bitmap with one array container, Z85-encoded."""
+    rows = sorted(deleted)
+    bitmap = struct.pack("<II", 12346, 1) + struct.pack("<HH", 0, len(rows) - 1)
+    bitmap += struct.pack("<I", 16) + b"".join(struct.pack("<H", r) for r in rows)
+    data = struct.pack("<iqi", 1681511377, 1, 0) + bitmap
+    return {
+        "storageType": "i",
+        "pathOrInlineDv": _z85(data),
+        "sizeInBytes": len(data),
+        "cardinality": len(rows),
+    }
+
+
+def test_delta_deletion_vectors_are_refused(tmp_path: Path) -> None:
+    """delta-rs deletes by rewriting files, so the deletion vector is written into the log
+    by hand, as Spark/Databricks write one; delta-rs reads it back."""
+    path = tmp_path / "t"
+    deltalake.write_deltalake(
+        str(path), rows(3), configuration={"delta.enableDeletionVectors": "true"}
+    )
+    log = path / "_delta_log"
+    actions = [json.loads(line) for line in (log / f"{0:020d}.json").read_text().splitlines()]
+    add = next(a["add"] for a in actions if "add" in a)
+    commit = [
+        {
+            "remove": {
+                "path": add["path"],
+                "deletionTimestamp": add["modificationTime"] + 1,
+                "dataChange": True,
+            }
+        },
+        {"add": {**add, "deletionVector": _inline_deletion_vector([1])}},
+    ]
+    (log / f"{1:020d}.json").write_text("".join(json.dumps(c) + "\n" for c in commit))
+    table = deltalake.DeltaTable(str(path))
+    assert pa.table(table.deletion_vectors()).column("selection_vector").to_pylist() == [
+        [True, False, True]
+    ]
+    with pytest.raises(CorpusError, match=r"version 1 has deletion vectors on 1 file\(s\).*PURGE"):
+        plan(InputSpec(path=str(path)))
+    before = InputSpec(path=str(path), version=0)  # the version before the delete reads
+    assert ids_of(plan(before), before) == ["r000", "r001", "r002"]
+
+
 def test_delta_deletion_vector_feature_without_vectors_reads(tmp_path: Path) -> None:
     """The table feature alone is fine: delta-rs deletes by rewriting files."""
     path = str(tmp_path / "t")
@@ -306,6 +370,21 @@ def test_iceberg_delete_and_pinned_snapshot(tmp_path: Path) -> None:
         plan(InputSpec(table="ns.t", catalog=catalog, version=12345))
     with pytest.raises(CorpusError, match=r"input.table ns.nope not found"):
         plan(InputSpec(table="ns.nope", catalog=catalog))
+
+
+def test_iceberg_renamed_column_is_refused(tmp_path: Path) -> None:
+    catalog = sql_catalog(tmp_path, f"file://{tmp_path}/wh")
+    table = iceberg_table(catalog, partitioned=False)
+    table.append(rows(3))
+    before = table.current_snapshot().snapshot_id
+    with table.update_schema() as update:
+        update.rename_column("text", "body")
+    table.append(rows(2, start=10).rename_columns(["id", "body", "lang"]))
+    spec = InputSpec(table="ns.t", catalog=catalog, text_column="body")
+    with pytest.raises(CorpusError, match=r"column 'text' was renamed to 'body'"):
+        plan(spec)
+    old = InputSpec(table="ns.t", catalog=catalog, version=before)
+    assert ids_of(plan(old), old) == ["r000", "r001", "r002"]
 
 
 # ------------------------------------------------------------------------------------------
