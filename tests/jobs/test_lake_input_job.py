@@ -66,3 +66,22 @@ def test_run_from_a_delta_table_translates_exactly_the_live_rows(
     assert sorted(ids) == live  # each live id once; none of the removed files' rows
     by_id = {r["id"]: r for r in out.to_pylist()}
     assert all(by_id[i]["region"] == ["eu", "us"][int(i[1:]) % 2] for i in live)
+
+    # Verify reads the frozen plan's files: every live id accounted for.
+    assert main(["verify", job]) == 0
+    capsys.readouterr()
+
+    # The table moves on: a rerun resumes the frozen version 2 (nothing left to do) ...
+    deltalake.write_deltalake(path, table.slice(0, 5), mode="overwrite", partition_by=["region"])
+    assert main(["run", job, "--no-progress"]) == 0
+    capsys.readouterr()
+    again = ds.dataset(str(tmp_path / "out" / "data"), format="parquet").to_table()
+    assert sorted(again.column("id").to_pylist()) == live
+    # ... until version 2's files are vacuumed: then the resume refuses, in one line.
+    deltalake.DeltaTable(path).vacuum(
+        retention_hours=0, enforce_retention_duration=False, dry_run=False
+    )
+    assert main(["run", job, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "version 2 is gone" in err and "output.overwrite=true" in err
+    assert len(err.splitlines()) == 1
