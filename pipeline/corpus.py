@@ -92,6 +92,11 @@ def list_files(fs: fsspec.AbstractFileSystem, path: str, url: str) -> tuple[list
 InputFormat = Literal["parquet", "delta", "iceberg"]
 
 
+def _where(input_spec: InputSpec) -> str:
+    """How messages name the input: its path, or an Iceberg catalog table's identifier."""
+    return input_spec.path or input_spec.table or ""
+
+
 def detect_format(input_spec: InputSpec) -> InputFormat:
     """What `input.format: auto` reads: a folder with `_delta_log/` is a Delta table, one
     with `metadata/*.metadata.json` (or input.table + catalog) an Iceberg table; else files."""
@@ -168,7 +173,7 @@ def open_dataset(input_spec: InputSpec) -> ds.Dataset:
     kind = detect_format(input_spec)
     if kind != "parquet":
         raise CorpusError(
-            f"input {input_spec.path or input_spec.table} is a {kind} table: it is read "
+            f"input {_where(input_spec)} is a {kind} table: it is read "
             "through its log, not as loose Parquet files (use pipeline.input_plan)"
         )
     fs, path = open_fs(input_spec.path, input_spec.storage_options)
@@ -279,7 +284,7 @@ def check_schema(dataset: ds.Dataset | pa.Schema, input_spec: InputSpec) -> None
     duplicated = sorted({name for name in schema.names if schema.names.count(name) > 1})
     if duplicated:
         raise CorpusError(
-            f"input {input_spec.path} has column(s) {', '.join(duplicated)} more than once "
+            f"input {_where(input_spec)} has column(s) {', '.join(duplicated)} more than once "
             "(a partition folder named like a file column?); rename one of them"
         )
     # An input column of the same name would be overwritten, and an output with two
@@ -287,7 +292,7 @@ def check_schema(dataset: ds.Dataset | pa.Schema, input_spec: InputSpec) -> None
     clash = [c for c in written_columns(input_spec.translation_column) if c in schema.names]
     if clash:
         raise CorpusError(
-            f"input {input_spec.path} already has column(s) {', '.join(clash)}, which batchmt "
+            f"input {_where(input_spec)} already has column(s) {', '.join(clash)}, which batchmt "
             "writes; rename them in the input (they would be overwritten)"
         )
     for column, key in (
@@ -296,7 +301,7 @@ def check_schema(dataset: ds.Dataset | pa.Schema, input_spec: InputSpec) -> None
     ):
         if schema.get_field_index(column) < 0:
             raise CorpusError(
-                f"input column {column!r} not found in {input_spec.path} (columns: {found}); "
+                f"input column {column!r} not found in {_where(input_spec)} (columns: {found}); "
                 f"set input.{key}"
             )
     id_type = schema.field(input_spec.id_column).type

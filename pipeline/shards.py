@@ -426,7 +426,7 @@ def _unified_schema(files: list[_FileInfo], input_spec: InputSpec) -> pa.Schema:
         schema = pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise CorpusError(
-            f"input files of {input_spec.path} have incompatible schemas: {exc}"
+            f"input files of {input_spec.path or input_spec.table} have incompatible schemas: {exc}"
         ) from None
     schema = schema.remove_metadata()
     for name in dict.fromkeys(k for f in files for k in f.partition):
@@ -502,7 +502,7 @@ def plan_shards(
         num_rows=sum(s.num_rows for s in shards),
         columns=list(schema.names),
         fingerprint=hashlib.sha256(body.encode()).hexdigest()[:16],
-        input_path=input_spec.path,
+        input_path=input_spec.path or input_spec.table or "",  # a catalog table: its name
         schema=schema_text,
         noncontiguous_documents=noncontiguous,
         inputs={info.path: info.identity for info in files},

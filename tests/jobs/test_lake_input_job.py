@@ -85,3 +85,38 @@ def test_run_from_a_delta_table_translates_exactly_the_live_rows(
     err = capsys.readouterr().err.strip()
     assert "version 2 is gone" in err and "output.overwrite=true" in err
     assert len(err.splitlines()) == 1
+
+
+def test_run_from_an_iceberg_catalog_table(
+    tmp_path: Path,
+    tiny_marian: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No input.path at all: the table comes from its catalog, the rows from its files (and
+    an output under the working directory is not "inside the input")."""
+    pytest.importorskip("pyiceberg.catalog.sql")
+    from pyiceberg.catalog import load_catalog
+
+    properties = {
+        "type": "sql",
+        "uri": f"sqlite:///{tmp_path}/catalog.db",
+        "warehouse": f"file://{tmp_path}/wh",
+    }
+    catalog = load_catalog("lake", **properties)
+    catalog.create_namespace("ns")
+    table = corpus_table(30, awkward=False)
+    iceberg = catalog.create_table("ns.docs", schema=table.schema)
+    iceberg.append(table)
+    iceberg.delete("id == 'r00007'")  # pyiceberg rewrites the file without it
+    job = config(tmp_path, tiny_marian)
+    data = yaml.safe_load(Path(job).read_text())
+    data["input"] = {"table": "ns.docs", "catalog": {"name": "lake", "properties": properties}}
+    Path(job).write_text(yaml.safe_dump(data))
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", job, "--no-progress"]) == 0
+    assert "succeeded" in capsys.readouterr().out
+    out = ds.dataset(str(tmp_path / "out" / "data"), format="parquet").to_table()
+    expected = [i for i in table.column("id").to_pylist() if i != "r00007"]
+    assert sorted(out.column("id").to_pylist()) == expected
