@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from batchmt.jobs.preflight import preflight
-from batchmt.pipeline.commit import OutputLayout, prepare_output, read_manifest
+from batchmt.pipeline.commit import (
+    OutputConflictError,
+    OutputLayout,
+    prepare_output,
+    read_manifest,
+)
 from batchmt.pipeline.glossary_files import load_glossary
 from batchmt.pipeline.input_plan import plan_input
 from batchmt.pipeline.lease import LeaseRecord, acquire, release
@@ -44,11 +49,14 @@ def _pinned_version(layout: OutputLayout, spec: JobSpec) -> int | None:
     (the latest may have moved on), or its pinned files would look gone."""
     if spec.output.overwrite:
         return None
-    stored = read_manifest(layout)
+    try:
+        stored = read_manifest(layout)
+    except (OutputConflictError, ValueError):
+        return None  # prepare_output reports a broken manifest, where it always did
     if stored is None or stored[0] != spec.fingerprint():
         return None
     version = stored[1].source.get("version")
-    return version if isinstance(version, int) else None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
 def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
