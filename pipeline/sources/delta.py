@@ -84,6 +84,12 @@ def _open_table(input_spec: InputSpec, version: int | None) -> Any:
             f"input.path {uri} is not a Delta table (no _delta_log/ there); check the path, "
             "or set input.format to parquet or iceberg"
         ) from None
+    except (deltalake.exceptions.DeltaError, OSError) as exc:  # storage, credentials, log
+        reason = " ".join(str(exc).split())[:200]
+        raise CorpusError(
+            f"cannot open Delta table {uri} ({type(exc).__name__}: {reason}); check input.path "
+            "and input.storage_options"
+        ) from None
     if version is None or version == latest.version():
         return latest
     if version > latest.version():

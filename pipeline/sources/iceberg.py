@@ -75,9 +75,10 @@ def _newest_metadata(input_spec: InputSpec) -> str:
 
     newest = max(names, key=lambda n: (number(n), n))
     hint = f"{folder}/version-hint.text"
-    if with_retries(f"stat {hint}", lambda: fs.exists(hint)):
-        wanted = fs.cat_file(hint).decode().strip()
-        newest = next((n for n in names if number(n) == int(wanted)), newest) if wanted else newest
+    if with_retries(f"stat {hint}", lambda: fs.exists(hint)):  # Hadoop tables name theirs
+        wanted = with_retries(f"read {hint}", lambda: fs.cat_file(hint)).decode().strip()
+        if wanted.isdigit():
+            newest = next((n for n in names if number(n) == int(wanted)), newest)
     return f"{input_spec.path.rstrip('/')}/metadata/{newest}"
 
 
