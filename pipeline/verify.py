@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.columns import ERROR, STATUS
 from batchmt.pipeline.commit import OutputLayout, completed_shards, read_manifest
-from batchmt.pipeline.corpus import input_file_fs, open_dataset
+from batchmt.pipeline.corpus import input_file_fs
 from batchmt.pipeline.ids import JsonScalar, id_keys, ids_to_json
-from batchmt.pipeline.input_plan import plan_input
+from batchmt.pipeline.input_plan import list_input, plan_input
 from batchmt.pipeline.shards import Plan, Shard
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
 from batchmt.pipeline.storage import list_names, open_fs, open_input, with_retries
@@ -196,7 +196,8 @@ def _unplanned_rows(plan: Plan, input_spec: InputSpec) -> int:
         with open_input(fs, path) as f:
             return int(pq.ParquetFile(f).metadata.num_rows)
 
-    new = [f.path for f in open_dataset(input_spec).get_fragments() if f.path not in planned]
+    # The files input.filter keeps (none of a skipped partition is input to this job).
+    new = [f.path for f in list_input(input_spec).files if f.path not in planned]
     rows = 0
     for path in new:
         rows += with_retries(f"read footer {path}", partial(footer_rows, path))

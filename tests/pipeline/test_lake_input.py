@@ -13,12 +13,16 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from batchmt.pipeline import status
+from batchmt.pipeline.commit import OutputLayout, mark_complete, prepare_output, write_shard_data
 from batchmt.pipeline.corpus import CorpusError, detect_format, open_dataset
 from batchmt.pipeline.input_plan import input_schema, plan_input
+from batchmt.pipeline.results import ShardResult
 from batchmt.pipeline.resume_checks import ManifestError, check_resumable
 from batchmt.pipeline.shard_reader import read_shard
 from batchmt.pipeline.shards import Plan
-from batchmt.pipeline.spec import CatalogSpec, InputSpec, ShardingSpec
+from batchmt.pipeline.spec import CatalogSpec, InputSpec, OutputSpec, ShardingSpec
+from batchmt.pipeline.verify import verify_output
 from tests.conftest import S3_BUCKET
 
 deltalake = pytest.importorskip("deltalake")
@@ -467,3 +471,44 @@ def test_storage_options_in_the_spellings_delta_rs_and_pyiceberg_want(
         "s3.access-key-id": "AK",
         "s3.secret-access-key": "SK",
     }
+
+
+def _publish_all(output: str, planned: Plan, spec: InputSpec) -> OutputLayout:
+    """What workers and the driver do for each shard: data, then the completion marker."""
+    layout = OutputLayout.open(OutputSpec(path=output))
+    prepare_output(layout, planned, "spec")
+    for shard in planned.shards:
+        table = read_shard(shard, spec)
+        n = table.num_rows
+        out = (
+            table.append_column("translation", table.column("text"))
+            .append_column("status", pa.array([status.OK] * n))
+            .append_column("error", pa.nulls(n, pa.string()))
+        )
+        write_shard_data(layout, shard.shard_id, out)
+        mark_complete(layout, ShardResult(shard_id=shard.shard_id, num_rows=n))
+    return layout
+
+
+def test_verify_counts_only_the_filtered_pinned_input(tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    deltalake.write_deltalake(path, rows(9), partition_by=["lang"])
+    spec = InputSpec(path=path, filter="lang != 'it'")
+    planned = plan(spec)
+    layout = _publish_all(str(tmp_path / "out"), planned, spec)
+    deltalake.write_deltalake(path, rows(3, start=50), mode="append", partition_by=["lang"])
+    report = verify_output(layout, spec)  # a later version is not this job's input
+    assert report.ok and report.input_rows == 6 and report.unplanned_input_rows == 0
+
+    import pyarrow.parquet as pq
+
+    for lang in ("de", "fr"):
+        (tmp_path / "hive" / f"lang={lang}").mkdir(parents=True)
+        pq.write_table(
+            rows(2, start=10 if lang == "de" else 20),
+            tmp_path / "hive" / f"lang={lang}" / "p.parquet",
+        )
+    hive = InputSpec(path=str(tmp_path / "hive"), filter="lang = 'fr'")
+    layout = _publish_all(str(tmp_path / "out2"), plan(hive), hive)
+    report = verify_output(layout, hive)  # the skipped partition is not missing
+    assert report.ok and report.input_rows == 2
