@@ -12,7 +12,7 @@ memory is fine.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote
 
 import fsspec
@@ -121,12 +121,34 @@ def input_file_fs(input_spec: InputSpec, path: str) -> tuple[fsspec.AbstractFile
 
     Files of Parquet inputs are named inside input.path's filesystem (as they always were);
     files of lake tables may live anywhere the table's log points, so remote ones are named
-    by URL (s3://bucket/key) and opened with input.storage_options; local ones by path.
+    by URL (s3://bucket/key) and opened with input.storage_options (else an Iceberg
+    catalog's S3 properties); local ones by path.
     """
+    options = input_spec.storage_options or _catalog_options(input_spec)
     if "://" in path:
-        return open_fs(path, input_spec.storage_options)
-    fs, _ = open_fs(input_spec.path or "/", input_spec.storage_options)
+        return open_fs(path, options)
+    fs, _ = open_fs(input_spec.path or "/", options)
     return fs, path
+
+
+# pyiceberg FileIO property -> fsspec (s3fs) option: a catalog's S3 settings also open its
+# data files when input.storage_options is empty.
+_FILEIO_TO_FSSPEC = {
+    "s3.endpoint": "endpoint_url",
+    "s3.access-key-id": "key",
+    "s3.secret-access-key": "secret",
+    "s3.session-token": "token",
+}
+
+
+def _catalog_options(input_spec: InputSpec) -> dict[str, Any]:
+    properties = input_spec.catalog.properties if input_spec.catalog else {}
+    out: dict[str, Any] = {
+        o: properties[p] for p, o in _FILEIO_TO_FSSPEC.items() if p in properties
+    }
+    if "s3.region" in properties:
+        out["client_kwargs"] = {"region_name": properties["s3.region"]}
+    return out
 
 
 def hive_partitions(

@@ -433,6 +433,9 @@ def test_iceberg_on_s3(tmp_path: Path, s3_endpoint: str) -> None:
     options = {"endpoint_url": s3_endpoint}
     spec = InputSpec(table="ns.t", catalog=catalog, storage_options=options)
     assert ids_of(plan(spec), spec) == ["r000", "r001", "r003", "r004"]
+    # No storage_options: the catalog's S3 properties open the data files too.
+    bare = InputSpec(table="ns.t", catalog=catalog)
+    assert ids_of(plan(bare), bare) == ["r000", "r001", "r003", "r004"]
     # Without a catalog: the table folder on S3, FileIO settings from storage_options.
     folder = InputSpec(path=table.location(), storage_options=options)
     assert detect_format(folder) == "iceberg"
