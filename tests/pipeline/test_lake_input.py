@@ -81,6 +81,11 @@ def test_delta_overwrite_reads_only_the_live_files(tmp_path: Path) -> None:
     # The plan survives the manifest round trip with its source.
     again = Plan.from_json(latest.to_json())
     assert again.source == latest.source and again.partition_columns == []
+    old = latest.to_dict()  # a manifest written before these fields existed
+    for key in ("source", "partition_columns", "output_partitions"):
+        del old[key]
+    legacy = Plan.from_dict(old)
+    assert (legacy.source, legacy.partition_columns, legacy.output_partitions) == ({}, [], [])
 
     # Parquet asked explicitly reads the folder's files as it always did: removed ones too.
     loose = InputSpec(path=path, format="parquet")
