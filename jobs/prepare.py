@@ -11,12 +11,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 from batchmt.jobs.preflight import preflight
-from batchmt.pipeline.columns import written_columns
-from batchmt.pipeline.commit import OutputLayout, prepare_output
-from batchmt.pipeline.corpus import CorpusError, check_schema, open_dataset
+from batchmt.pipeline.commit import (
+    OutputConflictError,
+    OutputLayout,
+    prepare_output,
+    read_manifest,
+)
 from batchmt.pipeline.glossary_files import load_glossary
+from batchmt.pipeline.input_plan import plan_input
 from batchmt.pipeline.lease import LeaseRecord, acquire, release
-from batchmt.pipeline.shards import Plan, plan_shards
+from batchmt.pipeline.shards import Plan
 from batchmt.pipeline.spec import JobSpec
 
 
@@ -32,25 +36,34 @@ class Prepared:
     lease: LeaseRecord  # held from here on: renew it (lease.Heartbeat), release it at the end
 
 
-def make_plan(spec: JobSpec) -> Plan:
-    """Plan from Parquet metadata only; fails on a schema problem with one line."""
-    dataset = open_dataset(spec.input)
-    check_schema(dataset, spec.input)
-    # An input column of the same name would be silently overwritten: refuse it up front.
-    clash = [c for c in written_columns(spec.input.translation_column) if c in dataset.schema.names]
-    if clash:
-        raise CorpusError(
-            f"input already has column(s) {', '.join(clash)}, which batchmt writes; "
-            "rename them in the input (they would be overwritten)"
-        )
-    return plan_shards(dataset, spec.input, spec.sharding)
+def make_plan(spec: JobSpec, version: int | None = None) -> Plan:
+    """Plan from table logs and Parquet metadata only; fails on a schema problem with one
+    line. `version`: a resume's pinned Delta version / Iceberg snapshot (else input.version,
+    else the latest). No shard spans two output partitions (output.partition_by, else the
+    input's partition columns)."""
+    return plan_input(spec.input, spec.sharding, spec.output.partition_by, version)
+
+
+def _pinned_version(layout: OutputLayout, spec: JobSpec) -> int | None:
+    """The table version a resumable manifest froze: a resume must plan the same version
+    (the latest may have moved on), or its pinned files would look gone."""
+    if spec.output.overwrite:
+        return None
+    try:
+        stored = read_manifest(layout)
+    except (OutputConflictError, ValueError):
+        return None  # prepare_output reports a broken manifest, where it always did
+    if stored is None or stored[0] != spec.fingerprint():
+        return None
+    version = stored[1].source.get("version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
 def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
     """Plan, check the glossary, take the output's lease, then claim the output: new,
     resume, or OutputConflictError (LeaseHeldError while another driver holds it)."""
     layout = OutputLayout.open(spec.output)
-    plan = make_plan(spec)
+    plan = make_plan(spec, _pinned_version(layout, spec))
     if spec.glossary.path:
         # A bad glossary file fails here, before any output is claimed or worker started.
         load_glossary(
