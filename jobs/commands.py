@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from batchmt.jobs.driver import JobFailed, run_job
 from batchmt.jobs.prepare import make_plan
@@ -88,8 +89,30 @@ def plan_summary(plan: Plan) -> str:
         kept += f" in {partitions} partition(s)"
     parts = f"; output partitioned by {', '.join(plan.output_partitions)}"
     return (
-        f"plan: {what}; {kept}; {plan.num_rows} rows in {len(plan.shards)} shard(s)"
-        f"{parts if plan.output_partitions else ''}"
+        f"plan: {what}; {kept}; {since_summary(source)}{plan.num_rows} rows in "
+        f"{len(plan.shards)} shard(s){parts if plan.output_partitions else ''}"
+    )
+
+
+def since_summary(source: dict[str, Any]) -> str:
+    """input.since's part of the plan line: what is new, and since what ("" without it)."""
+    since = source.get("since")
+    if not isinstance(since, dict):
+        return ""
+    start = since.get("from")
+    if not start:
+        origin = "no earlier run: all new" if since.get("mode") == "last" else "all new"
+    elif "run_id" in start:
+        origin = f"since run {start.get('run_id') or start.get('job_key')}"
+    elif "timestamp" in start:
+        origin = f"since {start['timestamp']}"
+    else:
+        origin = f"since version {start.get('version')}"
+    seen_rows = since.get("rows_already_seen")
+    rows = f", {seen_rows} rows" if seen_rows is not None else ""
+    return (
+        f"{origin}: {since.get('files_new')} new file(s), {since.get('files_already_seen')} "
+        f"already translated{rows}; "
     )
 
 

@@ -8,7 +8,9 @@ stops here, naming the one that holds it, before it deletes or writes anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import structlog
 
 from batchmt.jobs.preflight import preflight
 from batchmt.pipeline.commit import (
@@ -20,8 +22,13 @@ from batchmt.pipeline.commit import (
 from batchmt.pipeline.glossary_files import load_glossary
 from batchmt.pipeline.input_plan import plan_input
 from batchmt.pipeline.lease import LeaseRecord, acquire, release
+from batchmt.pipeline.runs import previous_state, successful_runs
 from batchmt.pipeline.shards import Plan
+from batchmt.pipeline.sources.increments import SINCE, PreviousState
 from batchmt.pipeline.spec import JobSpec
+from batchmt.pipeline.storage import open_fs
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,31 @@ def make_plan(spec: JobSpec, version: int | None = None) -> Plan:
     """Plan from table logs and Parquet metadata only; fails on a schema problem with one
     line. `version`: a resume's pinned Delta version / Iceberg snapshot (else input.version,
     else the latest). No shard spans two output partitions (output.partition_by, else the
-    input's partition columns)."""
-    return plan_input(spec.input, spec.sharding, spec.output.partition_by, version)
+    input's partition columns).
+
+    With input.since only the rows new since then are planned; `since: last` starts where
+    the last successful run of this job into the same output left off (none: everything).
+    """
+    previous = _last_run_state(spec) if spec.input.since == "last" else None
+    plan = plan_input(spec.input, spec.sharding, spec.output.partition_by, version, previous)
+    since = plan.source.get(SINCE)
+    if isinstance(since, dict):
+        log.info("increment_planned", **increment_fields(since), shards=len(plan.shards))
+    return plan
+
+
+def _last_run_state(spec: JobSpec) -> PreviousState | None:
+    """The input state the last successful run covered; None when there is none, or when
+    output.overwrite replaces what the earlier runs wrote."""
+    if spec.output.overwrite:
+        return None
+    fs, root = open_fs(spec.output.path, spec.output.storage_options)
+    return previous_state(successful_runs(fs, root, spec.job_name), spec.input)
+
+
+def increment_fields(since: dict[str, Any]) -> dict[str, Any]:
+    """An increment's counts for logs and reports (the seen-set's digests left out)."""
+    return {k: v for k, v in since.items() if k != "seen"}
 
 
 def _pinned_version(layout: OutputLayout, spec: JobSpec) -> int | None:

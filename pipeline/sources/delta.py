@@ -19,9 +19,15 @@ from urllib.parse import unquote
 import pyarrow as pa
 
 from batchmt.pipeline.corpus import CorpusError
-from batchmt.pipeline.sources.listing import LAKES_EXTRA, InputFile, Listing, ordered
+from batchmt.pipeline.sources.listing import (
+    LAKES_EXTRA,
+    InputFile,
+    Listing,
+    modified_at,
+    ordered,
+)
 from batchmt.pipeline.spec import InputSpec
-from batchmt.pipeline.storage import open_fs
+from batchmt.pipeline.storage import open_fs, with_retries
 
 # s3fs-style option -> delta-rs (object_store) key; credentials may also come from the
 # environment (AWS_ACCESS_KEY_ID ...), which delta-rs reads itself.
@@ -144,11 +150,9 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def list_delta(input_spec: InputSpec, version: int | None) -> Listing:
-    """The live data files of the table at `version` (None: the latest now)."""
+def _live_files(table: Any, input_spec: InputSpec) -> tuple[list[InputFile], list[str]]:
+    """The add actions of the loaded version as files (paths as readers open them)."""
     uri = input_spec.path.rstrip("/")
-    table = _open_table(input_spec, version)
-    _refuse_unreadable(table, uri)
     columns = list(table.metadata().partition_columns)
     actions = pa.table(table.get_add_actions(flatten=True))
     _, root = open_fs(uri, input_spec.storage_options)
@@ -160,12 +164,67 @@ def list_delta(input_spec: InputSpec, version: int | None) -> Listing:
         for c in columns
         if f"partition.{c}" in actions.column_names
     }
+    counts: list[Any] = [None] * len(paths)
+    if "num_records" in actions.column_names:  # absent when the writer kept no stats
+        counts = actions.column("num_records").to_pylist()
     files = []
     for i, raw in enumerate(paths):
         # The log stores paths URL-encoded; absolute ones (shallow clones) are URLs.
         path = unquote(raw)
         path = path.removeprefix("file://") if "://" in path else f"{base}/{path}"
         partition = {c: _text(v[i]) for c, v in values.items() if v[i] is not None}
-        files.append(InputFile(path, partition))
+        rows = int(counts[i]) if counts[i] is not None else None
+        files.append(InputFile(path, partition, rows))
+    return files, columns
+
+
+def list_delta(input_spec: InputSpec, version: int | None) -> Listing:
+    """The live data files of the table at `version` (None: the latest now)."""
+    uri = input_spec.path.rstrip("/")
+    table = _open_table(input_spec, version)
+    _refuse_unreadable(table, uri)
+    files, columns = _live_files(table, input_spec)
     source = {"format": "delta", "version": table.version(), "location": uri}
     return Listing(ordered(files, columns), columns, source)
+
+
+def live_paths(input_spec: InputSpec, version: int) -> set[str]:
+    """The paths of the files live at an earlier `version` (an increment's start); named
+    as list_delta names them, so the two subtract. Nothing is refused: no file is read."""
+    uri = input_spec.path.rstrip("/")
+    deltalake = _import_deltalake()
+    options = delta_storage_options(uri, input_spec.storage_options) or None
+    try:
+        table = deltalake.DeltaTable(uri, version=version, storage_options=options)
+    except (deltalake.exceptions.DeltaError, OSError) as exc:  # gone from the log
+        reason = " ".join(str(exc).split())[:200]
+        raise CorpusError(
+            f"input.since: version {version} of Delta table {uri} cannot be loaded "
+            f"({reason}); its log may have been cleaned up: set input.since to a later "
+            "version or timestamp (or remove it to translate every live row)"
+        ) from None
+    return {f.path for f in _live_files(table, input_spec)[0]}
+
+
+def version_at(input_spec: InputSpec, when: datetime.datetime) -> int | None:
+    """The version that was current at `when` (Delta resolves it by the commit files'
+    modification times); None when the table did not exist yet."""
+    uri = input_spec.path.rstrip("/")
+    table = _open_table(input_spec, None)
+    table.load_as_version(when)
+    version = int(table.version())
+    # delta-rs answers the oldest version it still has for a time before it: check.
+    fs, root = open_fs(uri, input_spec.storage_options)
+    commit = f"{root.rstrip('/')}/_delta_log/{version:020d}.json"
+    try:
+        written = modified_at(with_retries(f"stat {commit}", lambda: fs.info(commit)))
+    except FileNotFoundError:
+        written = None  # only a checkpoint left: it was current at `when`
+    if written is None or written <= when.timestamp():
+        return version
+    if version == 0:
+        return None
+    raise CorpusError(
+        f"input.since {when.isoformat()} is before version {version}, the oldest one the "
+        f"log of Delta table {uri} still has; set input.since to a later time or version"
+    )

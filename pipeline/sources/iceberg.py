@@ -108,7 +108,7 @@ def _load_table(input_spec: InputSpec) -> Any:
     return pyiceberg.table.StaticTable.from_metadata(location, properties=properties)
 
 
-def _snapshot(table: Any, snapshot_id: int | None, where: str) -> Any:
+def _snapshot(table: Any, snapshot_id: int | None, where: str, key: str = "input.version") -> Any:
     if snapshot_id is None:
         snapshot = table.current_snapshot()
         if snapshot is None:
@@ -118,8 +118,9 @@ def _snapshot(table: Any, snapshot_id: int | None, where: str) -> Any:
     if snapshot is None:
         known = ", ".join(str(s.snapshot_id) for s in table.snapshots()[-5:]) or "none"
         raise CorpusError(
-            f"input.version {snapshot_id} is not a snapshot of Iceberg table {where} (latest "
-            f"snapshots: {known}); set input.version to a snapshot id or remove it"
+            f"{key} {snapshot_id} is not a snapshot of Iceberg table {where} (latest "
+            f"snapshots: {known}; expire_snapshots removes old ones); set {key} to a "
+            "snapshot id or remove it"
         )
     return snapshot
 
@@ -196,7 +197,7 @@ def list_iceberg(input_spec: InputSpec, snapshot_id: int | None) -> Listing:
             value = data.partition[position]
             if value is not None:
                 partition[source.name] = field.transform.to_human_string(source.field_type, value)
-        files.append(InputFile(_local(data.file_path), partition))
+        files.append(InputFile(_local(data.file_path), partition, int(data.record_count)))
     source = {
         "format": "iceberg",
         "version": snapshot.snapshot_id,
@@ -204,3 +205,20 @@ def list_iceberg(input_spec: InputSpec, snapshot_id: int | None) -> Listing:
         "table": input_spec.table,
     }
     return Listing(ordered(files, columns), columns, source)
+
+
+def data_file_paths(input_spec: InputSpec, snapshot_id: int) -> set[str]:
+    """The data files of an earlier snapshot (an increment's start), named as list_iceberg
+    names them; nothing is refused, as no file is read."""
+    where = input_spec.table or input_spec.path
+    table = _load_table(input_spec)
+    snapshot = _snapshot(table, snapshot_id, where, "input.since")
+    tasks = table.scan(snapshot_id=snapshot.snapshot_id).plan_files()
+    return {_local(task.file.file_path) for task in tasks}
+
+
+def snapshot_at(input_spec: InputSpec, when_ms: int) -> int | None:
+    """The snapshot that was current at `when_ms` (the table's snapshot log); None when the
+    table had none yet."""
+    snapshot = _load_table(input_spec).snapshot_as_of_timestamp(when_ms)
+    return None if snapshot is None else int(snapshot.snapshot_id)

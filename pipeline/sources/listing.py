@@ -3,6 +3,8 @@ and how they were chosen (format, pinned version, filter), for the plan and `bat
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +21,9 @@ class InputFile:
 
     path: str
     partition: dict[str, str] = field(default_factory=dict)
+    # Rows in the file when the table's metadata says (Delta add stats, Iceberg record
+    # counts) without opening it; None for Parquet folders. Only reported (increments).
+    rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,3 +94,22 @@ def ordered(files: list[InputFile], partition_columns: list[str]) -> list[InputF
         return values, f.path
 
     return sorted(files, key=key)
+
+
+def modified_at(info: Mapping[str, Any]) -> float | None:
+    """When a file (or a Delta commit) was last written, in POSIX seconds, from what
+    `fs.info()` / a detailed listing says: local `mtime`, S3 `LastModified`, GCS `updated`."""
+    for key in ("mtime", "LastModified", "last_modified", "updated"):
+        value = info.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+        if isinstance(value, datetime.datetime):
+            if value.tzinfo is None:  # object stores report UTC
+                value = value.replace(tzinfo=datetime.timezone.utc)
+            return value.timestamp()
+    return None
