@@ -8,7 +8,7 @@ stops here, naming the one that holds it, before it deletes or writes anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import structlog
 
@@ -24,7 +24,7 @@ from batchmt.pipeline.input_plan import plan_input
 from batchmt.pipeline.lease import LeaseRecord, acquire, release
 from batchmt.pipeline.runs import previous_state, successful_runs
 from batchmt.pipeline.shards import Plan
-from batchmt.pipeline.sources.increments import SINCE, PreviousState
+from batchmt.pipeline.sources.increments import SINCE, PreviousState, readable_source
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.storage import open_fs
 
@@ -54,9 +54,9 @@ def make_plan(spec: JobSpec, version: int | None = None) -> Plan:
     """
     previous = _last_run_state(spec) if spec.input.since == "last" else None
     plan = plan_input(spec.input, spec.sharding, spec.output.partition_by, version, previous)
-    since = plan.source.get(SINCE)
+    since = readable_source(plan.source).get(SINCE)
     if isinstance(since, dict):
-        log.info("increment_planned", **increment_fields(since), shards=len(plan.shards))
+        log.info("increment_planned", **since, shards=len(plan.shards))
     return plan
 
 
@@ -67,11 +67,6 @@ def _last_run_state(spec: JobSpec) -> PreviousState | None:
         return None
     fs, root = open_fs(spec.output.path, spec.output.storage_options)
     return previous_state(successful_runs(fs, root, spec.job_name), spec.input)
-
-
-def increment_fields(since: dict[str, Any]) -> dict[str, Any]:
-    """An increment's counts for logs and reports (the seen-set's digests left out)."""
-    return {k: v for k, v in since.items() if k != "seen"}
 
 
 def _pinned_version(layout: OutputLayout, spec: JobSpec) -> int | None:

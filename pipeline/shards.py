@@ -100,8 +100,10 @@ class Plan:
     # How the files were chosen (pipeline/sources/listing.py): {"format": parquet | delta |
     # iceberg, "version": the pinned Delta version / Iceberg snapshot id (None for Parquet),
     # "filter": input.filter, "files"/"files_skipped"/"partitions"/"partitions_skipped":
-    # what the filter kept, and for tables "location" (and "table")}. A resume plans the
-    # same version again. {} in manifests written before it existed (Parquet).
+    # what the filter kept, and for tables "location" (and "table"); with input.since
+    # "since": the increment (pipeline/sources/increments.py: mode, from, to, files and rows
+    # new / already seen, and for Parquet the seen-set the next run starts from)}. A resume
+    # plans the same version again. {} in manifests written before it existed (Parquet).
     source: dict[str, Any] = field(default_factory=dict)
     # The input's partition columns (hive folders, Delta partition columns, Iceberg
     # identity partitions): every slice's `partition` holds their values as text (a null

@@ -2,7 +2,8 @@
 
 The table folder also holds files that the version removed (overwritten, deleted, not yet
 vacuumed): only the version's add actions are planned, with their partition values. The
-version is pinned at planning time (the latest unless input.version names one).
+version is pinned at planning time (the latest unless input.version names one). For
+input.since, the live files of an earlier version and the version current at a time.
 
 Refused, because reading whole Parquet files would return wrong rows: deletion vectors
 (rows deleted in place) and column mapping (files name columns by physical ids).

@@ -70,6 +70,29 @@ def since_time(text: str) -> datetime.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=datetime.timezone.utc)
 
 
+def readable_source(source: Mapping[str, Any]) -> dict[str, Any]:
+    """A plan's source for logs, `_SUCCESS`, table commit properties and `batchmt status`:
+    the Parquet seen-set (8 bytes a file, base64) is left out, its count kept."""
+    since = source.get(SINCE)
+    if not isinstance(since, dict) or "seen" not in since:
+        return dict(source)
+    seen = since["seen"]
+    count = seen.get("count") if isinstance(seen, dict) else None
+    short = {k: v for k, v in since.items() if k != "seen"}
+    return {**source, SINCE: {**short, "files_seen": count}}
+
+
+def increment_key(source: Mapping[str, Any]) -> str:
+    """A short name for an increment, from where it starts (`since.from`) and how: the same
+    until a run of it succeeds, so a rerun after a kill finds the killed run's folder (and
+    resumes its pinned version), and the next increment gets a new one. "" without since."""
+    since = source.get(SINCE)
+    if not isinstance(since, dict):
+        return ""
+    start = json.dumps([since.get("mode"), since.get("from")], sort_keys=True, default=str)
+    return hashlib.sha256(start.encode()).hexdigest()[:8]
+
+
 # ----------------------------------------------------------------------------------------
 # Parquet file identities, as compact digests
 

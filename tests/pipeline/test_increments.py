@@ -13,11 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import structlog
 
-from batchmt.jobs.commands import plan_summary
-from batchmt.jobs.prepare import make_plan
-from batchmt.pipeline.commit import OutputLayout, prepare_output, write_success
 from batchmt.pipeline.corpus import CorpusError
 from batchmt.pipeline.input_plan import plan_input
 from batchmt.pipeline.shard_reader import read_shard
@@ -27,15 +23,10 @@ from batchmt.pipeline.sources.increments import (
     decode_seen,
     digests_of_inputs,
     encode_seen,
+    increment_key,
+    readable_source,
 )
-from batchmt.pipeline.spec import (
-    CatalogSpec,
-    InputSpec,
-    JobSpec,
-    ModelSpec,
-    OutputSpec,
-    ShardingSpec,
-)
+from batchmt.pipeline.spec import CatalogSpec, InputSpec, ShardingSpec
 
 deltalake = pytest.importorskip("deltalake")
 pytest.importorskip("pyiceberg.catalog.sql")
@@ -149,7 +140,6 @@ def test_delta_nothing_new_is_an_empty_plan(tmp_path: Path) -> None:
     assert (since["files_new"], since["files_already_seen"], since["rows_new"]) == (0, 2, 0)
     again = Plan.from_json(empty.to_json())
     assert again.shards == [] and again.source == empty.source
-    assert "0 new file(s), 2 already translated, 4 rows" in plan_summary(empty)
     # A wrong column still fails, though no shard is planned.
     with pytest.raises(CorpusError, match="column 'body' not found"):
         plan(InputSpec(path=path, since=0, text_column="body"))
@@ -263,6 +253,15 @@ def test_parquet_new_and_rewritten_files_are_new_untouched_ones_not(tmp_path: Pa
     assert (since["files_new"], since["files_already_seen"], since["to"]) == (2, 2, None)
     assert since["rows_already_seen"] is None  # Parquet: unknown without opening footers
 
+    # Logs, _SUCCESS and table properties get the count, not the digests.
+    readable = readable_source(grown.source)
+    assert readable["since"]["files_seen"] == 4 and "seen" not in readable["since"]
+    assert readable["format"] == "parquet" and "seen" in grown.source["since"]  # not changed
+    # The increment's name: the same for the same start (a rerun), else another.
+    assert increment_key(grown.source) == increment_key(plan(spec, after_full).source)
+    assert increment_key(grown.source) != increment_key(plan(spec, None).source)
+    assert increment_key(full.source) == ""
+
     # The next run starts from every live file, as this plan recorded them.
     seen = decode_seen(since["seen"])
     assert len(seen) == 4
@@ -288,68 +287,3 @@ def test_parquet_since_a_timestamp_takes_files_modified_after_it(tmp_path: Path)
 
     with pytest.raises(CorpusError, match=r"input\.since 3 names a Delta version"):
         plan(InputSpec(path=str(folder), since=3))
-
-
-# ------------------------------------------------------------------------------------------
-# make_plan: since last, against the runs found in the output
-
-
-def job(input_spec: InputSpec, output: Path) -> JobSpec:
-    return JobSpec(
-        source_lang="en",
-        target_lang="de",
-        input=input_spec,
-        output=OutputSpec(path=str(output)),
-        model=ModelSpec(name_or_path="tiny"),
-        sharding=SHARDING,
-    )
-
-
-def finish(spec: JobSpec, planned: Plan, finished_at: str) -> None:
-    """What a successful run leaves at a plain output's root: manifest, then _SUCCESS."""
-    layout = OutputLayout.open(spec.output)
-    prepare_output(layout, planned, spec.fingerprint(), overwrite=True)
-    summary = {"job_name": spec.job_name, "rows_in": planned.num_rows, "finished_at": finished_at}
-    write_success(layout, summary)
-
-
-def test_make_plan_since_last_reads_the_runs_in_the_output(tmp_path: Path) -> None:
-    path = str(tmp_path / "t")
-    deltalake.write_deltalake(path, rows(6), partition_by=["lang"])
-    spec = job(InputSpec(path=path, since="last"), tmp_path / "out")
-
-    with structlog.testing.capture_logs() as logs:
-        first = make_plan(spec)
-    assert first.num_rows == 6 and first.source["since"]["from"] is None
-    event = next(e for e in logs if e["event"] == "increment_planned")
-    assert event["files_new"] == 2 and event["rows_new"] == 6 and "seen" not in event
-    assert "no earlier run: all new" in plan_summary(first)
-
-    finish(spec, first, "2026-11-27T10:00:00Z")
-    deltalake.write_deltalake(path, rows(3, 100, "it"), mode="append", partition_by=["lang"])
-    with structlog.testing.capture_logs() as logs:
-        second = make_plan(spec)
-    assert ids_of(second, spec.input) == ["r100", "r101", "r102"]
-    since = second.source["since"]
-    assert since["from"]["version"] == 0 and since["from"]["finished_at"].startswith("2026-11-27")
-    event = next(e for e in logs if e["event"] == "increment_planned")
-    assert (event["files_new"], event["files_already_seen"], event["rows_new"]) == (1, 2, 3)
-    assert (event["rows_already_seen"], event["shards"]) == (6, 1)
-    assert "since run" in plan_summary(second) and "1 new file(s)" in plan_summary(second)
-
-    # output.overwrite starts over: the earlier runs no longer count.
-    fresh = OutputSpec(path=str(tmp_path / "out"), overwrite=True)
-    over = spec.model_copy(update={"output": fresh})
-    assert make_plan(over).num_rows == 9
-
-
-def test_make_plan_since_last_on_a_parquet_folder(tmp_path: Path) -> None:
-    folder = tmp_path / "in"
-    write(folder, "a.parquet", rows(2))
-    spec = job(InputSpec(path=str(folder), since="last"), tmp_path / "out")
-    first = make_plan(spec)
-    assert first.num_rows == 2
-    finish(spec, first, "2026-11-27T10:00:00Z")
-    assert make_plan(spec).shards == []  # nothing new since
-    write(folder, "b.parquet", rows(2, 10))
-    assert ids_of(make_plan(spec), spec.input) == ["r010", "r011"]
