@@ -27,6 +27,7 @@ from batchmt.pipeline.sources.increments import (
     readable_source,
 )
 from batchmt.pipeline.spec import CatalogSpec, InputSpec, ShardingSpec
+from tests.conftest import StorageRoot
 
 deltalake = pytest.importorskip("deltalake")
 pytest.importorskip("pyiceberg.catalog.sql")
@@ -270,6 +271,26 @@ def test_parquet_new_and_rewritten_files_are_new_untouched_ones_not(tmp_path: Pa
     assert decode_seen(encode_seen(seen)) == seen
     with pytest.raises(ValueError):
         decode_seen({**since["seen"], "count": 3})
+
+
+def test_parquet_increments_on_local_and_s3(storage_root: StorageRoot) -> None:
+    """A detailed listing (S3: list-objects) and fs.info (S3: HEAD, what a plan's inputs
+    hold) must give the same identity, or every file would look new on S3."""
+    options = storage_root.storage_options
+    storage_root.write_parquet("in/a.parquet", rows(2))
+    storage_root.write_parquet("in/b.parquet", rows(2, 10))
+    url = storage_root.url_of("in")
+    full = plan(InputSpec(path=url, storage_options=options))
+    spec = InputSpec(path=url, since="last", storage_options=options)
+    after_full = PreviousState(seen=digests_of_inputs(full.inputs))
+    assert plan(spec, after_full).shards == []
+
+    storage_root.write_parquet("in/c.parquet", rows(1, 20))
+    storage_root.write_parquet("in/a.parquet", rows(3))  # rewritten: other size and ETag
+    grown = plan(spec, after_full)
+    assert ids_of(grown, spec) == ["r000", "r001", "r002", "r020"]
+    assert grown.source["since"]["files_already_seen"] == 1
+    assert plan(spec, PreviousState(seen=decode_seen(grown.source["since"]["seen"]))).shards == []
 
 
 def test_parquet_since_a_timestamp_takes_files_modified_after_it(tmp_path: Path) -> None:
