@@ -165,9 +165,10 @@ def _finished_at(
 def _same_input(run: RunRecord, input_spec: InputSpec, kind: str) -> bool:
     """Whether `run` read the input this spec reads, the same way: same format, same path
     (or catalog table), same filter. A run with another filter covered other files."""
+    where = (input_spec.path or input_spec.table or "").rstrip("/")
     return (
         run.input_format == kind
-        and run.input_path == (input_spec.path or input_spec.table or "")
+        and run.input_path.rstrip("/") == where
         and run.source.get("filter") == input_spec.filter
     )
 

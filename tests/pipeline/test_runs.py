@@ -148,6 +148,7 @@ def test_previous_state_counts_only_runs_of_the_same_input(tmp_path: Path) -> No
     assert len(found) == 3
     state = previous_state(found, InputSpec(path=table, since="last"))
     assert state is not None and state.version == 1  # the other table and folder: not counted
+    assert previous_state(found, InputSpec(path=table + "/", since="last")) == state
     assert previous_state(found, InputSpec(path=table, since="last", filter="x = '1'")) is None
     assert previous_state([], InputSpec(path=table, since="last")) is None  # first run
 
