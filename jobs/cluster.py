@@ -75,8 +75,13 @@ def check_paths_reachable(spec: JobSpec, nodes: list[dict[str, Any]]) -> None:
     alive = [n for n in nodes if n.get("Alive")]
     if len(alive) < 2:
         return
-    for key, url in (("input.path", spec.input.path), ("output.path", spec.output.path)):
-        if _is_node_local(url):
+    inputs = ("input.path", spec.input.path)
+    if not spec.input.path and spec.input.catalog is not None:
+        # A catalog table: its files live under the catalog's warehouse.
+        warehouse = spec.input.catalog.properties.get("warehouse", "")
+        inputs = ("input.catalog.properties.warehouse", warehouse)
+    for key, url in (inputs, ("output.path", spec.output.path)):
+        if url and _is_node_local(url):
             raise StorageError(
                 f"{key} {url!r} is a node-local path, but the Ray cluster has {len(alive)} "
                 "nodes: workers on other nodes cannot see it. Use object storage "

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from batchmt.jobs.driver import JobFailed, run_job
 from batchmt.jobs.prepare import make_plan
@@ -15,6 +16,7 @@ from batchmt.pipeline.commit import OutputConflictError, OutputLayout, job_statu
 from batchmt.pipeline.corpus import CorpusError
 from batchmt.pipeline.glossary_files import GlossaryError
 from batchmt.pipeline.lease import LeaseHeldError
+from batchmt.pipeline.shards import Plan
 from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
 from batchmt.pipeline.storage import StorageError, open_fs
 from batchmt.pipeline.tables.common import TableCommitError
@@ -53,7 +55,9 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return cmd_run(spec, show_progress=not args.no_progress)
     if args.command == "plan":
-        print(make_plan(spec).to_json())
+        plan = make_plan(spec)
+        print(plan.to_json())
+        print(plan_summary(plan), file=sys.stderr)  # stdout stays one JSON document
         return 0
     if args.command == "verify":
         return cmd_verify(spec, as_json=args.json)
@@ -62,6 +66,56 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return submit(args.config, args.overrides, args.address, wait=not args.no_wait)
     raise SpecError(f"unknown command {args.command!r}")
+
+
+def plan_summary(plan: Plan) -> str:
+    """One line: what was read (format, pinned version, filter, files kept vs skipped)."""
+    source = plan.source
+    kind = source.get("format", "parquet")
+    if kind == "delta":
+        what = f"Delta table {source.get('location')} version {source.get('version')}"
+    elif kind == "iceberg":
+        where = source.get("table") or source.get("location")
+        what = f"Iceberg table {where} snapshot {source.get('version')}"
+    else:
+        what = f"Parquet {plan.input_path}"
+    files, partitions = source.get("files"), source.get("partitions")
+    kept = f"{files} file(s)"
+    if source.get("filter") is not None:
+        kept = (
+            f"filter {source['filter']!r} kept {files} of "
+            f"{files + source.get('files_skipped', 0)} file(s), {partitions} of "
+            f"{partitions + source.get('partitions_skipped', 0)} partition(s)"
+        )
+    elif plan.partition_columns:
+        kept += f" in {partitions} partition(s)"
+    parts = f"; output partitioned by {', '.join(plan.output_partitions)}"
+    return (
+        f"plan: {what}; {kept}; {since_summary(source)}{plan.num_rows} rows in "
+        f"{len(plan.shards)} shard(s){parts if plan.output_partitions else ''}"
+    )
+
+
+def since_summary(source: dict[str, Any]) -> str:
+    """input.since's part of the plan line: what is new, and since what ("" without it)."""
+    since = source.get("since")
+    if not isinstance(since, dict):
+        return ""
+    start = since.get("from")
+    if not start:
+        origin = "no earlier run: all new" if since.get("mode") == "last" else "all new"
+    elif "run_id" in start:
+        origin = f"since run {start.get('run_id') or start.get('job_key')}"
+    elif "timestamp" in start:
+        origin = f"since {start['timestamp']}"
+    else:
+        origin = f"since version {start.get('version')}"
+    seen_rows = since.get("rows_already_seen")
+    rows = f", {seen_rows} rows" if seen_rows is not None else ""
+    return (
+        f"{origin}: {since.get('files_new')} new file(s), {since.get('files_already_seen')} "
+        f"already translated{rows}; "
+    )
 
 
 def overrides_from_file(path: str | None) -> list[str]:

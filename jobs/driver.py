@@ -56,6 +56,7 @@ from batchmt.pipeline.commit import (
 from batchmt.pipeline.lease import GENERATION_ENV, Heartbeat, LeaseLostError
 from batchmt.pipeline.results import QeCounts, ShardResult
 from batchmt.pipeline.shards import Plan, Shard
+from batchmt.pipeline.sources.increments import readable_source
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.table_commit import commit_table, find_commit, recorded_properties
 from batchmt.pipeline.tables.common import TableCommitError
@@ -250,9 +251,8 @@ def _refuse_if_committed(spec: JobSpec, layout: OutputLayout) -> None:
 def _output_summary(spec: JobSpec, layout: OutputLayout, plan: Plan) -> dict[str, Any]:
     """Where the rows went (partitions, table) and which input version they came from."""
     out: dict[str, Any] = {"partition_by": list(layout.partition_by)}
-    source = getattr(plan, "source", None)  # the input table version read, when one was
-    if source is not None:
-        out["source"] = source
+    if plan.source:  # how the input was read: a table's version, the filter, the increment
+        out["source"] = readable_source(plan.source)
     if layout.is_table:
         out["table"] = {
             "format": layout.table_format,
@@ -269,9 +269,7 @@ def _commit(
 ) -> dict[str, Any]:
     """The one table commit, between the last marker and _SUCCESS (idempotent)."""
     _exit_if_asked("before_table_commit")
-    recorded = recorded_properties(
-        heartbeat.record.run_id, prepared.fingerprint, getattr(prepared.plan, "source", None)
-    )
+    recorded = recorded_properties(heartbeat.record.run_id, prepared.fingerprint, prepared.plan)
     started = time.perf_counter()
     try:
         result = commit_table(spec.output, prepared.layout, prepared.plan, results, recorded)

@@ -10,14 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import structlog
+
 from batchmt.jobs.preflight import preflight
-from batchmt.pipeline.columns import written_columns
-from batchmt.pipeline.commit import OutputLayout, prepare_output
-from batchmt.pipeline.corpus import CorpusError, check_schema, open_dataset, partition_fields
+from batchmt.pipeline.commit import (
+    OutputConflictError,
+    OutputLayout,
+    prepare_output,
+    read_manifest,
+)
 from batchmt.pipeline.glossary_files import load_glossary
+from batchmt.pipeline.input_plan import plan_input
 from batchmt.pipeline.lease import LeaseRecord, acquire, release
-from batchmt.pipeline.shards import Plan, plan_shards
+from batchmt.pipeline.runs import previous_state, successful_runs
+from batchmt.pipeline.shards import Plan
+from batchmt.pipeline.sources.increments import SINCE, PreviousState, readable_source
 from batchmt.pipeline.spec import JobSpec
+from batchmt.pipeline.storage import open_fs
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,35 +43,52 @@ class Prepared:
     lease: LeaseRecord  # held from here on: renew it (lease.Heartbeat), release it at the end
 
 
-def make_plan(spec: JobSpec) -> Plan:
-    """Plan from Parquet metadata only; fails on a schema problem with one line."""
-    dataset = open_dataset(spec.input)
-    check_schema(dataset, spec.input)
-    # An input column of the same name would be silently overwritten: refuse it up front.
-    clash = [c for c in written_columns(spec.input.translation_column) if c in dataset.schema.names]
-    if clash:
-        raise CorpusError(
-            f"input already has column(s) {', '.join(clash)}, which batchmt writes; "
-            "rename them in the input (they would be overwritten)"
-        )
-    # Output partitions: output.partition_by, else the input's; shards never span two.
-    partitions = partition_fields(dataset)
-    split_on = spec.output.partition_by or partitions
-    unknown = [c for c in split_on if c not in partitions]
-    if unknown:
-        raise CorpusError(
-            f"output.partition_by names {', '.join(unknown)}, which is not a partition column "
-            f"of the input (its partition columns: {', '.join(partitions) or 'none'}); "
-            "change output.partition_by or partition the input folders by it (col=value/)"
-        )
-    return plan_shards(dataset, spec.input, spec.sharding, split_on=split_on)
+def make_plan(spec: JobSpec, version: int | None = None) -> Plan:
+    """Plan from table logs and Parquet metadata only; fails on a schema problem with one
+    line. `version`: a resume's pinned Delta version / Iceberg snapshot (else input.version,
+    else the latest). No shard spans two output partitions (output.partition_by, else the
+    input's partition columns).
+
+    With input.since only the rows new since then are planned; `since: last` starts where
+    the last successful run of this job into the same output left off (none: everything).
+    """
+    previous = _last_run_state(spec) if spec.input.since == "last" else None
+    plan = plan_input(spec.input, spec.sharding, spec.output.partition_by, version, previous)
+    since = readable_source(plan.source).get(SINCE)
+    if isinstance(since, dict):
+        log.info("increment_planned", **since, shards=len(plan.shards))
+    return plan
+
+
+def _last_run_state(spec: JobSpec) -> PreviousState | None:
+    """The input state the last successful run covered; None when there is none, or when
+    output.overwrite replaces what the earlier runs wrote."""
+    if spec.output.overwrite:
+        return None
+    fs, root = open_fs(spec.output.path, spec.output.storage_options)
+    return previous_state(successful_runs(fs, root, spec.job_name), spec.input)
+
+
+def _pinned_version(layout: OutputLayout, spec: JobSpec) -> int | None:
+    """The table version a resumable manifest froze: a resume must plan the same version
+    (the latest may have moved on), or its pinned files would look gone."""
+    if spec.output.overwrite:
+        return None
+    try:
+        stored = read_manifest(layout)
+    except (OutputConflictError, ValueError):
+        return None  # prepare_output reports a broken manifest, where it always did
+    if stored is None or stored[0] != spec.fingerprint():
+        return None
+    version = stored[1].source.get("version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
 def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
     """Plan, check the glossary, take the output's lease, then claim the output: new,
     resume, or OutputConflictError (LeaseHeldError while another driver holds it)."""
     layout = OutputLayout.for_job(spec)  # a table output: this spec's folder in the table
-    plan = make_plan(spec)
+    plan = make_plan(spec, _pinned_version(layout, spec))
     if spec.glossary.path:
         # A bad glossary file fails here, before any output is claimed or worker started.
         load_glossary(

@@ -87,8 +87,10 @@ def _lake_lines(status: dict[str, Any]) -> list[str]:
     lines = []
     if status.get("partition_by"):
         lines.append(f"  partitions: {', '.join(status['partition_by'])}")
-    if status.get("source") is not None:
-        lines.append(f"  read:    input version {status['source']}")
+    source = status.get("source") or {}
+    if source.get("version") is not None:
+        where = source.get("table") or source.get("location") or ""
+        lines.append(f"  read:    {source.get('format')} {where} version {source['version']}")
     table = status.get("table")
     if table:
         where = table.get("identifier") or table.get("location")

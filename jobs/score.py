@@ -13,7 +13,8 @@ from pathlib import Path
 from batchmt.jobs.driver import run_job
 from batchmt.jobs.report import job_report
 from batchmt.pipeline import columns
-from batchmt.pipeline.corpus import CorpusError, open_dataset
+from batchmt.pipeline.corpus import CorpusError
+from batchmt.pipeline.input_plan import input_schema
 from batchmt.pipeline.spec import JobSpec
 
 
@@ -30,7 +31,7 @@ def scoring_spec(spec: JobSpec) -> JobSpec:
 def check_translation_column(spec: JobSpec) -> None:
     """Fail before any work when the input has no column of translations to score."""
     column = spec.input.translation_column or columns.TRANSLATION
-    names = open_dataset(spec.input).schema.names
+    names = input_schema(spec.input).names
     if column not in names:
         raise CorpusError(
             f"input {spec.input.path} has no column {column!r} of translations to score "

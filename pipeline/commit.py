@@ -48,6 +48,7 @@ from batchmt.pipeline.quality import merge_quality
 from batchmt.pipeline.results import QeCounts, ShardResult
 from batchmt.pipeline.resume_checks import InputChangedError, ManifestError, check_resumable
 from batchmt.pipeline.shards import SHARD_ID_PATTERN, Plan, Shard
+from batchmt.pipeline.sources.increments import readable_source
 from batchmt.pipeline.spec import JobSpec, OutputSpec
 from batchmt.pipeline.storage import (
     join,
@@ -536,8 +537,8 @@ def job_status(layout: OutputLayout) -> dict[str, Any]:
         },
         "success": success is not None,
         "partition_by": list(manifest[1].output_partitions) if manifest else [],
-        # The input version the job read (a Delta version / Iceberg snapshot), when known.
-        "source": getattr(manifest[1], "source", None) if manifest else None,
+        # How the input was read: format, the Delta version / Iceberg snapshot, the filter.
+        "source": readable_source(manifest[1].source) if manifest else None,
         # Table outputs: where the rows went and the version that holds them; None until
         # the commit (it comes right before _SUCCESS).
         "table": (success or {}).get("table"),

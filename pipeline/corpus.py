@@ -1,5 +1,9 @@
 """Reading input corpora: a Parquet file, a folder (hive partitions), or a glob; any fsspec URL.
 
+A Delta or Iceberg table is never read here as loose files (its folder holds the files of
+every version, removed ones included): `detect_format` recognises it and
+pipeline/sources/ lists exactly the live files of one table version.
+
 The driver only lists files, reads footers (see shards.py) and checks the schema here; rows
 are read by workers, one shard at a time (see shard_reader.py), so a corpus far larger than
 memory is fine.
@@ -8,6 +12,7 @@ memory is fine.
 from __future__ import annotations
 
 import re
+from typing import Any, Literal
 from urllib.parse import unquote
 
 import fsspec
@@ -84,24 +89,118 @@ def list_files(fs: fsspec.AbstractFileSystem, path: str, url: str) -> tuple[list
     return files, base
 
 
-def open_dataset(input_spec: InputSpec) -> ds.Dataset:
-    """A pyarrow Dataset over the input files (sorted), with hive partition columns as strings.
+InputFormat = Literal["parquet", "delta", "iceberg"]
+
+
+def _where(input_spec: InputSpec) -> str:
+    """How messages name the input: its path, or an Iceberg catalog table's identifier."""
+    return input_spec.path or input_spec.table or ""
+
+
+def detect_format(input_spec: InputSpec) -> InputFormat:
+    """What `input.format: auto` reads: a folder with `_delta_log/` is a Delta table, one
+    with `metadata/*.metadata.json` (or input.table + catalog) an Iceberg table; else files."""
+    if input_spec.format != "auto":
+        return input_spec.format
+    if input_spec.table is not None:
+        return "iceberg"
+    if _GLOB_CHARS.search(input_spec.path):
+        return "parquet"
+    fs, path = open_fs(input_spec.path, input_spec.storage_options)
+    root = path.rstrip("/")
+    if with_retries(f"stat {input_spec.path}/_delta_log", lambda: fs.isdir(f"{root}/_delta_log")):
+        return "delta"
+    found = with_retries(
+        f"list {input_spec.path}/metadata", lambda: fs.glob(f"{root}/metadata/*.metadata.json")
+    )
+    return "iceberg" if found else "parquet"
+
+
+def input_file_fs(input_spec: InputSpec, path: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and inner path of an input data file as a plan names it.
+
+    Files of Parquet inputs are named inside input.path's filesystem (as they always were);
+    files of lake tables may live anywhere the table's log points, so remote ones are named
+    by URL (s3://bucket/key) and opened with input.storage_options (else an Iceberg
+    catalog's S3 properties); local ones by path.
+    """
+    options = input_spec.storage_options or _catalog_options(input_spec)
+    if "://" in path:
+        return open_fs(path, options)
+    fs, _ = open_fs(input_spec.path or "/", options)
+    return fs, path
+
+
+# pyiceberg FileIO property -> fsspec (s3fs) option: a catalog's S3 settings also open its
+# data files when input.storage_options is empty.
+_FILEIO_TO_FSSPEC = {
+    "s3.endpoint": "endpoint_url",
+    "s3.access-key-id": "key",
+    "s3.secret-access-key": "secret",
+    "s3.session-token": "token",
+}
+
+
+def _catalog_options(input_spec: InputSpec) -> dict[str, Any]:
+    properties = input_spec.catalog.properties if input_spec.catalog else {}
+    out: dict[str, Any] = {
+        o: properties[p] for p, o in _FILEIO_TO_FSSPEC.items() if p in properties
+    }
+    if "s3.region" in properties:
+        out["client_kwargs"] = {"region_name": properties["s3.region"]}
+    return out
+
+
+def hive_partitions(
+    input_spec: InputSpec,
+) -> tuple[list[tuple[str, dict[str, str]]], list[str]]:
+    """[(file, hive partition values)] sorted by file, and the partition column names, from
+    the listing alone: no file is opened (a filter must be able to skip files unread)."""
+    fs, path = open_fs(input_spec.path, input_spec.storage_options)
+    files, base = list_files(fs, path, input_spec.path)
+    partitioning = _hive_partitioning(files, base)
+    if partitioning is None:
+        return [(f, {}) for f in files], []
+    out = []
+    for file in files:
+        folder = _relative(file, base).rpartition("/")[0]  # as pyarrow parses: no file name
+        keys = ds.get_partition_keys(partitioning.parse(folder + "/"))
+        out.append((file, {k: str(v) for k, v in sorted(keys.items()) if v is not None}))
+    return out, list(partitioning.schema.names)
+
+
+def _hive_partitioning(files: list[str], base: str) -> ds.Partitioning | None:
+    """Hive partitioning over every `key=value` folder name under `base`, keys as strings.
 
     Partition columns are always strings: inferring types per run could turn `part=007`
     into 7 on one run and keep it on another, and would differ between shards.
     """
-    fs, path = open_fs(input_spec.path, input_spec.storage_options)
-    files, base = list_files(fs, path, input_spec.path)
     keys: dict[str, None] = {}
     for file in files:
         for part in _relative(file, base).split("/")[:-1]:
             key, sep, _ = part.partition("=")
             if sep and key:
                 keys.setdefault(unquote(key), None)
-    partitioning = None
-    if keys:
-        schema = pa.schema([(key, pa.string()) for key in keys])
-        partitioning = ds.partitioning(schema, flavor="hive")
+    if not keys:
+        return None
+    return ds.partitioning(pa.schema([(key, pa.string()) for key in keys]), flavor="hive")
+
+
+def open_dataset(input_spec: InputSpec) -> ds.Dataset:
+    """A pyarrow Dataset over the input files (sorted), with hive partition columns as strings.
+
+    Only for Parquet inputs: a Delta or Iceberg table read this way would return the rows
+    of removed files too, so it is refused (pipeline/input_plan.py reads tables).
+    """
+    kind = detect_format(input_spec)
+    if kind != "parquet":
+        raise CorpusError(
+            f"input {_where(input_spec)} is a {kind} table: it is read "
+            "through its log, not as loose Parquet files (use pipeline.input_plan)"
+        )
+    fs, path = open_fs(input_spec.path, input_spec.storage_options)
+    files, base = list_files(fs, path, input_spec.path)
+    partitioning = _hive_partitioning(files, base)
     try:
         return ds.dataset(
             files,
@@ -125,12 +224,20 @@ def partition_fields(dataset: ds.Dataset) -> list[str]:
 
 
 def without_dictionaries(schema: pa.Schema) -> pa.Schema:
-    """Dictionary-encoded columns as their value type: one file written with pandas
-    categoricals and one without hold the same column, and unify as such (workers cast)."""
-    fields = [
-        f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema
-    ]
+    """Dictionary-encoded columns as their value type, and view types (string_view,
+    binary_view) as plain ones: one file written with pandas categoricals and one without,
+    or a Delta file rewritten by delta-rs (which writes views) and an older one, hold the
+    same column, and unify as such (workers cast)."""
+    fields = []
+    for f in schema:
+        t = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+        if _is_string_view(t):
+            t = pa.string()
+        elif _is_binary_view(t):
+            t = pa.binary()
+        fields.append(f.with_type(t))
     return pa.schema(fields, metadata=schema.metadata)
+
 
 _OPTIONAL_TYPES = {
     columns.CONTEXT: "list<string> (an explicit context window per row)",
@@ -144,6 +251,7 @@ _OPTIONAL_TYPES = {
 # View types exist from pyarrow 16 on; the project supports 15.
 _is_string_view = getattr(pa.types, "is_string_view", lambda t: False)
 _is_list_view = getattr(pa.types, "is_list_view", lambda t: False)
+_is_binary_view = getattr(pa.types, "is_binary_view", lambda t: False)
 
 
 def _is_string(t: pa.DataType) -> bool:
@@ -198,7 +306,7 @@ def check_schema(dataset: ds.Dataset | pa.Schema, input_spec: InputSpec) -> None
     duplicated = sorted({name for name in schema.names if schema.names.count(name) > 1})
     if duplicated:
         raise CorpusError(
-            f"input {input_spec.path} has column(s) {', '.join(duplicated)} more than once "
+            f"input {_where(input_spec)} has column(s) {', '.join(duplicated)} more than once "
             "(a partition folder named like a file column?); rename one of them"
         )
     # An input column of the same name would be overwritten, and an output with two
@@ -206,7 +314,7 @@ def check_schema(dataset: ds.Dataset | pa.Schema, input_spec: InputSpec) -> None
     clash = [c for c in written_columns(input_spec.translation_column) if c in schema.names]
     if clash:
         raise CorpusError(
-            f"input {input_spec.path} already has column(s) {', '.join(clash)}, which batchmt "
+            f"input {_where(input_spec)} already has column(s) {', '.join(clash)}, which batchmt "
             "writes; rename them in the input (they would be overwritten)"
         )
     for column, key in (
@@ -215,7 +323,7 @@ def check_schema(dataset: ds.Dataset | pa.Schema, input_spec: InputSpec) -> None
     ):
         if schema.get_field_index(column) < 0:
             raise CorpusError(
-                f"input column {column!r} not found in {input_spec.path} (columns: {found}); "
+                f"input column {column!r} not found in {_where(input_spec)} (columns: {found}); "
                 f"set input.{key}"
             )
     id_type = schema.field(input_spec.id_column).type

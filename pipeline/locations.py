@@ -33,6 +33,8 @@ def _inside(child: str, parent: str) -> bool:
 
 def check_output_outside_input(input_spec: InputSpec, output_spec: OutputSpec) -> None:
     """Refuse an output folder that is the input folder or inside it (or its glob's)."""
+    if not input_spec.path.strip():
+        return  # an Iceberg table named through its catalog: no input folder to be inside
     in_fs, in_path = open_fs(input_spec.path, input_spec.storage_options)
     out_fs, out_root = open_fs(output_spec.path, output_spec.storage_options)
     if in_fs.protocol != out_fs.protocol:

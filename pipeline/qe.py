@@ -141,8 +141,10 @@ class RowQe:
     logprob: float | None = None
 
 
+@lru_cache(maxsize=1 << 16)
 def _script(ch: str) -> str | None:
-    """The script of a letter (None for digits, punctuation, symbols)."""
+    """The script of a letter (None for digits, punctuation, symbols). Cached: every output
+    row asks for each of its characters, and a language has few of them."""
     if not ch.isalpha():
         return None
     code = ord(ch)

@@ -9,7 +9,9 @@ stored plan runs again it is checked against a fresh plan of the same `input.pat
   the slices of each planned row group cover it exactly once (no row twice, none lost),
 - row counts add up (slices -> shard -> plan),
 - every pinned input file is unchanged (size, mtime / ETag / version id, row groups):
-  rows that moved between a kill and a resume would otherwise be translated twice or never.
+  rows that moved between a kill and a resume would otherwise be translated twice or never,
+- a table input is planned at the same Delta version / Iceberg snapshot, whose files must
+  all still exist (VACUUM or expire_snapshots may have removed them).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def _names(items: list[str]) -> str:
 
 def check_resumable(stored: Plan, fresh: Plan, manifest_path: str) -> None:
     """Raise ManifestError or InputChangedError unless `stored` can run again as it is."""
+    _check_source(stored, fresh, manifest_path)
     _check_structure(stored, fresh, manifest_path)
     _check_inputs_unchanged(stored, fresh, manifest_path)
     _check_coverage(stored, fresh, manifest_path)
@@ -44,6 +47,25 @@ def check_resumable(stored: Plan, fresh: Plan, manifest_path: str) -> None:
 
 def _bad(manifest_path: str, what: str) -> ManifestError:
     return ManifestError(f"{manifest_path} cannot be resumed: {what}; {_START_OVER}")
+
+
+def _describe(source: dict[str, object]) -> str:
+    kind = source.get("format") or "parquet"
+    if kind == "parquet":
+        return "Parquet files"
+    what = "version" if kind == "delta" else "snapshot"
+    return f"{kind} table {what} {source.get('version')}"
+
+
+def _check_source(stored: Plan, fresh: Plan, manifest_path: str) -> None:
+    """The same kind of input, and for a table the same version (prepare plans the
+    manifest's version again, so a difference means the input itself changed kind)."""
+    before, now = stored.source or {"format": "parquet"}, fresh.source or {"format": "parquet"}
+    if (before.get("format"), before.get("version")) != (now.get("format"), now.get("version")):
+        raise _bad(
+            manifest_path,
+            f"it was planned from {_describe(before)}, the input now plans {_describe(now)}",
+        )
 
 
 def _check_structure(stored: Plan, fresh: Plan, manifest_path: str) -> None:
@@ -77,6 +99,12 @@ def _check_structure(stored: Plan, fresh: Plan, manifest_path: str) -> None:
         raise _bad(
             manifest_path,
             f"it reads file(s) that input.path {fresh.input_path} does not list: {_names(foreign)}",
+        )
+    if missing_pinned and stored.source.get("format") in ("delta", "iceberg"):
+        raise InputChangedError(
+            f"file(s) {_names(missing_pinned)} of {_describe(stored.source)}, which "
+            f"{manifest_path} reads, are gone (removed by VACUUM / expire_snapshots?); the "
+            f"resume would lose their rows. {_START_OVER}"
         )
     if missing_pinned:
         raise InputChangedError(

@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from batchmt.pipeline.corpus import input_file_fs
 from batchmt.pipeline.shards import RowSlice, Shard, schema_from_text
 from batchmt.pipeline.spec import InputSpec
-from batchmt.pipeline.storage import open_fs, open_input, with_retries
+from batchmt.pipeline.storage import open_input, with_retries
 
 _MAX_REASON_CHARS = 200
 
@@ -84,10 +84,13 @@ def _read_row_group(
 
 
 def _read_slices(
-    fs: fsspec.AbstractFileSystem, path: str, slices: Iterable[RowSlice], id_column: str
+    input_spec: InputSpec, path: str, slices: Iterable[RowSlice]
 ) -> list[tuple[pa.Table, list[str | None]]]:
+    fs, inner = input_file_fs(input_spec, path)  # lake tables' files may be URLs
+    id_column = input_spec.id_column
+
     def read() -> list[tuple[pa.Table, list[str | None]]]:
-        with open_input(fs, path) as f:
+        with open_input(fs, inner) as f:
             parquet = pq.ParquetFile(f, pre_buffer=True)
             out = []
             for piece in slices:
@@ -213,7 +216,6 @@ def read_shard_data(shard: Shard, input_spec: InputSpec) -> ShardData:
 
     Partition columns are added back from the slice, so every shard has the same columns.
     """
-    fs, _path = open_fs(input_spec.path, input_spec.storage_options)
     schema = schema_from_text(shard.schema) if shard.schema else None
     parts: list[tuple[pa.Table, list[str | None]]] = []
     i = 0
@@ -222,7 +224,7 @@ def read_shard_data(shard: Shard, input_spec: InputSpec) -> ShardData:
         j = i
         while j < len(slices) and slices[j].path == slices[i].path:
             j += 1
-        parts.extend(_read_slices(fs, slices[i].path, slices[i:j], input_spec.id_column))
+        parts.extend(_read_slices(input_spec, slices[i].path, slices[i:j]))
         i = j
     errors = [e for _, part_errors in parts for e in part_errors]
     tables = [t for t, _ in parts]

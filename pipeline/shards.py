@@ -19,16 +19,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from batchmt.pipeline.columns import DOC_ID
-from batchmt.pipeline.corpus import CorpusError, check_schema, without_dictionaries
+from batchmt.pipeline.corpus import (
+    CorpusError,
+    check_schema,
+    input_file_fs,
+    without_dictionaries,
+)
+from batchmt.pipeline.sources.listing import InputFile, Listing
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
-from batchmt.pipeline.storage import open_fs, open_input, with_retries
+from batchmt.pipeline.storage import open_input, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +97,20 @@ class Plan:
     # {file: identity}: what the input files were when planned (see file_identity). A
     # resume compares it with the files as they are now and refuses if one was rewritten.
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # The input's partition columns, and the output's (output.partition_by, else the
-    # input's): every shard's slices agree on the output ones. [] in older manifests.
+    # How the files were chosen (pipeline/sources/listing.py): {"format": parquet | delta |
+    # iceberg, "version": the pinned Delta version / Iceberg snapshot id (None for Parquet),
+    # "filter": input.filter, "files"/"files_skipped"/"partitions"/"partitions_skipped":
+    # what the filter kept, and for tables "location" (and "table"); with input.since
+    # "since": the increment (pipeline/sources/increments.py: mode, from, to, files and rows
+    # new / already seen, and for Parquet the seen-set the next run starts from)}. A resume
+    # plans the same version again. {} in manifests written before it existed (Parquet).
+    source: dict[str, Any] = field(default_factory=dict)
+    # The input's partition columns (hive folders, Delta partition columns, Iceberg
+    # identity partitions): every slice's `partition` holds their values as text (a null
+    # value is left out).
     partition_columns: list[str] = field(default_factory=list)
+    # The columns no shard spans two values of: output.partition_by, else the input's
+    # partition columns; the output is partitioned by them.
     output_partitions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +148,7 @@ class Plan:
             schema=schema,
             noncontiguous_documents=data.get("noncontiguous_documents", 0),
             inputs={str(k): dict(v) for k, v in (data.get("inputs") or {}).items()},
+            source=dict(data.get("source") or {}),
             partition_columns=[str(c) for c in data.get("partition_columns") or []],
             output_partitions=[str(c) for c in data.get("output_partitions") or []],
         )
@@ -195,10 +212,12 @@ def _document_runs(column: pa.ChunkedArray | pa.Array) -> list[_Run]:
 
 
 def _read_file_info(
-    fs: fsspec.AbstractFileSystem, path: str, partition: dict[str, str], with_docs: bool
+    input_spec: InputSpec, path: str, partition: dict[str, str], with_docs: bool
 ) -> _FileInfo:
+    fs, inner = input_file_fs(input_spec, path)
+
     def read() -> _FileInfo:
-        with open_input(fs, path) as f:
+        with open_input(fs, inner) as f:
             parquet = pq.ParquetFile(f)
             meta = parquet.metadata
             schema = parquet.schema_arrow
@@ -212,7 +231,7 @@ def _read_file_info(
                         runs.append(_document_runs(column))
                     else:
                         runs.append([(0, rows, None)] if rows else [])
-            identity = file_identity(fs.info(path), row_groups)
+            identity = file_identity(fs.info(inner), row_groups)
             return _FileInfo(path, partition, schema, row_groups, runs, identity)
 
     try:
@@ -230,6 +249,53 @@ def _fragments(dataset: ds.Dataset) -> list[tuple[str, dict[str, str]]]:
         partition = {k: str(v) for k, v in sorted(keys.items()) if v is not None}
         out.append((fragment.path, partition))
     return sorted(out)
+
+
+def _as_listing(dataset: ds.Dataset) -> Listing:
+    """A dataset from corpus.open_dataset, as the listing pipeline/sources would give."""
+    names = list(dataset.partitioning.schema.names) if dataset.partitioning is not None else []
+    files = [InputFile(path, partition) for path, partition in _fragments(dataset)]
+    return Listing(files, names, {"format": "parquet", "version": None})
+
+
+def _first_schema(input_spec: InputSpec, listing: Listing) -> pa.Schema:
+    """The first file's schema: whether the corpus has doc_id (as a dataset would say)."""
+    fs, path = input_file_fs(input_spec, listing.files[0].path)
+
+    def read() -> pa.Schema:
+        with open_input(fs, path) as f:
+            return pq.ParquetFile(f).schema_arrow
+
+    try:
+        return with_retries(f"read footer {path}", read)
+    except FileNotFoundError as exc:
+        raise _gone(listing, exc) from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise CorpusError(f"cannot read Parquet footer of {path}: {exc}") from None
+
+
+def _read_all(
+    input_spec: InputSpec, listing: Listing, files: list[tuple[str, dict[str, str]]], docs: bool
+) -> list[_FileInfo]:
+    try:
+        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+            return list(pool.map(lambda f: _read_file_info(input_spec, f[0], f[1], docs), files))
+    except FileNotFoundError as exc:
+        raise _gone(listing, exc) from None
+
+
+def _gone(listing: Listing, exc: FileNotFoundError) -> Exception:
+    """A table's planned file that is not there: its version was vacuumed (say so)."""
+    source = listing.source
+    if source.get("format") not in ("delta", "iceberg"):
+        return exc
+    return CorpusError(
+        f"data file {exc.filename or exc} of {source['format']} table "
+        f"{source.get('table') or source.get('location')} version {source.get('version')} "
+        "is gone (VACUUM / expire_snapshots remove the files of old versions); plan a "
+        "version whose files exist (input.version), or start over with --set "
+        "output.overwrite=true when resuming"
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -362,7 +428,7 @@ def _unified_schema(files: list[_FileInfo], input_spec: InputSpec) -> pa.Schema:
         schema = pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise CorpusError(
-            f"input files of {input_spec.path} have incompatible schemas: {exc}"
+            f"input files of {input_spec.path or input_spec.table} have incompatible schemas: {exc}"
         ) from None
     schema = schema.remove_metadata()
     for name in dict.fromkeys(k for f in files for k in f.partition):
@@ -372,28 +438,38 @@ def _unified_schema(files: list[_FileInfo], input_spec: InputSpec) -> pa.Schema:
 
 
 def plan_shards(
-    dataset: ds.Dataset,
+    dataset: ds.Dataset | Listing,
     input_spec: InputSpec,
     sharding: ShardingSpec,
     split_on: Sequence[str] = (),
 ) -> Plan:
-    """Cut the dataset into shards of about `sharding.rows_per_shard` rows, never across a
+    """Cut the input into shards of about `sharding.rows_per_shard` rows, never across a
     change of the `split_on` partition columns (the output's partitions).
 
-    Reads only footers, plus the doc_id column when it exists; never the text.
+    `dataset`: a Parquet dataset (corpus.open_dataset) or the listing of an input source
+    (pipeline/sources/). Reads only footers, plus the doc_id column when it exists; never
+    the text.
     """
-    fs, _ = open_fs(input_spec.path, input_spec.storage_options)
-    fragments = _fragments(dataset)
-    with_docs = DOC_ID in dataset.schema.names
-    with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-        files = list(pool.map(lambda fp: _read_file_info(fs, fp[0], fp[1], with_docs), fragments))
+    listing = _as_listing(dataset) if isinstance(dataset, ds.Dataset) else dataset
+    fragments = [(f.path, f.partition) for f in listing.files]
+    if isinstance(dataset, ds.Dataset):
+        with_docs = DOC_ID in dataset.schema.names
+    else:
+        # The first file's columns (with the partition columns) are checked before every
+        # footer is read: a wrong column name fails at once, with the columns found.
+        first = _first_schema(input_spec, listing)
+        for name in listing.partition_columns:
+            if name not in first.names:
+                first = first.append(pa.field(name, pa.string()))
+        check_schema(first, input_spec)
+        with_docs = DOC_ID in first.names
+    files = _read_all(input_spec, listing, fragments, with_docs)
     schema = _unified_schema(files, input_spec)
     check_schema(schema, input_spec)
     if DOC_ID in schema.names and not with_docs:
         # Only a later file has doc_id (the dataset's schema is the first file's): read the
         # document runs now, so no file is packed without them.
-        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-            files = list(pool.map(lambda f: _read_file_info(fs, f.path, f.partition, True), files))
+        files = _read_all(input_spec, listing, [(f.path, f.partition) for f in files], True)
     with_docs = DOC_ID in schema.names
 
     packer = _Packer(sharding.rows_per_shard, split_on)
@@ -419,18 +495,20 @@ def plan_shards(
     for i, slices in enumerate(packer.shards):
         merged = list(_merge_adjacent(slices))
         shards.append(Shard(f"{i:0{width}d}", merged, sum(s.length for s in merged), schema_text))
-    body = json.dumps(
-        [input_spec.path, schema_text, [asdict(s) for s in shards]], sort_keys=True, default=str
-    )
+    content: list[Any] = [input_spec.path, schema_text, [asdict(s) for s in shards]]
+    if listing.source.get("format") not in (None, "parquet"):  # Parquet plans hash as before
+        content.append([listing.source["format"], listing.source.get("version")])
+    body = json.dumps(content, sort_keys=True, default=str)
     return Plan(
         shards=shards,
         num_rows=sum(s.num_rows for s in shards),
         columns=list(schema.names),
         fingerprint=hashlib.sha256(body.encode()).hexdigest()[:16],
-        input_path=input_spec.path,
+        input_path=input_spec.path or input_spec.table or "",  # a catalog table: its name
         schema=schema_text,
         noncontiguous_documents=noncontiguous,
         inputs={info.path: info.identity for info in files},
-        partition_columns=list(dict.fromkeys(k for info in files for k in info.partition)),
+        source=dict(listing.source),
+        partition_columns=list(listing.partition_columns),
         output_partitions=list(split_on),
     )

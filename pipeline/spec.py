@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +61,10 @@ class InputSpec(_Section):
     # Iceberg through a catalog: the table identifier ("namespace.table") and the catalog.
     table: str | None = None
     catalog: CatalogSpec | None = None
+    # Incremental runs: only the rows new since then. "last": since the last successful run
+    # of this job into the same output (its first run reads everything); an integer: since
+    # that Delta version / Iceberg snapshot id; an ISO timestamp: since that time.
+    since: str | int | None = None
     id_column: str = "id"
     text_column: str = "text"
     # A column that already holds translations: `batchmt score` scores it (default
@@ -68,6 +73,24 @@ class InputSpec(_Section):
     # Passed to fsspec (e.g. {"endpoint_url": ...} for MinIO/R2); credentials should come
     # from the environment, so these never enter the fingerprint or the logs.
     storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, value: str | int | None) -> str | int | None:
+        if value is None or value == "last":
+            return value
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("a version or snapshot id is >= 0")
+            return value
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                "must be 'last', a table version / snapshot id, or an ISO timestamp "
+                "such as '2026-11-27T00:00:00+00:00'"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _located(self) -> InputSpec:
@@ -307,6 +330,7 @@ _LATER_KEYS: dict[tuple[str, str], Any] = {
     ("input", "filter"): None,
     ("input", "table"): None,
     ("input", "catalog"): None,
+    ("input", "since"): None,
     ("output", "format"): "parquet",
     ("output", "partition_by"): None,
     ("output", "mode"): "append",

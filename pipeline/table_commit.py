@@ -13,6 +13,7 @@ before it commits on the rerun, once.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -142,9 +143,13 @@ def commit_table(
     return iceberg.commit(request, catalog, identifier)
 
 
-def recorded_properties(run_id: str, fingerprint: str, source: Any) -> dict[str, str]:
-    """What a commit records beside the job key; `source` is the input version read."""
+def recorded_properties(run_id: str, fingerprint: str, plan: Plan) -> dict[str, str]:
+    """What a commit records beside the job key: the run, the spec, and the input version
+    read (`{"format", "version", "location"/"table"}` of the plan's source, as JSON)."""
     out = {RUN_KEY: run_id, FINGERPRINT_KEY: fingerprint}
-    if source is not None:
-        out[SOURCE_KEY] = str(source)
+    read = {
+        k: plan.source[k] for k in ("format", "version", "table", "location") if k in plan.source
+    }
+    if read:
+        out[SOURCE_KEY] = json.dumps(read, sort_keys=True, default=str)
     return out

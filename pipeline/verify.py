@@ -33,9 +33,10 @@ from batchmt.pipeline.commit import (
     data_files_found,
     read_manifest,
 )
-from batchmt.pipeline.corpus import open_dataset
+from batchmt.pipeline.corpus import input_file_fs
 from batchmt.pipeline.ids import JsonScalar, id_keys, ids_to_json
-from batchmt.pipeline.shards import Plan, Shard, plan_shards
+from batchmt.pipeline.input_plan import list_input, plan_input
+from batchmt.pipeline.shards import Plan, Shard
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
 from batchmt.pipeline.storage import open_fs, open_input, with_retries
 
@@ -96,7 +97,6 @@ class _ShardCheck:
 
 def _input_ids(shard: Shard, input_spec: InputSpec) -> pa.ChunkedArray:
     """The id column of exactly the shard's rows (nothing else is read)."""
-    fs, _ = open_fs(input_spec.path, input_spec.storage_options)
     column = input_spec.id_column
     parts: list[pa.Array] = []
     for piece in shard.slices:
@@ -105,7 +105,8 @@ def _input_ids(shard: Shard, input_spec: InputSpec) -> pa.ChunkedArray:
             continue
 
         def read(path: str = piece.path, rg: int = piece.row_group) -> pa.ChunkedArray:
-            with open_input(fs, path) as f:
+            fs, inner = input_file_fs(input_spec, path)
+            with open_input(fs, inner) as f:
                 return pq.ParquetFile(f).read_row_group(rg, columns=[column]).column(0)
 
         ids = with_retries(f"read ids of {piece.path}", read)
@@ -185,11 +186,14 @@ def _planned(layout: OutputLayout, input_spec: InputSpec) -> Plan:
     if manifest is not None:
         return manifest[1]
     # Nothing was claimed yet: plan now, so every input row counts as missing.
-    return plan_shards(open_dataset(input_spec), input_spec, ShardingSpec())
+    return plan_input(input_spec, ShardingSpec())
 
 
 def _unplanned_rows(plan: Plan, input_spec: InputSpec) -> int:
-    """Rows of input files that arrived after the plan was frozen (footers only)."""
+    """Rows of input files that arrived after the plan was frozen (footers only). A table
+    plan pins one version: later versions are another job's input, not missing rows."""
+    if plan.source.get("format") in ("delta", "iceberg"):
+        return 0
     fs, _ = open_fs(input_spec.path, input_spec.storage_options)
     planned = {piece.path for shard in plan.shards for piece in shard.slices}
 
@@ -197,7 +201,8 @@ def _unplanned_rows(plan: Plan, input_spec: InputSpec) -> int:
         with open_input(fs, path) as f:
             return int(pq.ParquetFile(f).metadata.num_rows)
 
-    new = [f.path for f in open_dataset(input_spec).get_fragments() if f.path not in planned]
+    # The files input.filter keeps (none of a skipped partition is input to this job).
+    new = [f.path for f in list_input(input_spec).files if f.path not in planned]
     rows = 0
     for path in new:
         rows += with_retries(f"read footer {path}", partial(footer_rows, path))

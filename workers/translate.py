@@ -92,6 +92,7 @@ class _Unit:
     output: str | None = None
     error: str | None = None
     logprob: float | None = None
+    deferred: bool = False  # waits for engine.constrain (see translate_or_defer)
 
 
 @dataclass
@@ -233,6 +234,11 @@ def translate_rows(
         group = [j for j, u in enumerate(units) if u.formatted == formatted]
         for batch in plan_batches([costs[j] for j in group], max_batch_tokens, max_batch_size):
             _run_batch(engine, [units[group[j]] for j in batch], stats)
+    # Rows whose glossary terms the engine's fast path missed, all at once: the constrained
+    # search costs per step, not per row, so few full batches beat many small ones.
+    deferred = [j for j, u in enumerate(units) if u.deferred]
+    for batch in plan_batches([costs[j] for j in deferred], max_batch_tokens, max_batch_size):
+        _run_batch(engine, [units[deferred[j]] for j in batch], stats, constrain=True)
 
     glue = "" if target_lang.split("-")[0] in _UNSPACED_TARGETS else " "
     aligner = engine.aligner() if any(r.plan is not None for r in prepared.values()) else None
@@ -287,10 +293,18 @@ def _early_result(row: RowInput, cleaned: str | None) -> RowResult | None:
     return None
 
 
-def _run_batch(engine: TranslationEngine, batch: list[_Unit], stats: TranslateStats) -> None:
+def _run_batch(
+    engine: TranslationEngine, batch: list[_Unit], stats: TranslateStats, constrain: bool = False
+) -> None:
+    """Translate the batch (`constrain`: the deferred rows' constrained search); a failure
+    is halved down to the row that causes it, which alone fails."""
     stats.batches += 1
     try:
-        translations = engine.translate([u.segment for u in batch], marked=batch[0].formatted)
+        segments = [u.segment for u in batch]
+        if constrain:
+            translations = engine.constrain(segments)
+        else:
+            translations = engine.translate_or_defer(segments, marked=batch[0].formatted)
         outputs = [t.text for t in translations]
         if len(outputs) != len(batch):
             raise RuntimeError(f"engine returned {len(outputs)} outputs for {len(batch)} inputs")
@@ -302,11 +316,12 @@ def _run_batch(engine: TranslationEngine, batch: list[_Unit], stats: TranslateSt
             log.warning("row_failed", row=batch[0].row, error=message)
             return
         half = len(batch) // 2
-        _run_batch(engine, batch[:half], stats)
-        _run_batch(engine, batch[half:], stats)
+        _run_batch(engine, batch[:half], stats, constrain)
+        _run_batch(engine, batch[half:], stats, constrain)
         return
     for unit, translation in zip(batch, translations, strict=True):
         unit.output, unit.logprob = translation.text, translation.logprob
+        unit.deferred = translation.deferred and not constrain
 
 
 def _block_text(block: _Block, glue: str) -> str:

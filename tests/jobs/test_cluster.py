@@ -120,3 +120,34 @@ def test_node_local_paths_are_refused_on_a_multi_node_cluster(
     assert not (tmp_path / "out" / "data").exists()
     data = yaml.safe_load(config.read_text())
     assert data["input"]["path"] in log
+
+
+@pytest.mark.parametrize(
+    ("warehouse", "refused"), [("/data/warehouse", True), ("s3://lake/warehouse", False)]
+)
+def test_a_catalog_tables_warehouse_is_checked_like_an_input_path(
+    warehouse: str, refused: bool
+) -> None:
+    """An Iceberg catalog table has no input.path: its files live under the warehouse."""
+    from batchmt.jobs.cluster import check_paths_reachable
+    from batchmt.pipeline.spec import spec_from_dict
+    from batchmt.pipeline.storage import StorageError
+
+    spec = spec_from_dict(
+        {
+            "source_lang": "en",
+            "target_lang": "de",
+            "input": {
+                "table": "docs.pages",
+                "catalog": {"properties": {"type": "sql", "warehouse": warehouse}},
+            },
+            "output": {"path": "s3://lake/out"},
+            "model": {"name_or_path": "m"},
+        }
+    )
+    nodes = [{"Alive": True}, {"Alive": True}]
+    if refused:
+        with pytest.raises(StorageError, match=r"warehouse.*node-local"):
+            check_paths_reachable(spec, nodes)
+    else:
+        check_paths_reachable(spec, nodes)

@@ -116,7 +116,7 @@ def run_shards(spec: JobSpec, plan: Plan, marker: str) -> tuple[OutputLayout, di
 
 
 def commit(spec: JobSpec, layout: OutputLayout, plan: Plan, results: dict[str, Any]) -> Any:
-    recorded = recorded_properties("run-1", spec.fingerprint(), None)
+    recorded = recorded_properties("run-1", spec.fingerprint(), plan)
     return commit_table(spec.output, layout, plan, results, recorded)
 
 

@@ -306,3 +306,37 @@ def test_scores_match_the_transformers_engine(tiny_marian: Path) -> None:
         assert mine == pytest.approx(theirs, abs=0.05)
     wider = ct2.fallback_engine(4, 3)
     assert wider.translate_batch(segments[:2]) and ct2.config.decoding.num_beams == 1
+
+
+def test_the_shard_loop_sends_every_deferred_row_to_one_constrained_search(
+    tiny_marian: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows that miss a term in many small batches meet in one `constrain` call; the rows
+    without terms keep CTranslate2's translation, and every row keeps its place."""
+    _, engine = engines(tiny_marian, num_beams=2, max_new_tokens=40)
+    calls: list[int] = []
+
+    class Recorder:
+        def translate(self, segments: list[Segment]) -> list[Translation]:
+            calls.append(len(segments))
+            return [Translation(f"hund {s.text}") for s in segments]
+
+    monkeypatch.setattr(engine, "constrained_engine", lambda: Recorder())
+    sources = [f"a dog number {n} is walking." for n in range(6)]
+    rows = [
+        RowInput(text, glossary=Glossary([Term("dog", "hund")]) if n % 2 == 0 else None)
+        for n, text in enumerate(sources)
+    ]
+    results, stats = translate_rows(
+        engine, rows, target_lang="de", max_batch_tokens=512, max_batch_size=2
+    )
+    # Three free batches of two rows, one term row in each: together they fill the
+    # constrained batches (max_batch_size 2 holds for those too), not one call per batch.
+    assert calls == [2, 1], calls
+    free = engine.translate([Segment(t) for t in sources[1::2]])
+    for n, result in enumerate(results):
+        if n % 2 == 0:
+            assert result.status == OK and result.translation == f"hund {sources[n]}"
+        else:
+            assert result.translation == free[n // 2].text
+    assert stats.batches == 5

@@ -49,6 +49,8 @@ _SPECIAL_TOKEN_MARGIN = 2
 _CPU_SUB_BATCH = 32
 # Tokenizers report "no limit" as a huge number; a real position limit is far below it.
 _NO_LIMIT = 1_000_000
+# Token ids kept from count_tokens for the decode that follows: more than a shard's worth.
+_MAX_KEPT_IDS = 50_000
 
 
 class CTranslate2Engine(TranslationEngine):
@@ -102,6 +104,7 @@ class CTranslate2Engine(TranslationEngine):
         self.max_input_tokens = self._input_limit(meta)
         self.use_context = uses_context(config, self.tokenizer)
         self._fallback: TranslationEngine | None = None
+        self._ids: dict[str, list[int]] = {}  # token ids of counted texts (count_tokens)
         self._num_hypotheses = config.decoding.num_beams
         # The model's own renderings of each forced source term (#10): a free hypothesis that
         # writes the forced term *beside* one of them ("Vierbeiner Hund") is not accepted.
@@ -161,10 +164,27 @@ class CTranslate2Engine(TranslationEngine):
         encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)[
             "input_ids"
         ]
+        # The shard loop counts every segment before it translates it: keep the ids, so the
+        # (slow, Python) Marian tokenizer runs once per segment, not twice.
+        if len(self._ids) > _MAX_KEPT_IDS:
+            self._ids.clear()
+        self._ids.update(zip(texts, encoded))
         return [len(ids) for ids in encoded]
 
     def translate(self, segments: list[Segment], *, marked: bool = False) -> list[Translation]:
         """Free decoding for every row; rows that miss a glossary term go to our search."""
+        out = self.translate_or_defer(segments, marked=marked)
+        redo = [i for i, t in enumerate(out) if t.deferred]
+        if redo:
+            for i, result in zip(redo, self.constrain([segments[i] for i in redo]), strict=True):
+                out[i] = result
+        return out
+
+    def translate_or_defer(
+        self, segments: list[Segment], *, marked: bool = False
+    ) -> list[Translation]:
+        """Free decoding for every row; a row that misses a glossary term comes back
+        `deferred`, for `constrain` (our search on the transformers model)."""
         if marked:
             raise ValueError("seq2seq engines do not take <sn>-marked text (translates_marked)")
         if not segments:
@@ -200,11 +220,12 @@ class CTranslate2Engine(TranslationEngine):
                 )
                 out[i] = Translation(out[i].text, [t for _, t in missed], logprob=out[i].logprob)
             redo = []
-        if redo:
-            constrained = self.constrained_engine().translate([segments[i] for i in redo])
-            for i, result in zip(redo, constrained, strict=True):
-                out[i] = result
+        for i in redo:
+            out[i] = dataclasses.replace(out[i], deferred=True)
         return out
+
+    def constrain(self, segments: list[Segment]) -> list[Translation]:
+        return self.constrained_engine().translate(segments)
 
     def _meets_terms(self, text: str, segment: Segment) -> bool:
         """Every term is in `text`, and no forced term sits beside the model's own rendering
@@ -265,8 +286,15 @@ class CTranslate2Engine(TranslationEngine):
 
     def _source_tokens(self, segments: Sequence[Segment]) -> list[list[str]]:
         sources = [self._source(s) for s in segments]
-        ids = self.tokenizer(sources, add_special_tokens=True, truncation=False)["input_ids"]
-        return [self.tokenizer.convert_ids_to_tokens(row) for row in ids]
+        ids: list[list[int] | None] = [self._ids.get(text) for text in sources]
+        missing = [i for i, row in enumerate(ids) if row is None]
+        if missing:
+            found = self.tokenizer(
+                [sources[i] for i in missing], add_special_tokens=True, truncation=False
+            )["input_ids"]
+            for i, row in zip(missing, found, strict=True):
+                ids[i] = row
+        return [self.tokenizer.convert_ids_to_tokens(row) for row in ids if row is not None]
 
     def _source(self, segment: Segment) -> str:
         if self.use_context and segment.context:
