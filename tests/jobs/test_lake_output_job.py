@@ -43,7 +43,13 @@ def write_days(root: StorageRoot, folder: str, dates: list[str]) -> list[str]:
 
 
 def lake_config(
-    root: StorageRoot, model: Path, tmp_path: Path, folder: str, name: str, **output: Any
+    root: StorageRoot,
+    model: Path,
+    tmp_path: Path,
+    folder: str,
+    name: str,
+    input_filter: str | None = None,
+    **output: Any,
 ) -> str:
     out: dict[str, Any] = {
         "path": root.url_of("table"),
@@ -69,7 +75,11 @@ def lake_config(
         "job_name": "nightly",
         "source_lang": "en",
         "target_lang": "de",
-        "input": {"path": root.url_of(folder), "storage_options": root.storage_options},
+        "input": {
+            "path": root.url_of(folder),
+            "storage_options": root.storage_options,
+            **({"filter": input_filter} if input_filter else {}),
+        },
         "output": out,
         "model": {"name_or_path": str(model), "max_input_tokens": 40},
         "decoding": {"num_beams": 1, "max_new_tokens": 8},
@@ -156,14 +166,14 @@ def test_backfill_of_one_day_replaces_exactly_that_partition(
     assert all(r["date"] == r["id"][:10] for r in rows)
     before = table_files(fmt, storage_root, full)
 
-    # The backfill: only 2026-11-02 again, from its own folder, replacing that partition.
-    write_days(storage_root, "redo", [DATES[1]])
+    # The backfill: only 2026-11-02 again (input.filter), replacing that partition.
     redo = lake_config(
         storage_root,
         tiny_marian,
         tmp_path,
+        "in",
         "redo",
-        "redo",
+        input_filter=f"date = '{DATES[1]}'",
         format=fmt,
         mode="overwrite_partitions",
         partition_by=["date"],
