@@ -46,7 +46,7 @@ from batchmt.jobs.prepare import Prepared, prepare
 from batchmt.jobs.progress import Progress
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.commit import (
-    PARTITIONS_ENV,
+    LAYOUT_ENV,
     OutputConflictError,
     OutputLayout,
     completed_shards,
@@ -328,9 +328,10 @@ def summarize(
 
 
 def _actor_env(layout: OutputLayout, generation: int) -> dict[str, str]:
-    """What every replica is handed: the lease generation (fencing) and the partition
-    columns of the frozen plan (where shard files go)."""
-    return {GENERATION_ENV: str(generation), PARTITIONS_ENV: json.dumps(list(layout.partition_by))}
+    """What every replica is handed: the lease generation (fencing), and where shard files
+    go (the frozen plan's partition columns, a table output's job key)."""
+    where = {"partition_by": list(layout.partition_by), "job_key": layout.job_key}
+    return {GENERATION_ENV: str(generation), LAYOUT_ENV: json.dumps(where)}
 
 
 def _new_actor(spec: JobSpec, shape: PoolShape, base_dir: str, env: dict[str, str]) -> Any:

@@ -24,7 +24,12 @@ from batchmt.pipeline.input_plan import plan_input
 from batchmt.pipeline.lease import LeaseRecord, acquire, release
 from batchmt.pipeline.runs import previous_state, successful_runs
 from batchmt.pipeline.shards import Plan
-from batchmt.pipeline.sources.increments import SINCE, PreviousState, readable_source
+from batchmt.pipeline.sources.increments import (
+    SINCE,
+    PreviousState,
+    increment_key,
+    readable_source,
+)
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.storage import open_fs
 
@@ -89,6 +94,14 @@ def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
     resume, or OutputConflictError (LeaseHeldError while another driver holds it)."""
     layout = OutputLayout.for_job(spec)  # a table output: this spec's folder in the table
     plan = make_plan(spec, _pinned_version(layout, spec))
+    increment = increment_key(plan.source)
+    if layout.is_table and increment:
+        # input.since into a table: each increment has its own folder (and commit); a
+        # killed run's increment resumes its folder, at the version it pinned.
+        layout = OutputLayout.for_job(spec, increment=increment)
+        pinned = _pinned_version(layout, spec)
+        if pinned is not None and pinned != plan.source.get("version"):
+            plan = make_plan(spec, pinned)
     if spec.glossary.path:
         # A bad glossary file fails here, before any output is claimed or worker started.
         load_glossary(

@@ -92,7 +92,9 @@ def _lake_lines(status: dict[str, Any]) -> list[str]:
         where = source.get("table") or source.get("location") or ""
         lines.append(f"  read:    {source.get('format')} {where} version {source['version']}")
     table = status.get("table")
-    if table:
+    if table and not table.get("added_files") and table.get("committed_version") == -1:
+        lines.append(f"  table:   {table.get('format')}: nothing committed (no rows planned)")
+    elif table:
         where = table.get("identifier") or table.get("location")
         lines.append(
             f"  table:   {table.get('format')} {where}, {table.get('mode')}: committed version "

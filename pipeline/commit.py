@@ -69,9 +69,10 @@ LEGACY_RUN = "legacy"
 # A table output's bookkeeping folder, beside the table's own (`_delta_log/`, `metadata/`):
 # table readers skip it, as they skip every file the table's log does not name.
 TABLE_JOBS_DIR = "_batchmt"
-# The driver hands the output partition columns to its actors (a JSON list), with the lease
-# generation: a worker then files each shard under the partition the frozen plan says.
-PARTITIONS_ENV = "BATCHMT_OUTPUT_PARTITIONS"
+# The driver hands its actors where shard files go, with the lease generation (JSON:
+# {"partition_by": [...], "job_key": "..."}): a worker then files each shard under the
+# partition the frozen plan says, in the job's folder of a table output.
+LAYOUT_ENV = "BATCHMT_OUTPUT_LAYOUT"
 
 
 class OutputConflictError(RuntimeError):
@@ -115,18 +116,25 @@ class OutputLayout:
         )
 
     @classmethod
-    def for_job(cls, spec: JobSpec, partition_by: Sequence[str] = ()) -> OutputLayout:
-        """The layout of this job spec's output (its own folder in a table output)."""
-        key = job_key(spec) if spec.output.format != "parquet" else ""
+    def for_job(
+        cls, spec: JobSpec, partition_by: Sequence[str] = (), increment: str = ""
+    ) -> OutputLayout:
+        """The layout of this job spec's output (its own folder in a table output; one per
+        increment with input.since)."""
+        key = job_key(spec, increment) if spec.output.format != "parquet" else ""
         return replace(cls.open(spec.output, key), partition_by=tuple(partition_by))
 
     @classmethod
     def for_worker(cls, spec: JobSpec) -> OutputLayout:
-        """Inside an actor: the job's layout with the partition columns its driver handed
-        over (PARTITIONS_ENV); without a driver, output.partition_by."""
-        handed = os.environ.get(PARTITIONS_ENV)
-        columns = json.loads(handed) if handed else (spec.output.partition_by or [])
-        return cls.for_job(spec, [str(c) for c in columns])
+        """Inside an actor: the job's layout as its driver handed it over (LAYOUT_ENV);
+        without a driver, output.partition_by and the spec's own job key."""
+        handed = json.loads(os.environ.get(LAYOUT_ENV) or "{}")
+        columns = handed.get("partition_by", spec.output.partition_by or [])
+        layout = cls.for_job(spec, [str(c) for c in columns])
+        key = str(handed.get("job_key") or "")
+        if key and layout.is_table and key != layout.job_key:
+            layout = replace(cls.open(spec.output, key), partition_by=layout.partition_by)
+        return layout
 
     @classmethod
     def read(cls, fs: fsspec.AbstractFileSystem, root: str) -> OutputLayout:
@@ -196,14 +204,17 @@ class OutputLayout:
         return join(self.completions_dir, _key(shard_id))
 
 
-def job_key(spec: JobSpec) -> str:
+def job_key(spec: JobSpec, increment: str = "") -> str:
     """A table output's name for this job spec: its name (made path-safe) and fingerprint.
 
     A rerun of the same spec resumes its folder; a backfill or tomorrow's run (another
-    input filter or path: another fingerprint) gets its own.
+    input filter or path: another fingerprint) gets its own. With input.since the same spec
+    runs again and again: `increment` (sources/increments.py increment_key: where the
+    increment starts) gives each increment its own folder and commit, and a killed run's
+    rerun (the same start) its old one.
     """
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.job_name).strip("-.")[:48] or "job"
-    return f"{name}-{spec.fingerprint()}"
+    return f"{name}-{spec.fingerprint()}" + (f"-{increment}" if increment else "")
 
 
 def data_files_found(layout: OutputLayout) -> dict[str, str]:

@@ -120,6 +120,10 @@ def commit_table(
 
     `recorded`: what the commit records beside the job key (run id, fingerprint, source).
     """
+    if not plan.shards:
+        # An empty increment (input.since) has no rows to add; an overwrite with nothing to
+        # write would empty partitions or the table, which nobody asked a job for.
+        return CommitResult(layout.table_format, -1, committed_now=False)
     missing = [s.shard_id for s in plan.shards if s.shard_id not in results]
     if missing:
         raise TableCommitError(f"shards {', '.join(missing[:5])} are not complete; no commit")

@@ -232,3 +232,26 @@ def test_partitioned_parquet_output_has_hive_folders(
     capsys.readouterr()
     assert main(["status", str(out)]) == 0
     assert "partitions: date" in capsys.readouterr().out
+
+
+def test_increments_into_a_delta_table_commit_each_new_day_once(
+    tiny_marian: Path, tmp_path: Path
+) -> None:
+    """input.since: last, run every day with the same config: each run gets its own job
+    folder and commit (the same spec would otherwise find yesterday's run complete)."""
+    root = StorageRoot("local", str(tmp_path / "root"))
+    ids = write_days(root, "in", DATES[:1])
+    config = lake_config(root, tiny_marian, tmp_path, "in", "daily", format="delta")
+    data = yaml.safe_load(Path(config).read_text())
+    data["input"]["since"] = "last"
+    Path(config).write_text(yaml.safe_dump(data))
+    assert main(["run", config, "--no-progress"]) == 0
+    ids += write_days(root, "in", DATES[1:2])  # the next day arrives
+    assert main(["run", config, "--no-progress"]) == 0
+    assert main(["run", config, "--no-progress"]) == 0  # nothing new: no commit
+
+    assert sorted(r["id"] for r in table_rows("delta", root, config)) == sorted(ids)
+    keys = commits("delta", root, config)
+    assert len(keys) == len(set(keys)) == 2
+    folders = sorted(p.name for p in (Path(root.url_of("table")) / "_batchmt").iterdir())
+    assert set(keys) <= set(folders) and all(k.startswith("nightly-") for k in folders)
