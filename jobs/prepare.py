@@ -81,7 +81,7 @@ def _pinned_version(layout: OutputLayout, spec: JobSpec) -> int | None:
         return None
     try:
         stored = read_manifest(layout)
-    except (OutputConflictError, ValueError):
+    except (OutputConflictError, ValueError, OSError):  # OSError: no folder there
         return None  # prepare_output reports a broken manifest, where it always did
     if stored is None or stored[0] != spec.fingerprint():
         return None
