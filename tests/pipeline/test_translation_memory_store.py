@@ -71,7 +71,7 @@ def test_read_only_never_writes_and_off_or_unset_is_no_memory(tmp_path: Path) ->
     memory_at(root).add([("k", ROW)], job="j")
     read_only = memory_at(root, "read_only")
     assert read_only.lookup({"k"}) == {"k": ROW}
-    with pytest.raises(PermissionError, match="cache.mode"):
+    with pytest.raises(PermissionError, match=r"cache\.mode"):
         read_only.add([("k2", ROW)], job="j")
     assert len(read_only.files()) == 1
     assert TranslationMemory.open(CacheSpec(path=str(tmp_path / "tm"), mode="off")) is None
