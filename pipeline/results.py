@@ -85,8 +85,9 @@ class QeCounts:
 @dataclass(frozen=True)
 class MemoryCounts:
     """The translation memory over a shard: rows not decoded for themselves (`from_memory`:
-    served from the memory, or repeats of a row this job decoded), of those the repeats
-    (`deduplicated`), and rows this shard added to the memory (`stored`)."""
+    served from the memory, or repeats of a row decoded in this job), of those the repeats
+    of a row the same replica decoded (`deduplicated`), and rows this shard added to the
+    memory (`stored`)."""
 
     from_memory: int = 0
     deduplicated: int = 0

@@ -17,6 +17,7 @@ them.
 from __future__ import annotations
 
 import io
+import threading
 import time
 import uuid
 from collections.abc import Collection, Iterable
@@ -39,6 +40,10 @@ _SUFFIX = ".parquet"
 # Rows are sorted by key inside a file and cut into row groups of this many rows: a lookup
 # then reads only the row groups whose key range can hold one of its keys.
 _ROW_GROUP = 4096
+# How much of the memory a replica keeps in its own RAM (Arrow bytes), whole files first
+# come: about 1.5 M rows of short sentences. Beyond it, only keys are kept (about 50 bytes
+# a row) and rows are read from storage when asked for.
+CACHE_BYTES = 1 << 30
 # Files read at once by a lookup (object stores: one request each, latency-bound).
 _READ_THREADS = 8
 
@@ -93,13 +98,25 @@ class MemoryReadError(OSError):
 class TranslationMemory:
     """The memory at one location; `read_only` never writes."""
 
-    def __init__(self, fs: Any, root: str, *, url: str, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        fs: Any,
+        root: str,
+        *,
+        url: str,
+        read_only: bool = False,
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
         self.fs = fs
         self.root = root.rstrip("/")
         self.url = url
         self.read_only = read_only
-        # {file: its keys}, filled as files are first read (see _holds).
-        self._keys: dict[str, pa.Array] = {}
+        # Files already read (see _rows): whole, up to cache_bytes, then their keys only.
+        self.cache_bytes = cache_bytes
+        self._tables: dict[str, pa.Table] = {}
+        self._keys: dict[str, pa.ChunkedArray] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, spec: CacheSpec) -> TranslationMemory | None:
@@ -124,13 +141,8 @@ class TranslationMemory:
         wanted = pa.array(sorted(set(keys)), pa.string())
         try:
             with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-                holding = [
-                    f
-                    for f, hit in zip(files, pool.map(lambda f: self._holds(f, wanted), files))
-                    if hit
-                ]
                 # In file-name order: the first file holding a key gives its value.
-                tables = list(pool.map(lambda f: self._read_rows(f, wanted), holding))
+                tables = list(pool.map(lambda f: self._rows(f, wanted), files))
         except (OSError, pa.ArrowException) as exc:
             raise MemoryReadError(
                 f"cannot read the translation memory at {self.url} ({type(exc).__name__}: "
@@ -138,27 +150,43 @@ class TranslationMemory:
             ) from None
         found: dict[str, StoredRow] = {}
         for table in tables:
+            if table is None:
+                continue
             values = {name: table.column(name).to_pylist() for name in _VALUE_FIELDS}
             for i, key in enumerate(table.column("key").to_pylist()):
                 if key not in found:
                     found[key] = StoredRow(**{name: values[name][i] for name in _VALUE_FIELDS})
         return found
 
-    def _holds(self, path: str, wanted: pa.Array) -> bool:
-        """Whether the file holds any wanted key. A file's keys are read once and kept:
-        files never change, and a replica's next shards only read the files added since."""
-        keys = self._keys.get(path)
-        if keys is None:
-            table = with_retries(
-                f"read translation memory {path}",
-                lambda: pq.read_table(path, columns=["key"], filesystem=self.fs),
-            )
-            keys = self._keys[path] = table.column("key").combine_chunks()
-        return bool(pc.any(pc.is_in(keys, value_set=wanted)).as_py())
+    def _rows(self, path: str, wanted: pa.Array) -> pa.Table | None:
+        """The file's rows with a wanted key (None: none there).
 
-    def _read_rows(self, path: str, wanted: pa.Array) -> pa.Table:
-        """The file's rows with a wanted key; row groups whose key range (rows are sorted by
-        key) holds none of them are skipped."""
+        Files never change, so a replica reads each one once: whole while its copies stay
+        under `cache_bytes` (later lookups are then in memory), else its keys only (and a
+        file holding a wanted key is read again for those rows: row groups whose key range
+        holds none of them are skipped, the rows being sorted by key).
+        """
+        with self._lock:
+            table, keys = self._tables.get(path), self._keys.get(path)
+            whole = self._bytes < self.cache_bytes
+        if table is None and keys is None:
+            columns = ["key", *_VALUE_FIELDS] if whole else ["key"]
+            read = with_retries(
+                f"read translation memory {path}",
+                lambda: pq.read_table(path, columns=columns, filesystem=self.fs, schema=SCHEMA),
+            ).combine_chunks()
+            with self._lock:
+                if whole:
+                    table = self._tables[path] = read
+                    self._bytes += read.nbytes
+                else:
+                    keys = self._keys[path] = read.column("key")
+        if table is not None:
+            hits = table.filter(pc.is_in(table.column("key"), value_set=wanted))
+            return hits if hits.num_rows else None
+        assert keys is not None
+        if not pc.any(pc.is_in(keys, value_set=wanted)).as_py():
+            return None
         return with_retries(
             f"read translation memory {path}",
             lambda: pq.read_table(

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from batchmt.pipeline.results import MemoryCounts, ShardResult
 from batchmt.pipeline.spec import CacheSpec
 from batchmt.pipeline.translation_memory import MemoryReadError, StoredRow, TranslationMemory
 from tests.conftest import StorageRoot
@@ -56,14 +57,17 @@ def test_duplicates_across_files_resolve_alike_for_every_reader(storage_root: St
     time.sleep(0.01)  # file names start with the time in ms
     writer.add([("k", StoredRow("second", "ok")), ("other", StoredRow("x", "ok"))], job="b")
     readers = [memory_at(storage_root) for _ in range(2)]
+    readers[1].cache_bytes = 0  # a replica past its RAM budget: keys only, rows from storage
     assert [r.lookup({"k"})["k"].translation for r in readers] == ["first", "first"]
     # A reader that saw the memory before a file was added sees it on its next lookup.
     assert readers[0].lookup({"late"}) == {}
     writer.add([("late", StoredRow("spät", "ok"))], job="c")
-    assert readers[0].lookup({"late", "other"}) == {
-        "late": StoredRow("spät", "ok"),
-        "other": StoredRow("x", "ok"),
-    }
+    for reader in readers:
+        assert reader.lookup({"late", "other", "k"}) == {
+            "late": StoredRow("spät", "ok"),
+            "other": StoredRow("x", "ok"),
+            "k": StoredRow("first", "ok"),
+        }
 
 
 def test_read_only_never_writes_and_off_or_unset_is_no_memory(tmp_path: Path) -> None:
@@ -125,3 +129,15 @@ def test_two_writers_at_once_leave_the_memory_readable_and_complete(
     found = memory_at(storage_root).lookup(wanted | {f"shared-{f}" for f in range(files)})
     assert len(found) == len(wanted) + files
     assert len(reader.files()) == 2 * files
+
+
+def test_markers_without_memory_counts_still_read_and_total() -> None:
+    old = ShardResult.from_dict({"shard_id": "00000", "num_rows": 3})  # before the memory
+    assert old.memory is None and "memory" not in old.to_dict()
+    new = ShardResult("00001", 4, memory=MemoryCounts(from_memory=3, deduplicated=1, stored=1))
+    assert ShardResult.from_dict(new.to_dict()) == new
+    assert ShardResult.memory_total([old, new, new]) == {
+        "from_memory": 6,
+        "deduplicated": 2,
+        "stored": 2,
+    }

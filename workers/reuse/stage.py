@@ -9,8 +9,9 @@ output, QE columns included. After the shard's data file is published, its newly
 translations are added to the memory as one new file.
 
 `from_memory` (the output column, and the shard's count) marks every row that was not
-decoded for itself: served from the memory, or a repeat of a row this job decoded
-(`deduplicated`, a subset). With `cache.path` unset or `cache.mode: off` nothing here runs.
+decoded for itself: served from the memory, or a repeat of a row this replica decoded in
+this job (`deduplicated`, a subset; a repeat another replica decoded first is read from the
+memory like any other row). With `cache.path` unset or `cache.mode: off` nothing here runs.
 """
 
 from __future__ import annotations
