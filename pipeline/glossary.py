@@ -122,8 +122,11 @@ class Glossary:
             return found
         for case_sensitive in (False, True):
             norm = _normalised(text, case_sensitive)[0]
-            for i in range(len(norm)):
+            size = len(norm)
+            for i in range(size):
                 for length in self._lengths:
+                    if i + length > size:
+                        continue
                     term = self.terms.get(norm[i : i + length])
                     if term is not None and term.case_sensitive == case_sensitive:
                         found.add(term)

@@ -115,7 +115,8 @@ def _terms(glossary: Glossary, body: str, formats: FormatOptions) -> list[list[A
     found: set[Term] = glossary.candidates(body)
     if formats.mode != "text":
         for unit in _units(body, formats):
-            found |= glossary.candidates(unit)
+            if unit not in body:  # a part of the text as it is holds no term the text lacks
+                found |= glossary.candidates(unit)
     return sorted([t.source, t.target, t.case_sensitive] for t in found)
 
 
