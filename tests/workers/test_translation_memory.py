@@ -246,3 +246,15 @@ def test_read_only_serves_and_never_writes_off_ignores_the_memory(
     not_served, _ = run_replica(off, tmp_path)
     assert not_served[FROM_MEMORY].to_pylist() == [False, False, False]
     assert sorted((tmp_path / "tm").iterdir()) == files
+
+
+def test_a_memory_that_cannot_be_written_costs_reuse_not_the_shard(
+    tiny_marian: Path, tmp_path: Path
+) -> None:
+    pq.write_table(
+        pa.table({"id": [1, 2], "text": ["a dog runs.", "a cat sits."]}), tmp_path / "in.parquet"
+    )
+    (tmp_path / "tm").write_text("a file where the memory's folder should be")
+    table, results = run_replica(job_spec(tmp_path, tiny_marian), tmp_path)
+    assert all(s in TRANSLATED for s in table["status"].to_pylist())
+    assert total(results, "stored") == 0 and total(results, "from_memory") == 0

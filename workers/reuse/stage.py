@@ -151,7 +151,10 @@ class MemoryStage:
             self.memory.add(new, job=self.job_name)
         except Exception as exc:  # noqa: BLE001 - the shard's output is written; only reuse is lost
             log.warning(
-                "memory_not_written", location=self.memory.url, error=f"{type(exc).__name__}"
+                "memory_not_written",
+                location=self.memory.url,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                fix="check cache.path is writable, or set cache.mode=read_only",
             )
             return 0
         return len(new)
