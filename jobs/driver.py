@@ -323,6 +323,7 @@ def summarize(
         "source_tokens": source_tokens,
         # Row-level QE over every row (flags, fallback re-translations and wins).
         "qe": QeCounts.total([r.qe for r in results.values() if r.qe is not None]).to_dict(),
+        "memory": ShardResult.memory_total(results.values()),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

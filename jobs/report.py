@@ -32,6 +32,9 @@ def job_report(outcome: JobOutcome) -> str:
         _output_line(outcome),
         f"  inspect: batchmt status {outcome.output_path}",
     ]
+    memory = _memory_line(s.get("memory") or {})
+    if memory:
+        lines.append(memory)
     t = outcome.timings
     if t.workers:
         busy = t.worker_busy / max(t.translate * t.workers, 1e-9)
@@ -76,6 +79,9 @@ def status_report(path: str, status: dict[str, Any]) -> str:
             f"({_counts(qe.get('flag_counts', {}))}); fallback won {qe.get('fallback_won', 0):,} "
             f"of {qe.get('fallback_tried', 0):,}"
         )
+    memory = _memory_line(status.get("memory") or {})
+    if memory:
+        lines.append(memory)
     quality = status.get("quality") or {}
     if quality:
         lines.append("  quality: " + _quality_line(quality))
@@ -102,6 +108,17 @@ def _lake_lines(status: dict[str, Any]) -> list[str]:
             f"-{table.get('removed_files', 0)} replaced; job {table.get('job_key')})"
         )
     return lines
+
+
+def _memory_line(memory: dict[str, Any]) -> str | None:
+    """The translation memory's part, or None when it served and stored nothing."""
+    if not memory.get("from_memory") and not memory.get("stored"):
+        return None
+    return (
+        f"  memory:  {memory.get('from_memory', 0):,} rows reused, not decoded "
+        f"({memory.get('deduplicated', 0):,} repeats within the job); "
+        f"{memory.get('stored', 0):,} stored"
+    )
 
 
 def _quality_line(quality: dict[str, Any]) -> str:

@@ -34,8 +34,18 @@ QE_SCORE: Final = "qe_score"  # float, higher is better; null for rows not trans
 QE_FLAGS: Final = "qe_flags"  # list<string>: what looks wrong, empty when nothing does
 QE_COLUMNS: Final = (QE_SCORE, QE_FLAGS)
 
+# Whether the row's output was reused instead of decoded for it (translation memory, or a
+# repeat of a row the job decoded): written by `run`, False everywhere without a memory.
+FROM_MEMORY: Final = "from_memory"
+
 # Every column a job may add; an input that already has one would see it overwritten.
-RESULT_COLUMNS: Final = (*OUTPUT_COLUMNS, *GLOSSARY_COLUMNS, *FORMAT_COLUMNS, *QE_COLUMNS)
+RESULT_COLUMNS: Final = (
+    *OUTPUT_COLUMNS,
+    *GLOSSARY_COLUMNS,
+    *FORMAT_COLUMNS,
+    *QE_COLUMNS,
+    FROM_MEMORY,
+)
 
 
 def written_columns(translation_column: str | None) -> tuple[str, ...]:

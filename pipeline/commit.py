@@ -556,6 +556,7 @@ def job_status(layout: OutputLayout) -> dict[str, Any]:
         "quality": merge_quality([quality[sid] for sid in sorted(quality)]) if quality else None,
         # Row-level QE over every row of the completed shards (not only the samples).
         "qe": QeCounts.total([r.qe for r in done.values() if r.qe is not None]).to_dict(),
+        "memory": ShardResult.memory_total(done.values()),
     }
 
 

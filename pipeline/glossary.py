@@ -110,6 +110,28 @@ class Glossary:
                 chosen.append(match)
         return chosen
 
+    def candidates(self, text: str) -> set[Term]:
+        """Every term that `match` could find in `text` or in any part of it: the terms
+        whose normalised source occurs anywhere, word boundaries and overlaps ignored.
+
+        A superset on purpose: the translation memory keys a row by these, so a changed
+        term that could reach a row's decoding always changes that row's key.
+        """
+        found: set[Term] = set()
+        if not self.terms:
+            return found
+        for case_sensitive in (False, True):
+            norm = _normalised(text, case_sensitive)[0]
+            size = len(norm)
+            for i in range(size):
+                for length in self._lengths:
+                    if i + length > size:
+                        continue
+                    term = self.terms.get(norm[i : i + length])
+                    if term is not None and term.case_sensitive == case_sensitive:
+                        found.add(term)
+        return found
+
 
 def _normalised(text: str, case_sensitive: bool) -> tuple[str, list[int], list[int]]:
     """NFKC (and casefold) per base character with its combining marks, keeping for each

@@ -7,7 +7,7 @@ and `from_dict` reads any marker, giving keys an older marker lacks their defaul
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,44 @@ class QeCounts:
 
 
 @dataclass(frozen=True)
+class MemoryCounts:
+    """The translation memory over a shard: rows not decoded for themselves (`from_memory`:
+    served from the memory, or repeats of a row decoded in this job), of those the repeats
+    of a row the same replica decoded (`deduplicated`), and rows this shard added to the
+    memory (`stored`)."""
+
+    from_memory: int = 0
+    deduplicated: int = 0
+    stored: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "from_memory": self.from_memory,
+            "deduplicated": self.deduplicated,
+            "stored": self.stored,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MemoryCounts:
+        return cls(
+            int(data.get("from_memory", 0)),
+            int(data.get("deduplicated", 0)),
+            int(data.get("stored", 0)),
+        )
+
+    @classmethod
+    def total(cls, items: list[MemoryCounts | None]) -> MemoryCounts:
+        """Summed over shards; markers without memory counts (memory off, or written
+        before it existed) count as zero."""
+        known = [i for i in items if i is not None]
+        return cls(
+            sum(i.from_memory for i in known),
+            sum(i.deduplicated for i in known),
+            sum(i.stored for i in known),
+        )
+
+
+@dataclass(frozen=True)
 class ShardResult:
     """A shard's counts as its worker returns them; `to_dict` is its completion marker."""
 
@@ -97,6 +135,7 @@ class ShardResult:
     format_status_counts: dict[str, int] = field(default_factory=dict)
     glossary: GlossaryAdherence | None = None  # None when the job used no glossary
     qe: QeCounts | None = None  # None in markers written before row-level QE
+    memory: MemoryCounts | None = None  # None without a translation memory
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -114,12 +153,15 @@ class ShardResult:
             data["glossary"] = self.glossary.to_dict()
         if self.qe is not None:
             data["qe"] = self.qe.to_dict()
+        if self.memory is not None:
+            data["memory"] = self.memory.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ShardResult:
         glossary = data.get("glossary")
         qe = data.get("qe")
+        memory = data.get("memory")
         return cls(
             shard_id=str(data.get("shard_id", "")),
             num_rows=int(data.get("num_rows", 0)),
@@ -134,4 +176,10 @@ class ShardResult:
             if isinstance(glossary, Mapping)
             else None,
             qe=QeCounts.from_dict(qe) if isinstance(qe, Mapping) else None,
+            memory=MemoryCounts.from_dict(memory) if isinstance(memory, Mapping) else None,
         )
+
+    @staticmethod
+    def memory_total(results: Iterable[ShardResult]) -> dict[str, int]:
+        """The translation memory's counts over shards, for `_SUCCESS` and `status`."""
+        return MemoryCounts.total([r.memory for r in results]).to_dict()

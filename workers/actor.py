@@ -35,8 +35,10 @@ from batchmt.workers.engines.checkpoints import resolve_model_path
 from batchmt.workers.engines.loading import load_engine, quiet_progress_bars
 from batchmt.workers.faults import maybe_inject_fault
 from batchmt.workers.formats.plan import FormatOptions
+from batchmt.workers.quality.rows import count_qe
 from batchmt.workers.quality.scoring import score_shard
 from batchmt.workers.quality.stage import QeStage, with_qe_columns
+from batchmt.workers.reuse.stage import MemoryStage, add_reused_stats
 from batchmt.workers.translate import RowInput, RowResult, TranslateStats, translate_rows
 
 log = structlog.get_logger(__name__)
@@ -73,6 +75,7 @@ class TranslatorActor:
         budget = self.spec.decoding.max_batch_tokens
         self.max_batch_tokens = min(budget, self.engine.kv_token_budget or budget)
         self.qe = QeStage(self.engine, self.spec, self.max_batch_tokens, self._load_other)
+        self.memory = MemoryStage(self.spec, model_path, dict(self.engine.signature))
         log.info("replica_loaded", seconds=round(time.perf_counter() - started, 2), **self.info())
 
     def info(self) -> dict[str, Any]:
@@ -119,20 +122,31 @@ class TranslatorActor:
             self._row_input(texts[i], contexts[i], row_glossaries[i] if row_glossaries else None)
             for i in valid
         ]
+        # Rows the translation memory answers skip translation and QE (workers/reuse/).
+        plan = self.memory.plan(rows)
+        todo = [rows[j] for j in plan.decode]
         translated, stats = translate_rows(
             self.engine,
-            rows,
+            todo,
             target_lang=spec.target_lang,
             max_batch_tokens=self.max_batch_tokens,
             max_batch_size=spec.decoding.max_batch_size,
             formats_mode=FormatOptions.from_spec(spec.formats),
         )
         # Row-level QE; flagged rows may be replaced by the fallback's translation.
-        qes, qe_counts = self.qe.run(rows, [texts[i] for i in valid], translated)
+        qes, qe_counts = self.qe.run(todo, [texts[valid[j]] for j in plan.decode], translated)
+        reused = self.memory.assemble(plan, translated, qes)
+        if self.memory.enabled:
+            add_reused_stats(stats, plan, reused)
+            qe_counts = count_qe(reused.qes, qe_counts.fallback_tried, qe_counts.fallback_won)
         row_qe: list[Any] = [None] * table.num_rows
-        for i, result, qe in zip(valid, translated, qes, strict=True):
-            results[i] = result
-            row_qe[i] = qe
+        from_memory = [False] * table.num_rows
+        for k, i in enumerate(valid):
+            results[i], row_qe[i], from_memory[i] = (
+                reused.results[k],
+                reused.qes[k],
+                reused.from_memory[k],
+            )
         done = [r for r in results if r is not None]
         if len(done) != len(results):  # the invariant: every row comes back, none dropped
             raise RuntimeError(f"shard {shard.shard_id}: {len(results) - len(done)} rows lost")
@@ -140,7 +154,9 @@ class TranslatorActor:
         with_glossary = self.glossary is not None or row_glossaries is not None
         output = _with_results(table, done, with_glossary, spec.formats.mode != "text")
         output = with_qe_columns(output, row_qe)
+        output = output.append_column(columns.FROM_MEMORY, pa.array(from_memory, pa.bool_()))
         write_shard_data(self.layout, shard.shard_id, output, self.layout.partition_of(shard))
+        stored = self.memory.remember(plan, reused)
         references = (
             table.column(columns.REFERENCE).to_pylist()
             if columns.REFERENCE in table.column_names
@@ -190,6 +206,7 @@ class TranslatorActor:
             format_status_counts=format_counts,
             glossary=adherence,
             qe=qe_counts,
+            memory=self.memory.counts(plan, stored),
         )
 
     def _load_other(self, name_or_path: str) -> Any:
