@@ -10,6 +10,7 @@ import ray
 
 from batchmt.jobs.cluster import pool_shape
 from batchmt.jobs.driver import _start_pool
+from batchmt.pipeline.lease import GENERATION_ENV
 from batchmt.pipeline.spec import spec_from_dict
 
 
@@ -25,7 +26,8 @@ def main(model_dir: str) -> None:
         }
     )
     shape = pool_shape(spec, pending_shards=10, resources=ray.cluster_resources())
-    slots = _start_pool(spec, shape, ".", generation=1)  # no lease in this probe
+    # No lease in this probe: a generation number only, for the actors' fence.
+    slots = _start_pool(spec, shape, ".", {GENERATION_ENV: "1"})
     infos = ray.get([slot.handle.info.remote() for slot in slots])
     print(json.dumps({"shape": shape.__dict__, "infos": infos}))
 
