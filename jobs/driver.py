@@ -56,8 +56,9 @@ from batchmt.pipeline.commit import (
 from batchmt.pipeline.lease import GENERATION_ENV, Heartbeat, LeaseLostError
 from batchmt.pipeline.results import QeCounts, ShardResult
 from batchmt.pipeline.shards import Plan, Shard
-from batchmt.pipeline.sources.increments import readable_source
+from batchmt.pipeline.sources.increments import increment_key, readable_source
 from batchmt.pipeline.spec import JobSpec
+from batchmt.pipeline.supersede import supersede_parquet
 from batchmt.pipeline.table_commit import commit_table, find_commit, recorded_properties
 from batchmt.pipeline.tables.common import TableCommitError
 from batchmt.workers.actor import TranslatorActor
@@ -212,6 +213,12 @@ def _run(
         heartbeat.check()  # a driver that lost the output never commits nor writes _SUCCESS
         if layout.is_table:
             summary["table"].update(_commit(spec, prepared, heartbeat, results))
+            if increment_key(plan.source):
+                summary["rows_new"] = plan.num_rows
+                summary["rows_replaced"] = summary["table"].get("rows_replaced", 0)
+        elif layout.runs_root:
+            summary["rows_new"] = plan.num_rows
+            summary["rows_replaced"] = _supersede(spec, layout, plan)
         write_success(layout, summary, heartbeat.record)
         log.info("job_succeeded", **{k: summary[k] for k in ("rows_in", "ok", "failed")})
     state = prepared.state if pending else "complete"
@@ -234,6 +241,16 @@ def _run(
             "the failed ones"
         )
     return outcome
+
+
+def _supersede(spec: JobSpec, layout: OutputLayout, plan: Plan) -> int:
+    """A Parquet output's increment: older runs' rows with this run's ids go, before
+    _SUCCESS (pipeline/supersede.py)."""
+    started = time.perf_counter()
+    replaced = supersede_parquet(layout, plan, spec.input.id_column)
+    seconds = round(time.perf_counter() - started, 2)
+    log.info("rows_replaced", rows_new=plan.num_rows, rows_replaced=replaced, seconds=seconds)
+    return replaced
 
 
 def _refuse_if_committed(spec: JobSpec, layout: OutputLayout) -> None:
@@ -272,7 +289,15 @@ def _commit(
     recorded = recorded_properties(heartbeat.record.run_id, prepared.fingerprint, prepared.plan)
     started = time.perf_counter()
     try:
-        result = commit_table(spec.output, prepared.layout, prepared.plan, results, recorded)
+        since = bool(increment_key(prepared.plan.source))
+        result = commit_table(
+            spec.output,
+            prepared.layout,
+            prepared.plan,
+            results,
+            recorded,
+            spec.input.id_column if since else "",
+        )
     except TableCommitError as exc:
         raise JobFailed(
             f"every shard is done but the table commit failed: {exc}. Rerun the same command "
@@ -284,6 +309,7 @@ def _commit(
         version=result.version,
         added=result.added_files,
         removed=result.removed_files,
+        rows_replaced=result.rows_replaced,
         seconds=round(time.perf_counter() - started, 2),
     )
     _exit_if_asked("after_table_commit")

@@ -71,6 +71,12 @@ def status_report(path: str, status: dict[str, Any]) -> str:
         f"{rows.get('failed', 0):,} not ({_counts(rows.get('by_status', {}))})"
     )
     lines.append(f"  success: {'yes (_SUCCESS written)' if status.get('success') else 'no'}")
+    run = status.get("run") or {}
+    if "rows_new" in run:  # an input.since run
+        lines.append(
+            f"  run:     {run.get('run_id')} finished {run.get('finished_at')}: "
+            f"{run['rows_new']:,} new rows, {run.get('rows_replaced') or 0:,} older rows replaced"
+        )
     lines.extend(_lake_lines(status))
     qe = status.get("qe") or {}
     if qe.get("checked"):
