@@ -113,5 +113,19 @@ def _read_tables(fs: Any, files: list[str], partitions: list[dict[str, str]]) ->
         for column, value in partition.items():  # hive/Delta files leave them out
             if column not in table.column_names:
                 table = table.append_column(column, pa.array([value] * table.num_rows, pa.string()))
-        tables.append(table)
+        tables.append(_without_views(table))
     return pa.concat_tables(tables, promote_options="default")
+
+
+def _without_views(table: Any) -> Any:
+    """String/binary view columns as plain ones: runs of an input.since output may read
+    files that deltalake wrote with view types, and concat cannot merge the two."""
+    import pyarrow as pa
+
+    def plain(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_string_view(t):
+            return pa.string()
+        return pa.binary() if pa.types.is_binary_view(t) else t
+
+    schema = pa.schema([f.with_type(plain(f.type)) for f in table.schema], table.schema.metadata)
+    return table if schema == table.schema else table.cast(schema)

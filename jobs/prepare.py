@@ -61,7 +61,7 @@ def make_plan(spec: JobSpec, version: int | None = None) -> Plan:
     plan = plan_input(spec.input, spec.sharding, spec.output.partition_by, version, previous)
     since = readable_source(plan.source).get(SINCE)
     if isinstance(since, dict):
-        log.info("increment_planned", **since, shards=len(plan.shards), rows_new=plan.num_rows)
+        log.info("increment_planned", **since, shards=len(plan.shards))
     return plan
 
 
