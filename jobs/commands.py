@@ -150,6 +150,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     jobs = table_job_roots(fs, root)
     if jobs:  # a table output: every job that wrote it, each from its own folder
         statuses = [job_status(OutputLayout.read(fs, job)) for job in jobs]
+        # Oldest run first (input.since runs are named by their increment, not their time);
+        # unfinished ones last.
+        order = sorted(
+            range(len(jobs)), key=lambda i: (statuses[i]["run"].get("finished_at") or "~", jobs[i])
+        )
+        jobs, statuses = [jobs[i] for i in order], [statuses[i] for i in order]
         if args.json:
             print_json({"table": args.output, "jobs": statuses})
         else:
