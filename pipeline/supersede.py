@@ -23,6 +23,7 @@ import hashlib
 import io
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import fsspec
@@ -36,6 +37,8 @@ from batchmt.pipeline.shards import Plan
 from batchmt.pipeline.storage import join, publish, with_retries
 
 log = logging.getLogger(__name__)
+
+_READ_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,16 @@ def rewrite_without(
     if len(ids) == 0:
         return []
     value_set = pc.unique(ids.combine_chunks())
+
+    def hits(old: DataFile) -> pa.ChunkedArray:
+        return pc.is_in(_read_ids(fs, old.path, id_column), value_set=value_set)
+
+    files = list(files)
+    # One footer and one column read per file: latency-bound on S3, so in parallel.
+    with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+        found = list(pool.map(hits, files))
     out = []
-    for old in files:
-        hit = pc.is_in(_read_ids(fs, old.path, id_column), value_set=value_set)
+    for old, hit in zip(files, found, strict=True):
         dropped = int(pc.sum(hit).as_py() or 0)
         if not dropped:
             continue
