@@ -47,6 +47,7 @@ from batchmt.jobs.progress import Progress
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.commit import (
     LAYOUT_ENV,
+    REPLACED_FILE,
     OutputConflictError,
     OutputLayout,
     completed_shards,
@@ -58,6 +59,7 @@ from batchmt.pipeline.results import QeCounts, ShardResult
 from batchmt.pipeline.shards import Plan, Shard
 from batchmt.pipeline.sources.increments import increment_key, readable_source
 from batchmt.pipeline.spec import JobSpec
+from batchmt.pipeline.storage import join, read_json, write_json
 from batchmt.pipeline.supersede import supersede_parquet
 from batchmt.pipeline.table_commit import commit_table, find_commit, recorded_properties
 from batchmt.pipeline.tables.common import TableCommitError
@@ -219,6 +221,7 @@ def _run(
         elif layout.runs_root:
             summary["rows_new"] = plan.num_rows
             summary["rows_replaced"] = _supersede(spec, layout, plan)
+            summary["run_folder"] = f"_batchmt/{layout.job_key}"
         write_success(layout, summary, heartbeat.record)
         log.info("job_succeeded", **{k: summary[k] for k in ("rows_in", "ok", "failed")})
     state = prepared.state if pending else "complete"
@@ -247,7 +250,13 @@ def _supersede(spec: JobSpec, layout: OutputLayout, plan: Plan) -> int:
     """A Parquet output's increment: older runs' rows with this run's ids go, before
     _SUCCESS (pipeline/supersede.py)."""
     started = time.perf_counter()
+    # A rerun after a kill between the rewrites and _SUCCESS finds the ids already gone:
+    # the count of the killed attempt is kept beside the markers.
+    path = join(layout.root, REPLACED_FILE)
+    earlier = read_json(layout.fs, path) or {}
     replaced = supersede_parquet(layout, plan, spec.input.id_column)
+    replaced += int(earlier.get("rows_replaced", 0)) if isinstance(earlier, dict) else 0
+    write_json(layout.fs, path, {"rows_replaced": replaced})
     seconds = round(time.perf_counter() - started, 2)
     log.info("rows_replaced", rows_new=plan.num_rows, rows_replaced=replaced, seconds=seconds)
     return replaced

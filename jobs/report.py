@@ -32,6 +32,12 @@ def job_report(outcome: JobOutcome) -> str:
         _output_line(outcome),
         f"  inspect: batchmt status {outcome.output_path}",
     ]
+    if "rows_new" in s:  # an input.since run
+        lines.insert(
+            2,
+            f"  increment: {s['rows_new']:,} new rows, {s.get('rows_replaced') or 0:,} older "
+            "translations replaced",
+        )
     memory = _memory_line(s.get("memory") or {})
     if memory:
         lines.append(memory)
@@ -55,6 +61,9 @@ def _output_line(outcome: JobOutcome) -> str:
             f"version {table.get('committed_version')} ({table['mode']}; bookkeeping in "
             f"{outcome.output_path}/_batchmt/{table['job_key']}/)"
         )
+    run = outcome.summary.get("run_folder")
+    if run:  # a Parquet output's input.since run: its bookkeeping has its own folder
+        return f"  output:  {outcome.output_path}/data/  (this run's _SUCCESS etc. in {run}/)"
     return f"  output:  {outcome.output_path}/data/  (_SUCCESS, quality/, _manifest.json beside it)"
 
 

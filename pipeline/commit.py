@@ -78,6 +78,9 @@ TABLE_JOBS_DIR = "_batchmt"
 # {"partition_by": [...], "job_key": "..."}): a worker then files each shard under the
 # partition the frozen plan says, in the job's folder of a table output.
 LAYOUT_ENV = "BATCHMT_OUTPUT_LAYOUT"
+# A Parquet output's input.since run: how many older rows it replaced (pipeline/supersede.py),
+# kept so that a rerun after a kill before _SUCCESS still reports them.
+REPLACED_FILE = "_replaced.json"
 
 
 class OutputConflictError(RuntimeError):
@@ -401,7 +404,7 @@ def _clear(layout: OutputLayout) -> None:
         folders.append(layout.data_dir)
     for folder in folders:
         remove(layout.fs, folder, recursive=True)
-    for path in (layout.success, layout.manifest):
+    for path in (layout.success, layout.manifest, join(layout.root, REPLACED_FILE)):
         remove(layout.fs, path)
 
 

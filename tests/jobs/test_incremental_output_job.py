@@ -86,7 +86,9 @@ def test_since_last_translates_only_new_rows_and_keeps_each_id_once(
     # translated again replace their older translations, never sit beside them.
     table = deltalake.DeltaTable(source)
     table.update(predicate="id = '2026-11-01-003'", updates={"text": "'The house is green.'"})
+    capsys.readouterr()
     assert main(["run", spec, "--no-progress"]) == 0
+    assert "10 new rows, 10 older translations replaced" in capsys.readouterr().out
     third = successes(out)[-1]
     assert (third["rows_new"], third["rows_replaced"]) == (PER_DAY, PER_DAY)
     rows = output_rows(fmt, out)
