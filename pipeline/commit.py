@@ -161,10 +161,12 @@ class OutputLayout:
         if jobs_dir == TABLE_JOBS_DIR and key:
             if fs.exists(join(table_root, "_delta_log")):
                 layout = cls(fs, root, table_root=table_root, job_key=key, table_format="delta")
-            elif fs.exists(join(table_root, "metadata")):
-                layout = cls(fs, root, table_root=table_root, job_key=key, table_format="iceberg")
-            else:  # a Parquet output's run (input.since)
+            elif not fs.exists(join(table_root, "metadata")) and fs.exists(
+                join(table_root, "data")
+            ):  # a Parquet output's run (input.since): the runs share data/
                 layout = cls(fs, root, job_key=key, runs_root=table_root)
+            else:  # Iceberg (before its first commit too: no metadata/, no data/ yet)
+                layout = cls(fs, root, table_root=table_root, job_key=key, table_format="iceberg")
         manifest = load_manifest(layout)
         if manifest is None or not manifest.plan.output_partitions:
             return layout
