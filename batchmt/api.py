@@ -68,15 +68,22 @@ def read_output(
     Only shards with a completion marker are read: a shard being rewritten by a running job
     is never half-visible.
     """
-    from batchmt.pipeline.commit import OutputLayout, completed_shard_ids
+    from batchmt.pipeline.commit import OutputLayout, completed_shard_ids, table_job_roots
     from batchmt.pipeline.storage import open_fs
 
     fs, root = open_fs(str(path), dict(storage_options or {}))
     # A partitioned output files shards in hive folders (the manifest says which); a table
     # output's job is read from its folder, <table>/_batchmt/<job key>.
     layout = OutputLayout.read(fs, root)
-    shard_ids = sorted(completed_shard_ids(layout))
-    files = [layout.data(shard_id) for shard_id in shard_ids]
+    # A Parquet output of input.since runs: every run's files (each id is in one of them).
+    runs = [] if layout.is_table or fs.exists(layout.manifest) else table_job_roots(fs, root)
+    layouts = [OutputLayout.read(fs, run) for run in runs] or [layout]
+    layouts = [one for one in layouts if not one.is_table]
+    if runs and layouts:
+        layout = layouts[0]
+    pairs = [(one, sid) for one in layouts for sid in sorted(completed_shard_ids(one))]
+    files = [one.data(shard_id) for one, shard_id in pairs]
+    partitions = [dict(one.partitions.get(sid, {})) for one, sid in pairs]
     if as_ray_dataset:
         try:
             import ray.data
@@ -91,7 +98,7 @@ def read_output(
             hive = Partitioning(PartitionStyle.HIVE, base_dir=layout.data_dir, filesystem=fs)
             return ray.data.read_parquet(files, filesystem=fs, partitioning=hive)
         return ray.data.read_parquet(files, filesystem=fs) if files else ray.data.from_items([])
-    return _read_tables(fs, files, [dict(layout.partitions.get(s, {})) for s in shard_ids])
+    return _read_tables(fs, files, partitions)
 
 
 def _read_tables(fs: Any, files: list[str], partitions: list[dict[str, str]]) -> pa.Table:
@@ -106,5 +113,19 @@ def _read_tables(fs: Any, files: list[str], partitions: list[dict[str, str]]) ->
         for column, value in partition.items():  # hive/Delta files leave them out
             if column not in table.column_names:
                 table = table.append_column(column, pa.array([value] * table.num_rows, pa.string()))
-        tables.append(table)
+        tables.append(_without_views(table))
     return pa.concat_tables(tables, promote_options="default")
+
+
+def _without_views(table: Any) -> Any:
+    """String/binary view columns as plain ones: runs of an input.since output may read
+    files that deltalake wrote with view types, and concat cannot merge the two."""
+    import pyarrow as pa
+
+    def plain(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_string_view(t):
+            return pa.string()
+        return pa.binary() if pa.types.is_binary_view(t) else t
+
+    schema = pa.schema([f.with_type(plain(f.type)) for f in table.schema], table.schema.metadata)
+    return table if schema == table.schema else table.cast(schema)

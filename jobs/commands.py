@@ -20,7 +20,7 @@ from batchmt.pipeline.shards import Plan
 from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
 from batchmt.pipeline.storage import StorageError, open_fs
 from batchmt.pipeline.tables.common import TableCommitError
-from batchmt.pipeline.verify import verify_output
+from batchmt.pipeline.verify import verify_output, verify_runs
 from batchmt.workers.engines.base import EngineLoadError
 
 # Errors that mean "this job cannot run as configured": one line, exit 2.
@@ -150,6 +150,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     jobs = table_job_roots(fs, root)
     if jobs:  # a table output: every job that wrote it, each from its own folder
         statuses = [job_status(OutputLayout.read(fs, job)) for job in jobs]
+        # Oldest run first (input.since runs are named by their increment, not their time);
+        # unfinished ones last.
+        order = sorted(
+            range(len(jobs)), key=lambda i: (statuses[i]["run"].get("finished_at") or "~", jobs[i])
+        )
+        jobs, statuses = [jobs[i] for i in order], [statuses[i] for i in order]
         if args.json:
             print_json({"table": args.output, "jobs": statuses})
         else:
@@ -165,7 +171,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_verify(spec: JobSpec, *, as_json: bool = False) -> int:
     job = OutputLayout.for_job(spec)  # the job's own folder, partitions from its manifest
-    report = verify_output(OutputLayout.read(job.fs, job.root), spec.input).to_dict()
+    if spec.input.since is not None and not job.is_table:
+        # input.since runs of a Parquet output: all of them together against the input now.
+        runs = [OutputLayout.read(job.fs, run) for run in table_job_roots(job.fs, job.root)]
+        report = verify_runs([r for r in runs if not r.is_table], spec.input).to_dict()
+    else:
+        report = verify_output(OutputLayout.read(job.fs, job.root), spec.input).to_dict()
     if as_json:
         print_json(report)
     else:

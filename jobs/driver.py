@@ -47,6 +47,7 @@ from batchmt.jobs.progress import Progress
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.commit import (
     LAYOUT_ENV,
+    REPLACED_FILE,
     OutputConflictError,
     OutputLayout,
     completed_shards,
@@ -56,8 +57,10 @@ from batchmt.pipeline.commit import (
 from batchmt.pipeline.lease import GENERATION_ENV, Heartbeat, LeaseLostError
 from batchmt.pipeline.results import QeCounts, ShardResult
 from batchmt.pipeline.shards import Plan, Shard
-from batchmt.pipeline.sources.increments import readable_source
+from batchmt.pipeline.sources.increments import increment_key, readable_source
 from batchmt.pipeline.spec import JobSpec
+from batchmt.pipeline.storage import join, read_json, write_json
+from batchmt.pipeline.supersede import supersede_parquet
 from batchmt.pipeline.table_commit import commit_table, find_commit, recorded_properties
 from batchmt.pipeline.tables.common import TableCommitError
 from batchmt.workers.actor import TranslatorActor
@@ -212,6 +215,13 @@ def _run(
         heartbeat.check()  # a driver that lost the output never commits nor writes _SUCCESS
         if layout.is_table:
             summary["table"].update(_commit(spec, prepared, heartbeat, results))
+            if increment_key(plan.source):
+                summary["rows_new"] = plan.num_rows
+                summary["rows_replaced"] = summary["table"].get("rows_replaced", 0)
+        elif layout.runs_root:
+            summary["rows_new"] = plan.num_rows
+            summary["rows_replaced"] = _supersede(spec, layout, plan)
+            summary["run_folder"] = f"_batchmt/{layout.job_key}"
         write_success(layout, summary, heartbeat.record)
         log.info("job_succeeded", **{k: summary[k] for k in ("rows_in", "ok", "failed")})
     state = prepared.state if pending else "complete"
@@ -234,6 +244,22 @@ def _run(
             "the failed ones"
         )
     return outcome
+
+
+def _supersede(spec: JobSpec, layout: OutputLayout, plan: Plan) -> int:
+    """A Parquet output's increment: older runs' rows with this run's ids go, before
+    _SUCCESS (pipeline/supersede.py)."""
+    started = time.perf_counter()
+    # A rerun after a kill between the rewrites and _SUCCESS finds the ids already gone:
+    # the count of the killed attempt is kept beside the markers.
+    path = join(layout.root, REPLACED_FILE)
+    earlier = read_json(layout.fs, path) or {}
+    replaced = supersede_parquet(layout, plan, spec.input.id_column)
+    replaced += int(earlier.get("rows_replaced", 0)) if isinstance(earlier, dict) else 0
+    write_json(layout.fs, path, {"rows_replaced": replaced})
+    seconds = round(time.perf_counter() - started, 2)
+    log.info("rows_replaced", rows_new=plan.num_rows, rows_replaced=replaced, seconds=seconds)
+    return replaced
 
 
 def _refuse_if_committed(spec: JobSpec, layout: OutputLayout) -> None:
@@ -272,7 +298,15 @@ def _commit(
     recorded = recorded_properties(heartbeat.record.run_id, prepared.fingerprint, prepared.plan)
     started = time.perf_counter()
     try:
-        result = commit_table(spec.output, prepared.layout, prepared.plan, results, recorded)
+        since = bool(increment_key(prepared.plan.source))
+        result = commit_table(
+            spec.output,
+            prepared.layout,
+            prepared.plan,
+            results,
+            recorded,
+            spec.input.id_column if since else "",
+        )
     except TableCommitError as exc:
         raise JobFailed(
             f"every shard is done but the table commit failed: {exc}. Rerun the same command "
@@ -284,6 +318,7 @@ def _commit(
         version=result.version,
         added=result.added_files,
         removed=result.removed_files,
+        rows_replaced=result.rows_replaced,
         seconds=round(time.perf_counter() - started, 2),
     )
     _exit_if_asked("after_table_commit")

@@ -95,9 +95,11 @@ def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
     layout = OutputLayout.for_job(spec)  # a table output: this spec's folder in the table
     plan = make_plan(spec, _pinned_version(layout, spec))
     increment = increment_key(plan.source)
-    if layout.is_table and increment:
-        # input.since into a table: each increment has its own folder (and commit); a
-        # killed run's increment resumes its folder, at the version it pinned.
+    if increment:
+        # input.since: each increment has its own folder (and a table output its own
+        # commit; a Parquet output its own data files); a killed run's increment resumes
+        # its folder, at the version it pinned. A finished one is never resumed: the next
+        # run starts where it ended, which is another increment key.
         layout = OutputLayout.for_job(spec, increment=increment)
         pinned = _pinned_version(layout, spec)
         if pinned is not None and pinned != plan.source.get("version"):

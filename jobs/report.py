@@ -32,6 +32,12 @@ def job_report(outcome: JobOutcome) -> str:
         _output_line(outcome),
         f"  inspect: batchmt status {outcome.output_path}",
     ]
+    if "rows_new" in s:  # an input.since run
+        lines.insert(
+            2,
+            f"  increment: {s['rows_new']:,} new rows, {s.get('rows_replaced') or 0:,} older "
+            "translations replaced",
+        )
     memory = _memory_line(s.get("memory") or {})
     if memory:
         lines.append(memory)
@@ -55,6 +61,9 @@ def _output_line(outcome: JobOutcome) -> str:
             f"version {table.get('committed_version')} ({table['mode']}; bookkeeping in "
             f"{outcome.output_path}/_batchmt/{table['job_key']}/)"
         )
+    run = outcome.summary.get("run_folder")
+    if run:  # a Parquet output's input.since run: its bookkeeping has its own folder
+        return f"  output:  {outcome.output_path}/data/  (this run's _SUCCESS etc. in {run}/)"
     return f"  output:  {outcome.output_path}/data/  (_SUCCESS, quality/, _manifest.json beside it)"
 
 
@@ -71,6 +80,12 @@ def status_report(path: str, status: dict[str, Any]) -> str:
         f"{rows.get('failed', 0):,} not ({_counts(rows.get('by_status', {}))})"
     )
     lines.append(f"  success: {'yes (_SUCCESS written)' if status.get('success') else 'no'}")
+    run = status.get("run") or {}
+    if "rows_new" in run:  # an input.since run
+        lines.append(
+            f"  run:     {run.get('run_id')} finished {run.get('finished_at')}: "
+            f"{run['rows_new']:,} new rows, {run.get('rows_replaced') or 0:,} older rows replaced"
+        )
     lines.extend(_lake_lines(status))
     qe = status.get("qe") or {}
     if qe.get("checked"):

@@ -16,6 +16,11 @@ every job spec has its own folder, lease and resume), and writes its data files 
 table's partition folders as `<col>=<value>/part-<job key>-<shard>.parquet`. They become
 table rows only in the one table commit at the end (pipeline/table_commit.py).
 
+A plain Parquet output with `input.since` holds one run per increment: each keeps its
+bookkeeping in `<output>/_batchmt/<job key>-<increment key>/` (`runs_root` = the output) and
+its data in the shared `<output>/data/[<partition folders>/]part-<job key>-<shard>.parquet`,
+so runs never overwrite each other (pipeline/supersede.py keeps each id once across them).
+
 Keys depend only on the shard id, so a retried or duplicated attempt overwrites instead of
 duplicating; one listing of `_completions/` tells a rerun what is left.
 
@@ -73,6 +78,9 @@ TABLE_JOBS_DIR = "_batchmt"
 # {"partition_by": [...], "job_key": "..."}): a worker then files each shard under the
 # partition the frozen plan says, in the job's folder of a table output.
 LAYOUT_ENV = "BATCHMT_OUTPUT_LAYOUT"
+# A Parquet output's input.since run: how many older rows it replaced (pipeline/supersede.py),
+# kept so that a rerun after a kill before _SUCCESS still reports them.
+REPLACED_FILE = "_replaced.json"
 
 
 class OutputConflictError(RuntimeError):
@@ -95,6 +103,9 @@ class OutputLayout:
     table_root: str = ""
     job_key: str = ""
     table_format: str = ""  # "delta" | "iceberg" for a table output
+    # A Parquet output of input.since runs: the output's path (its shared data/ folder);
+    # `root` is then this run's folder under _batchmt/.
+    runs_root: str = ""
     partition_by: tuple[str, ...] = ()
     # Read side: {shard id: partition} from the manifest (see `OutputLayout.read`).
     partitions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -104,6 +115,8 @@ class OutputLayout:
         fs, root = open_fs(output.path, output.storage_options)
         root = root.rstrip("/")
         if output.format == "parquet":
+            if job_key:
+                return cls(fs, join(root, TABLE_JOBS_DIR, job_key), job_key=job_key, runs_root=root)
             return cls(fs, root)
         if not job_key:
             raise ValueError("a table output's layout needs the job key: use for_job(spec)")
@@ -121,7 +134,8 @@ class OutputLayout:
     ) -> OutputLayout:
         """The layout of this job spec's output (its own folder in a table output; one per
         increment with input.since)."""
-        key = job_key(spec, increment) if spec.output.format != "parquet" else ""
+        table = spec.output.format != "parquet"
+        key = job_key(spec, increment) if table or increment else ""
         return replace(cls.open(spec.output, key), partition_by=tuple(partition_by))
 
     @classmethod
@@ -132,7 +146,7 @@ class OutputLayout:
         columns = handed.get("partition_by", spec.output.partition_by or [])
         layout = cls.for_job(spec, [str(c) for c in columns])
         key = str(handed.get("job_key") or "")
-        if key and layout.is_table and key != layout.job_key:
+        if key and key != layout.job_key:
             layout = replace(cls.open(spec.output, key), partition_by=layout.partition_by)
         return layout
 
@@ -145,9 +159,14 @@ class OutputLayout:
         parent, _, key = root.rpartition("/")
         table_root, _, jobs_dir = parent.rpartition("/")
         if jobs_dir == TABLE_JOBS_DIR and key:
-            delta = fs.exists(join(table_root, "_delta_log"))
-            fmt = "delta" if delta else "iceberg"
-            layout = cls(fs, root, table_root=table_root, job_key=key, table_format=fmt)
+            if fs.exists(join(table_root, "_delta_log")):
+                layout = cls(fs, root, table_root=table_root, job_key=key, table_format="delta")
+            elif not fs.exists(join(table_root, "metadata")) and fs.exists(
+                join(table_root, "data")
+            ):  # a Parquet output's run (input.since): the runs share data/
+                layout = cls(fs, root, job_key=key, runs_root=table_root)
+            else:  # Iceberg (before its first commit too: no metadata/, no data/ yet)
+                layout = cls(fs, root, table_root=table_root, job_key=key, table_format="iceberg")
         manifest = load_manifest(layout)
         if manifest is None or not manifest.plan.output_partitions:
             return layout
@@ -169,7 +188,7 @@ class OutputLayout:
 
     @property
     def data_dir(self) -> str:
-        return self.table_root or join(self.root, "data")
+        return self.table_root or join(self.runs_root or self.root, "data")
 
     @property
     def quality_dir(self) -> str:
@@ -380,11 +399,14 @@ def _clear(layout: OutputLayout) -> None:
     are rewritten under the same names; committed ones are the table's).
     """
     folders = [layout.completions_dir, layout.quality_dir]
-    if not layout.is_table:
+    if layout.runs_root:  # the data folder is shared with the other runs: only ours go
+        for path in data_files_found(layout).values():
+            remove(layout.fs, path)
+    elif not layout.is_table:
         folders.append(layout.data_dir)
     for folder in folders:
         remove(layout.fs, folder, recursive=True)
-    for path in (layout.success, layout.manifest):
+    for path in (layout.success, layout.manifest, join(layout.root, REPLACED_FILE)):
         remove(layout.fs, path)
 
 
@@ -553,6 +575,13 @@ def job_status(layout: OutputLayout) -> dict[str, Any]:
         # Table outputs: where the rows went and the version that holds them; None until
         # the commit (it comes right before _SUCCESS).
         "table": (success or {}).get("table"),
+        # The run that finished it: input.since runs also say how many rows were new and
+        # how many older rows (of earlier runs) their translations replaced.
+        "run": {
+            k: (success or {}).get(k)
+            for k in ("run_id", "finished_at", "rows_new", "rows_replaced")
+            if k in (success or {})
+        },
         "quality": merge_quality([quality[sid] for sid in sorted(quality)]) if quality else None,
         # Row-level QE over every row of the completed shards (not only the samples).
         "qe": QeCounts.total([r.qe for r in done.values() if r.qe is not None]).to_dict(),

@@ -3,7 +3,8 @@
 A run's bookkeeping is a `_manifest.json` (the frozen plan: `source`, `inputs`) and a
 `_SUCCESS` (a JSON summary written last: `finished_at`, `run_id`, `rows_in`, `job_name`).
 They sit at the output root (a plain Parquet output) or in `<output>/_batchmt/<job key>/`
-(a table output, one folder per job key = job name + spec fingerprint). Only a folder whose
+(a table output, one folder per job key = job name + spec fingerprint; with input.since,
+one per increment, for a plain Parquet output too). Only a folder whose
 `_SUCCESS` belongs to the manifest beside it is a successful run: a run without `_SUCCESS`
 (killed, running) or whose manifest a later run already replaced is not, and junk (foreign
 folders, unreadable JSON) is skipped with a warning, never trusted.

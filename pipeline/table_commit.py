@@ -17,16 +17,27 @@ import json
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchmt.pipeline.commit import OutputLayout
+from batchmt.pipeline.partitions import parse_hive_path
 from batchmt.pipeline.results import ShardResult
 from batchmt.pipeline.shards import Plan
 from batchmt.pipeline.spec import OutputSpec
 from batchmt.pipeline.storage import join, with_retries
+from batchmt.pipeline.supersede import (
+    DataFile,
+    Rewrite,
+    copy_name,
+    covered,
+    rewrite_without,
+    run_ids,
+    run_partitions,
+)
 from batchmt.pipeline.tables import delta, iceberg
 from batchmt.pipeline.tables.common import (
     FINGERPRINT_KEY,
@@ -115,10 +126,13 @@ def commit_table(
     plan: Plan,
     results: Mapping[str, ShardResult],
     recorded: Mapping[str, str],
+    id_column: str = "",
 ) -> CommitResult:
     """Register every shard's file in the table in one commit (see the module docstring).
 
     `recorded`: what the commit records beside the job key (run id, fingerprint, source).
+    `id_column` (input.since runs appending to the table): older rows with an id this run
+    wrote leave the table in the same commit (pipeline/supersede.py).
     """
     if not plan.shards:
         # An empty increment (input.since) has no rows to add; an overwrite with nothing to
@@ -132,6 +146,7 @@ def commit_table(
         return earlier
     location = table_location(output)
     files, schema = _files(layout, location, plan, results)
+    rewrites = _supersede(output, layout, plan, location, id_column) if id_column else []
     request = CommitRequest(
         location=location,
         files=files,
@@ -140,11 +155,51 @@ def commit_table(
         mode=output.mode,
         job_key=layout.job_key,
         properties=dict(recorded),
+        replaced=[
+            (
+                r.old.relpath,
+                TableFile(
+                    r.new.relpath, join(location, r.new.relpath), r.size, r.rows, r.new.partition
+                ),
+            )
+            for r in rewrites
+        ],
     )
+    rows_replaced = sum(r.dropped for r in rewrites)
     if layout.table_format == "delta":
-        return delta.commit(request, output.storage_options)
-    catalog, identifier = _catalog(output)
-    return iceberg.commit(request, catalog, identifier)
+        result = delta.commit(request, output.storage_options)
+    else:
+        catalog, identifier = _catalog(output)
+        result = iceberg.commit(request, catalog, identifier)
+    return replace(result, rows_replaced=rows_replaced if result.committed_now else 0)
+
+
+def _supersede(
+    output: OutputSpec, layout: OutputLayout, plan: Plan, location: str, id_column: str
+) -> list[Rewrite]:
+    """Copies of the table's files in this run's partitions without the run's ids (an
+    append only: overwrite modes replace those partitions anyway)."""
+    if output.mode != "append":
+        return []
+    fs, root = layout.fs, layout.table_root
+    if layout.table_format == "delta":
+        found = delta.live_files(location, output.storage_options, list(layout.partition_by))
+        live = [DataFile(join(root, rel), rel, part) for rel, part in found]
+    else:
+        catalog, identifier = _catalog(output)
+        live = [
+            DataFile(join(root, rel), rel, parse_hive_path(rel))
+            for rel, _uri in iceberg.live_files(catalog, identifier, location)
+        ]
+    ours = f"part-{layout.job_key}-"
+    live = [f for f in live if not f.relpath.rsplit("/", 1)[-1].startswith(ours)]
+    candidates = covered(live, run_partitions(layout, plan))
+    if not candidates:
+        return []
+    ids = run_ids(layout, plan, id_column)
+    return rewrite_without(
+        fs, candidates, ids, id_column, lambda old: copy_name(layout.job_key, old, root)
+    )
 
 
 def recorded_properties(run_id: str, fingerprint: str, plan: Plan) -> dict[str, str]:

@@ -265,3 +265,43 @@ def verify_output(layout: OutputLayout, input_spec: InputSpec, sample: int = 20)
     report.input_rows += report.unplanned_input_rows
     report.missing_ids, report.duplicated_ids, report.unexpected_ids = (samples[k] for k in kinds)
     return report
+
+
+def verify_runs(runs: list[OutputLayout], input_spec: InputSpec, sample: int = 20) -> VerifyReport:
+    """A Parquet output of input.since runs against the input as it is now: every input id
+    once across the runs' completed files (an older run's files lost the ids a later run
+    translated again). Ids of the whole input and output are held at once: one comparison,
+    not shard by shard. Rows deleted from the input show as unexpected (not propagated)."""
+    whole = input_spec.model_copy(update={"since": None})
+    plan = plan_input(whole, ShardingSpec())
+    column = input_spec.id_column
+    ins = [c for shard in plan.shards for c in _input_ids(shard, whole).chunks]
+    outs = []
+    report = VerifyReport()
+    for layout in runs:
+        data = data_files_found(layout)
+        done = set(completed_shards(layout))
+        report.unmarked_shards += sorted(sid for sid in data if sid not in done)[:sample]
+        outs += [_output_columns(layout, data[sid], column) for sid in sorted(done & set(data))]
+    if len({c.type for c in ins}) > 1:  # files of several writers: compare as text
+        ins = [c.cast(pa.string()) for c in ins]
+    in_ids = pa.chunked_array(ins) if ins else None
+    # Runs may have written the id as another type (string_view from a deltalake-rewritten
+    # input file): each run's column is cast to the input's before they are put together.
+    target = in_ids.type if in_ids is not None else pa.string()
+    outs = [
+        t.set_column(t.schema.get_field_index(column), column, t.column(column).cast(target))
+        if column in t.column_names
+        else t
+        for t in outs
+    ]
+    out = pa.concat_tables(outs, promote_options="permissive") if outs else None
+    check = _compare(in_ids, out, column, sample)
+    report.shards_checked = len(outs)
+    report.input_rows, report.output_rows = check.input_rows, check.output_rows
+    report.missing_count, report.duplicated_count = check.missing, check.duplicated
+    report.unexpected_count, report.unexplained_rows = check.unexpected, check.unexplained
+    report.null_id_rows = (check.null_in, check.null_out)
+    report.missing_ids, report.duplicated_ids = check.missing_ids, check.duplicated_ids
+    report.unexpected_ids = check.unexpected_ids
+    return report

@@ -44,6 +44,9 @@ class CommitRequest:
     job_key: str
     # Recorded with the commit, next to JOB_KEY (run id, spec fingerprint, source read).
     properties: dict[str, str] = field(default_factory=dict)
+    # input.since: older files (relpath under the location, as stored) that the commit
+    # removes, each with its copy without the run's ids (pipeline/supersede.py), added.
+    replaced: list[tuple[str, TableFile]] = field(default_factory=list)
 
     @property
     def covered(self) -> set[tuple[str, ...]]:
@@ -61,6 +64,7 @@ class CommitResult:
     committed_now: bool  # False: an earlier run had made it (found by the job key)
     removed_files: int = 0
     added_files: int = 0
+    rows_replaced: int = 0  # older rows whose id this commit's rows translate again
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,4 +73,5 @@ class CommitResult:
             "committed_now": self.committed_now,
             "added_files": self.added_files,
             "removed_files": self.removed_files,
+            "rows_replaced": self.rows_replaced,
         }

@@ -140,6 +140,7 @@ def _field_types(schema: Any) -> dict[str, str]:
 def _adds(request: CommitRequest) -> list[Any]:
     dl = _deltalake()
     now = int(time.time() * 1000)
+    copies = [new for _old, new in request.replaced]
     return [
         dl.transaction.AddAction(
             path=f.relpath,  # as stored: deltalake escapes it for the log itself
@@ -149,8 +150,37 @@ def _adds(request: CommitRequest) -> list[Any]:
             data_change=True,
             stats=json.dumps({"numRecords": f.rows}),
         )
-        for f in request.files
+        for f in [*request.files, *copies]
     ]
+
+
+def _replaced_removes(request: CommitRequest) -> list[Any]:
+    """Remove actions for the older files whose copies (without the run's ids) we add."""
+    dl = _deltalake()
+    now = int(time.time() * 1000)
+    return [
+        dl.transaction.RemoveAction(
+            path=old,
+            data_change=True,
+            deletion_timestamp=now,
+            partition_values=dict(new.partition),
+        )
+        for old, new in request.replaced
+    ]
+
+
+def live_files(
+    location: str, storage_options: Mapping[str, Any], partition_by: list[str]
+) -> list[tuple[str, dict[str, str]]]:
+    """(relpath as stored, partition) of every file of the table now; [] without a table."""
+    table = _load(location, _options(location, storage_options))
+    if table is None:
+        return []
+    out = []
+    for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
+        values = {c: str(action.get(f"partition.{c}")) for c in partition_by}
+        out.append((unquote(action["path"]), values))
+    return out
 
 
 def _removes(table: Any, request: CommitRequest) -> list[Any]:
@@ -228,6 +258,10 @@ def commit(request: CommitRequest, storage_options: Mapping[str, Any]) -> Commit
             else:
                 _check_compatible(table, request)
                 removes = _removes(table, request)
+                replaced = {unquote(str(r.path)) for r in removes}
+                removes += [
+                    r for r in _replaced_removes(request) if unquote(str(r.path)) not in replaced
+                ]
                 table.create_write_transaction(
                     [*removes, *adds],
                     "append",  # the replaced files are the explicit remove actions

@@ -125,16 +125,22 @@ def _stage(tx: Any, table: Any | None, request: CommitRequest) -> tuple[int, int
         metadata = tx.table_metadata
     paths = [f.uri for f in request.files]
     props = request.recorded()
-    if request.mode == "append" or table is None:
+    if (request.mode == "append" and not request.replaced) or table is None:
         tx.add_files(paths, snapshot_properties=props)
         return 0, len(paths)
     positions = list(range(len(request.partition_by)))
     covered = request.covered
     old = [task.file for task in table.scan().plan_files()]
+    # input.since: the older files holding ids this run translated again go, their copies
+    # without those rows come, in the same overwrite snapshot (pipeline/supersede.py).
+    superseded = {_under(request.location, o) for o, _new in request.replaced}
+    paths += [new.uri for _old, new in request.replaced]
     replaced = [
         f
         for f in old
-        if request.mode == "overwrite" or tuple(str(f.partition[i]) for i in positions) in covered
+        if request.mode == "overwrite"
+        or (request.mode != "append" and tuple(str(f.partition[i]) for i in positions) in covered)
+        or _under(request.location, f.file_path) in superseded
     ]
     with tx.update_snapshot(snapshot_properties=props).overwrite() as overwrite:
         for data_file in replaced:
@@ -144,6 +150,24 @@ def _stage(tx: Any, table: Any | None, request: CommitRequest) -> tuple[int, int
                 pyarrow_io.parquet_file_to_data_file(table.io, metadata, path)
             )
     return len(replaced), len(paths)
+
+
+def _under(location: str, path: str) -> str:
+    """A file's path relative to the table location, however the URL spells the scheme."""
+    path = path.removeprefix("file://")
+    base = location.removeprefix("file://").rstrip("/") + "/"
+    return path[len(base) :] if path.startswith(base) else path
+
+
+def live_files(catalog: Any, identifier: str, location: str) -> list[tuple[str, str]]:
+    """(relpath under the location, full URI) of every data file of the table now."""
+    table = _load(catalog, identifier)
+    if table is None or table.current_snapshot() is None:
+        return []
+    return [
+        (_under(location, t.file.file_path), str(t.file.file_path))
+        for t in table.scan().plan_files()
+    ]
 
 
 def commit(request: CommitRequest, catalog: Any, identifier: str) -> CommitResult:

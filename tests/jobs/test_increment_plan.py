@@ -17,6 +17,7 @@ from batchmt.jobs.prepare import make_plan
 from batchmt.pipeline.commit import OutputLayout, prepare_output, read_success, write_success
 from batchmt.pipeline.shard_reader import read_shard
 from batchmt.pipeline.shards import Plan
+from batchmt.pipeline.sources.increments import increment_key
 from batchmt.pipeline.spec import InputSpec, JobSpec, ModelSpec, OutputSpec, ShardingSpec
 
 deltalake = pytest.importorskip("deltalake")
@@ -113,5 +114,10 @@ def test_a_job_with_nothing_new_succeeds_with_zero_rows(tmp_path: Path, tiny_mar
 
     outcome = run_job(spec, show_progress=False)  # no shard to run: no actor starts
     assert (outcome.shards_total, outcome.summary["rows_in"]) == (0, 0)
-    success = read_success(OutputLayout.open(spec.output))
+    # An increment into a Parquet output has its own run folder under _batchmt/.
+    run = OutputLayout.for_job(spec, increment=increment_key(empty.source))
+    assert run.root.startswith(str(tmp_path / "out" / "_batchmt"))
+    assert read_success(OutputLayout.open(spec.output)) is None
+    success = read_success(run)
     assert success is not None and success["rows_in"] == 0 and success["shards"] == 0
+    assert (success["rows_new"], success["rows_replaced"]) == (0, 0)
