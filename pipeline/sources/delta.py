@@ -12,14 +12,13 @@ Refused, because reading whole Parquet files would return wrong rows: deletion v
 from __future__ import annotations
 
 import datetime
-import os
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
 
 from batchmt.pipeline.corpus import CorpusError
+from batchmt.pipeline.object_store import delta_rs_options
 from batchmt.pipeline.sources.listing import (
     LAKES_EXTRA,
     InputFile,
@@ -29,47 +28,6 @@ from batchmt.pipeline.sources.listing import (
 )
 from batchmt.pipeline.spec import InputSpec
 from batchmt.pipeline.storage import open_fs, with_retries
-
-# s3fs-style option -> delta-rs (object_store) key; credentials may also come from the
-# environment (AWS_ACCESS_KEY_ID ...), which delta-rs reads itself.
-_S3_KEYS = {
-    "key": "AWS_ACCESS_KEY_ID",
-    "secret": "AWS_SECRET_ACCESS_KEY",
-    "token": "AWS_SESSION_TOKEN",
-    "endpoint_url": "AWS_ENDPOINT_URL",
-    "region_name": "AWS_REGION",
-}
-
-
-def delta_storage_options(url: str, options: Mapping[str, Any]) -> dict[str, str]:
-    """input.storage_options (fsspec / s3fs spelling) as delta-rs wants them.
-
-    `endpoint_url` (top level or in client_kwargs), key / secret / token and region map to
-    AWS_*; an http:// endpoint (MinIO, moto) also needs AWS_ALLOW_HTTP. Keys already in
-    delta-rs spelling (upper case) pass through unchanged.
-    """
-    protocol = url.split("://", 1)[0] if "://" in url else "file"
-    out: dict[str, str] = {}
-    if protocol not in ("s3", "s3a"):
-        return {k: str(v) for k, v in options.items() if k.isupper()}
-    flat = dict(options)
-    client = flat.pop("client_kwargs", None) or {}
-    for key in ("endpoint_url", "region_name"):
-        if key in client:
-            flat.setdefault(key, client[key])
-    for key, value in flat.items():
-        if key in _S3_KEYS and value is not None:
-            out[_S3_KEYS[key]] = str(value)
-        elif key.isupper():
-            out[key] = str(value)
-    endpoint = out.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL", "")
-    if endpoint.startswith("http://"):
-        out.setdefault("AWS_ALLOW_HTTP", "true")
-    if "AWS_REGION" not in out and not os.environ.get("AWS_REGION"):
-        region = os.environ.get("AWS_DEFAULT_REGION")
-        if region:
-            out["AWS_REGION"] = region
-    return out
 
 
 def _import_deltalake() -> Any:
@@ -83,7 +41,7 @@ def _import_deltalake() -> Any:
 def _open_table(input_spec: InputSpec, version: int | None) -> Any:
     deltalake = _import_deltalake()
     uri = input_spec.path.rstrip("/")
-    options = delta_storage_options(uri, input_spec.storage_options) or None
+    options = delta_rs_options(uri, input_spec.storage_options) or None
     try:
         latest = deltalake.DeltaTable(uri, storage_options=options)
     except deltalake.exceptions.TableNotFoundError:
@@ -194,7 +152,7 @@ def live_paths(input_spec: InputSpec, version: int) -> set[str]:
     as list_delta names them, so the two subtract. Nothing is refused: no file is read."""
     uri = input_spec.path.rstrip("/")
     deltalake = _import_deltalake()
-    options = delta_storage_options(uri, input_spec.storage_options) or None
+    options = delta_rs_options(uri, input_spec.storage_options) or None
     try:
         table = deltalake.DeltaTable(uri, version=version, storage_options=options)
     except (deltalake.exceptions.DeltaError, OSError) as exc:  # gone from the log

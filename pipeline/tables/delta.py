@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 
+from batchmt.pipeline.object_store import delta_rs_options
 from batchmt.pipeline.storage import join, open_fs, with_retries
 from batchmt.pipeline.tables.common import (
     JOB_KEY,
@@ -48,37 +49,8 @@ def _deltalake() -> Any:
     return deltalake
 
 
-def object_store_options(storage_options: Mapping[str, Any]) -> dict[str, str]:
-    """fsspec/s3fs options (output.storage_options) as deltalake's object-store options.
-
-    Credentials not given here come from the environment, as for s3fs. On S3, commits use
-    conditional puts (AWS S3, MinIO, R2 and moto honour them), so concurrent writers need no
-    lock table. Keys already in deltalake's spelling (AWS_*, aws_*) pass through.
-    """
-    out: dict[str, str] = {}
-    names = {
-        "endpoint_url": "AWS_ENDPOINT_URL",
-        "key": "AWS_ACCESS_KEY_ID",
-        "secret": "AWS_SECRET_ACCESS_KEY",
-        "token": "AWS_SESSION_TOKEN",
-    }
-    for key, value in storage_options.items():
-        if key in names and value is not None:
-            out[names[key]] = str(value)
-        elif key.lower().startswith("aws_"):
-            out[key] = str(value)
-    region = (storage_options.get("client_kwargs") or {}).get("region_name")
-    if region:
-        out.setdefault("AWS_REGION", str(region))
-    if storage_options.get("anon"):
-        out.setdefault("AWS_SKIP_SIGNATURE", "true")
-    if out.get("AWS_ENDPOINT_URL", "").startswith("http://"):
-        out.setdefault("AWS_ALLOW_HTTP", "true")
-    return out
-
-
 def _options(location: str, storage_options: Mapping[str, Any]) -> dict[str, str]:
-    options = object_store_options(storage_options)
+    options = delta_rs_options(location, storage_options)
     if location.startswith(("s3://", "s3a://")):
         options.setdefault("aws_conditional_put", "etag")
     return options

@@ -94,9 +94,9 @@ def lake_config(
 
 def table_rows(fmt: str, root: StorageRoot, config: str) -> list[dict[str, Any]]:
     if fmt == "delta":
-        from batchmt.pipeline.tables.delta import object_store_options
+        from batchmt.pipeline.object_store import delta_rs_options
 
-        options = object_store_options(root.storage_options)
+        options = delta_rs_options(root.url_of("table"), root.storage_options)
         table = deltalake.DeltaTable(root.url_of("table"), storage_options=options)
         return table.to_pyarrow_table(columns=["id", "date", "status"]).to_pylist()
     return (
@@ -114,9 +114,9 @@ def iceberg_table(config: str) -> Any:
 
 def table_files(fmt: str, root: StorageRoot, config: str) -> set[str]:
     if fmt == "delta":
-        from batchmt.pipeline.tables.delta import object_store_options
+        from batchmt.pipeline.object_store import delta_rs_options
 
-        options = object_store_options(root.storage_options)
+        options = delta_rs_options(root.url_of("table"), root.storage_options)
         return set(deltalake.DeltaTable(root.url_of("table"), storage_options=options).file_uris())
     return {t.file.file_path for t in iceberg_table(config).scan().plan_files()}
 

@@ -450,7 +450,7 @@ def test_iceberg_on_s3(tmp_path: Path, s3_endpoint: str) -> None:
 def test_storage_options_in_the_spellings_delta_rs_and_pyiceberg_want(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from batchmt.pipeline.sources.delta import delta_storage_options
+    from batchmt.pipeline.object_store import delta_rs_options
     from batchmt.pipeline.sources.iceberg import fileio_properties
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -461,18 +461,24 @@ def test_storage_options_in_the_spellings_delta_rs_and_pyiceberg_want(
         "key": "AK",
         "secret": "SK",
     }
-    assert delta_storage_options("s3://b/t", s3fs_style) == {
+    assert delta_rs_options("s3://b/t", s3fs_style) == {
         "AWS_ENDPOINT_URL": "http://minio:9000",
         "AWS_REGION": "us-east-2",
         "AWS_ACCESS_KEY_ID": "AK",
         "AWS_SECRET_ACCESS_KEY": "SK",
         "AWS_ALLOW_HTTP": "true",
     }
-    assert delta_storage_options("s3://b/t", {"endpoint_url": "https://r2", "timeout": 5}) == {
+    assert delta_rs_options("s3://b/t", {"endpoint_url": "https://r2", "timeout": 5}) == {
         "AWS_ENDPOINT_URL": "https://r2",
         "AWS_REGION": "eu-west-1",
     }
-    assert delta_storage_options("/local/t", {"AWS_X": "1", "auto_mkdir": True}) == {"AWS_X": "1"}
+    assert delta_rs_options("/local/t", {"AWS_X": "1", "auto_mkdir": True}) == {"AWS_X": "1"}
+    # Public buckets (s3fs anon=True) are read unsigned; delta-rs spellings pass through.
+    assert delta_rs_options("s3://b/t", {"anon": True, "aws_conditional_put": "etag"}) == {
+        "AWS_SKIP_SIGNATURE": "true",
+        "aws_conditional_put": "etag",
+        "AWS_REGION": "eu-west-1",
+    }
     assert fileio_properties(s3fs_style) == {
         "s3.endpoint": "http://minio:9000",
         "s3.region": "us-east-2",

@@ -126,9 +126,9 @@ def delta_rows(root: StorageRoot) -> list[dict[str, Any]]:
 
 
 def _delta_options(root: StorageRoot) -> dict[str, str]:
-    from batchmt.pipeline.tables.delta import object_store_options
+    from batchmt.pipeline.object_store import delta_rs_options
 
-    return object_store_options(root.storage_options)
+    return delta_rs_options(root.url_of("table"), root.storage_options)
 
 
 def iceberg_table(spec: JobSpec) -> Any:
