@@ -6,24 +6,17 @@ in place; other days' files are never read beyond their id column, nor touched."
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from batchmt.jobs.prepare import make_plan
 from batchmt.pipeline.commit import (
     OutputLayout,
-    mark_complete,
-    prepare_output,
-    write_shard_data,
 )
 from batchmt.pipeline.results import ShardResult
-from batchmt.pipeline.shard_reader import read_shard
 from batchmt.pipeline.shards import Plan
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.supersede import supersede_parquet
@@ -33,6 +26,7 @@ from tests.pipeline.test_table_commit import (
     DATES,
     ROWS_PER_DATE,
     only_dates,
+    run_shards,
     spec_for,
     table_files,
     table_rows,
@@ -47,19 +41,7 @@ def run_increment(
     spec: JobSpec, plan: Plan, increment: str, marker: str
 ) -> tuple[OutputLayout, dict[str, ShardResult]]:
     """One increment's shards written (text upper-cased as its "translation")."""
-    layout = OutputLayout.for_job(spec, increment=increment)
-    prepare_output(layout, plan, spec.fingerprint())
-    layout = replace(layout, partition_by=tuple(plan.output_partitions))
-    results = {}
-    for shard in plan.shards:
-        table = read_shard(shard, spec.input)
-        out = table.append_column("translation", pc.utf8_upper(table["text"]))
-        out = out.append_column("run", pa.array([marker] * out.num_rows))
-        write_shard_data(layout, shard.shard_id, out, layout.partition_of(shard))
-        result = ShardResult(shard.shard_id, out.num_rows, {"ok": out.num_rows})
-        mark_complete(layout, result)
-        results[shard.shard_id] = result
-    return layout, results
+    return run_shards(spec, plan, marker, increment)
 
 
 def identity(fs: Any, path: str) -> tuple[Any, ...]:

@@ -98,9 +98,12 @@ def only_dates(plan: Plan, dates: list[str]) -> Plan:
     return replace(plan, shards=shards, num_rows=sum(s.num_rows for s in shards))
 
 
-def run_shards(spec: JobSpec, plan: Plan, marker: str) -> tuple[OutputLayout, dict[str, Any]]:
-    """What the workers and the driver do before the commit, without a model."""
-    layout = OutputLayout.for_job(spec)
+def run_shards(
+    spec: JobSpec, plan: Plan, marker: str, increment: str = ""
+) -> tuple[OutputLayout, dict[str, Any]]:
+    """What the workers and the driver do before the commit, without a model (`increment`:
+    one input.since run's folder)."""
+    layout = OutputLayout.for_job(spec, increment=increment)
     prepare_output(layout, plan, spec.fingerprint())
     layout = replace(layout, partition_by=tuple(plan.output_partitions))
     results = {}
