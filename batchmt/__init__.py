@@ -34,7 +34,7 @@ __all__ = [
 if TYPE_CHECKING:
     from batchmt.api import load_config, plan, read_output, run
     from batchmt.jobs.driver import JobOutcome
-    from batchmt.pipeline.shards import Plan
+    from batchmt.pipeline.inputs.shards import Plan
     from batchmt.pipeline.spec import JobSpec, SpecError
 
 _LAZY = {
@@ -44,7 +44,7 @@ _LAZY = {
     "load_config": "batchmt.api",
     "JobSpec": "batchmt.pipeline.spec",
     "SpecError": "batchmt.pipeline.spec",
-    "Plan": "batchmt.pipeline.shards",
+    "Plan": "batchmt.pipeline.inputs.shards",
     "JobOutcome": "batchmt.jobs.driver",
 }
 

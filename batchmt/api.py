@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from batchmt.jobs.driver import JobOutcome
-    from batchmt.pipeline.shards import Plan
+    from batchmt.pipeline.inputs.shards import Plan
 
 Config = JobSpec | Mapping[str, Any] | str | Path
 
@@ -68,8 +68,8 @@ def read_output(
     Only shards with a completion marker are read: a shard being rewritten by a running job
     is never half-visible.
     """
-    from batchmt.pipeline.commit import OutputLayout, completed_shard_ids, table_job_roots
-    from batchmt.pipeline.storage import open_fs
+    from batchmt.pipeline.outputs.commit import OutputLayout, completed_shard_ids, table_job_roots
+    from batchmt.pipeline.storage.fs import open_fs
 
     fs, root = open_fs(str(path), dict(storage_options or {}))
     # A partitioned output files shards in hive folders (the manifest says which); a table

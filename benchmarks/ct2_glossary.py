@@ -19,7 +19,7 @@ from pathlib import Path
 import sacrebleu
 import torch
 
-from batchmt.pipeline.glossary import Glossary, parse_row_glossary
+from batchmt.pipeline.text.glossary import Glossary, parse_row_glossary
 from batchmt.workers.translate import RowInput, RowResult, translate_rows
 
 REPO = Path(__file__).resolve().parents[1]

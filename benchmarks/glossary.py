@@ -31,7 +31,7 @@ from pathlib import Path
 import sacrebleu
 import torch
 
-from batchmt.pipeline.glossary import Glossary, check_terms, parse_row_glossary
+from batchmt.pipeline.text.glossary import Glossary, check_terms, parse_row_glossary
 from batchmt.workers.batching import plan_batches
 from batchmt.workers.engines.base import Segment
 from batchmt.workers.engines.seq2seq import Seq2SeqEngine

@@ -140,8 +140,8 @@ def repeat_race(work: Path, sources: list[str], args: Any) -> list[str]:
 def store_lookup(work: Path, args: Any) -> list[str]:
     """What a lookup costs a replica when the memory is large: --store-rows rows in files
     of 10,000 (one per shard), 1,000 keys asked per shard (half of them held)."""
+    from batchmt.pipeline.memory.store import CACHE_BYTES, StoredRow, TranslationMemory
     from batchmt.pipeline.spec import CacheSpec
-    from batchmt.pipeline.translation_memory import CACHE_BYTES, StoredRow, TranslationMemory
 
     memory = TranslationMemory.open(CacheSpec(path=str(work / "tm-store")))
     assert memory is not None

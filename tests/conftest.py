@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchmt.pipeline.storage import join, open_fs
+from batchmt.pipeline.storage.fs import join, open_fs
 
 S3_BUCKET = "batchmt-test"
 _AWS_ENV = {

@@ -26,9 +26,14 @@ import pyarrow as pa
 import pytest
 
 from batchmt.jobs.cli import main
-from batchmt.pipeline.commit import OutputLayout, completed_shards, load_manifest, read_success
+from batchmt.pipeline.outputs.commit import (
+    OutputLayout,
+    completed_shards,
+    load_manifest,
+    read_success,
+)
 from batchmt.pipeline.spec import load_spec
-from batchmt.pipeline.storage import list_names, open_fs
+from batchmt.pipeline.storage.fs import list_names, open_fs
 from tests.conftest import S3_BUCKET, StorageRoot
 from tests.faults.s3_proxy import FaultyS3
 from tests.jobs.corpora import corpus_table, local_job_config

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from batchmt.jobs import ray_watchdog
+from batchmt.jobs.ray import watchdog as ray_watchdog
 
 REPO = Path(__file__).resolve().parents[2]
 # The log file of each driver started here: a pipe nobody reads while the job runs would fill

@@ -8,9 +8,9 @@ import sys
 
 import ray
 
-from batchmt.jobs.cluster import pool_shape
 from batchmt.jobs.driver import _start_pool
-from batchmt.pipeline.lease import GENERATION_ENV
+from batchmt.jobs.ray.cluster import pool_shape
+from batchmt.pipeline.outputs.lease import GENERATION_ENV
 from batchmt.pipeline.spec import spec_from_dict
 
 

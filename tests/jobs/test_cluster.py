@@ -59,14 +59,14 @@ def _s3_job(tmp_path: Path, model: Path, endpoint: str, rows: int) -> tuple[Path
 
 
 def _markers(root: StorageRoot) -> dict[str, dict[str, Any]]:
-    from batchmt.pipeline.storage import list_names, open_fs
+    from batchmt.pipeline.storage.fs import list_names, open_fs
 
     fs, path = open_fs(root.url_of("out", "_completions"), root.storage_options)
     return {n: json.loads(fs.cat_file(f"{path}/{n}")) for n in list_names(fs, path)}
 
 
 def _output_ids(root: StorageRoot) -> list[str]:
-    from batchmt.pipeline.storage import open_fs
+    from batchmt.pipeline.storage.fs import open_fs
 
     fs, path = open_fs(root.url_of("out", "data"), root.storage_options)
     files = [p for p in fs.ls(path, detail=False) if str(p).endswith(".parquet")]
@@ -129,9 +129,9 @@ def test_a_catalog_tables_warehouse_is_checked_like_an_input_path(
     warehouse: str, refused: bool
 ) -> None:
     """An Iceberg catalog table has no input.path: its files live under the warehouse."""
-    from batchmt.jobs.cluster import check_paths_reachable
+    from batchmt.jobs.ray.cluster import check_paths_reachable
     from batchmt.pipeline.spec import spec_from_dict
-    from batchmt.pipeline.storage import StorageError
+    from batchmt.pipeline.storage.fs import StorageError
 
     spec = spec_from_dict(
         {

@@ -14,10 +14,15 @@ import structlog
 from batchmt.jobs.commands import plan_summary
 from batchmt.jobs.driver import run_job
 from batchmt.jobs.prepare import make_plan
-from batchmt.pipeline.commit import OutputLayout, prepare_output, read_success, write_success
-from batchmt.pipeline.shard_reader import read_shard
-from batchmt.pipeline.shards import Plan
-from batchmt.pipeline.sources.increments import increment_key
+from batchmt.pipeline.inputs.reader import read_shard
+from batchmt.pipeline.inputs.shards import Plan
+from batchmt.pipeline.inputs.sources.increments import increment_key
+from batchmt.pipeline.outputs.commit import (
+    OutputLayout,
+    prepare_output,
+    read_success,
+    write_success,
+)
 from batchmt.pipeline.spec import InputSpec, JobSpec, ModelSpec, OutputSpec, ShardingSpec
 
 deltalake = pytest.importorskip("deltalake")

@@ -17,8 +17,8 @@ import yaml
 
 import batchmt
 from batchmt.jobs.cli import main
-from batchmt.pipeline.storage import open_fs
-from batchmt.pipeline.tables.common import JOB_KEY
+from batchmt.pipeline.outputs.tables.common import JOB_KEY
+from batchmt.pipeline.storage.fs import open_fs
 from tests.conftest import StorageRoot
 from tests.jobs.corpora import corpus_table
 
@@ -94,7 +94,7 @@ def lake_config(
 
 def table_rows(fmt: str, root: StorageRoot, config: str) -> list[dict[str, Any]]:
     if fmt == "delta":
-        from batchmt.pipeline.object_store import delta_rs_options
+        from batchmt.pipeline.storage.object_store import delta_rs_options
 
         options = delta_rs_options(root.url_of("table"), root.storage_options)
         table = deltalake.DeltaTable(root.url_of("table"), storage_options=options)
@@ -105,7 +105,7 @@ def table_rows(fmt: str, root: StorageRoot, config: str) -> list[dict[str, Any]]
 
 
 def iceberg_table(config: str) -> Any:
-    from batchmt.pipeline.tables.iceberg import load_catalog
+    from batchmt.pipeline.outputs.tables.iceberg import load_catalog
 
     output = yaml.safe_load(Path(config).read_text())["output"]
     catalog = load_catalog(output["catalog"]["name"], output["catalog"]["properties"])
@@ -114,7 +114,7 @@ def iceberg_table(config: str) -> Any:
 
 def table_files(fmt: str, root: StorageRoot, config: str) -> set[str]:
     if fmt == "delta":
-        from batchmt.pipeline.object_store import delta_rs_options
+        from batchmt.pipeline.storage.object_store import delta_rs_options
 
         options = delta_rs_options(root.url_of("table"), root.storage_options)
         return set(deltalake.DeltaTable(root.url_of("table"), storage_options=options).file_uris())

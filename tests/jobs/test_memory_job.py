@@ -17,7 +17,7 @@ import pytest
 from batchmt.jobs.cli import main
 from batchmt.pipeline.columns import FROM_MEMORY
 from batchmt.pipeline.status import TRANSLATED
-from batchmt.pipeline.storage import open_fs
+from batchmt.pipeline.storage.fs import open_fs
 from tests.conftest import S3_BUCKET, StorageRoot
 from tests.jobs.corpora import corpus_table
 from tests.jobs.test_run import job_config, write_config

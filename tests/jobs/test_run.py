@@ -13,7 +13,7 @@ import yaml
 
 from batchmt.jobs.cli import main
 from batchmt.pipeline.status import EMPTY, OK, OK_SPLIT
-from batchmt.pipeline.storage import open_fs
+from batchmt.pipeline.storage.fs import open_fs
 from tests.conftest import StorageRoot
 from tests.jobs.corpora import corpus_table
 

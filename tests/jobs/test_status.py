@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchmt.jobs.cli import main
-from batchmt.pipeline.commit import OutputLayout, mark_complete, prepare_output
-from batchmt.pipeline.corpus import open_dataset
+from batchmt.pipeline.inputs.corpus import open_dataset
+from batchmt.pipeline.inputs.shards import plan_shards
+from batchmt.pipeline.outputs.commit import OutputLayout, mark_complete, prepare_output
 from batchmt.pipeline.results import ShardResult
-from batchmt.pipeline.shards import plan_shards
 from batchmt.pipeline.spec import InputSpec, OutputSpec, ShardingSpec
 
 

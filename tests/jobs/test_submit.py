@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import shlex
 
-from batchmt.jobs.submit import OVERRIDES_FILE, entrypoint
+from batchmt.jobs.submission.submit import OVERRIDES_FILE, entrypoint
 
 
 def test_entrypoint_is_batchmt_run_with_overrides_from_a_file_not_the_command_line() -> None:

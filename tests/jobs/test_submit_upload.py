@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from batchmt.jobs.cli import main
-from batchmt.jobs.submit import OVERRIDES_FILE, submit
-from batchmt.jobs.upload import select
+from batchmt.jobs.submission.submit import OVERRIDES_FILE, submit
+from batchmt.jobs.submission.upload import select
 
 SECRET = "s3cr3t-token-value"
 

@@ -4,7 +4,10 @@ import pyarrow as pa
 import pytest
 
 from batchmt.pipeline import status
-from batchmt.pipeline.commit import (
+from batchmt.pipeline.inputs.corpus import open_dataset
+from batchmt.pipeline.inputs.reader import read_shard
+from batchmt.pipeline.inputs.shards import Plan, plan_shards
+from batchmt.pipeline.outputs.commit import (
     OutputConflictError,
     OutputLayout,
     completed_shard_ids,
@@ -18,11 +21,8 @@ from batchmt.pipeline.commit import (
     write_shard_data,
     write_success,
 )
-from batchmt.pipeline.corpus import open_dataset
-from batchmt.pipeline.quality import QualitySettings, ShardRows, shard_quality
+from batchmt.pipeline.quality.samples import QualitySettings, ShardRows, shard_quality
 from batchmt.pipeline.results import ShardResult
-from batchmt.pipeline.shard_reader import read_shard
-from batchmt.pipeline.shards import Plan, plan_shards
 from batchmt.pipeline.spec import InputSpec, OutputSpec, ShardingSpec
 from tests.conftest import StorageRoot
 

@@ -4,7 +4,7 @@ import random
 
 import pyarrow as pa
 
-from batchmt.pipeline.context import context_windows
+from batchmt.pipeline.text.context import context_windows
 
 
 def test_windows_from_documents_in_shuffled_order():

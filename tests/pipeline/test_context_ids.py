@@ -6,7 +6,7 @@ import uuid
 
 import pyarrow as pa
 
-from batchmt.pipeline.context import context_windows
+from batchmt.pipeline.text.context import context_windows
 
 
 def test_uuid_document_ids_give_context_windows() -> None:

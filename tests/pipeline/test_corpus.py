@@ -3,7 +3,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from batchmt.pipeline.corpus import CorpusError, check_schema, open_dataset
+from batchmt.pipeline.inputs.corpus import CorpusError, check_schema, open_dataset
 from batchmt.pipeline.spec import InputSpec
 from tests.conftest import StorageRoot
 

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchmt.pipeline.corpus import CorpusError
-from batchmt.pipeline.input_plan import plan_input
-from batchmt.pipeline.shard_reader import read_shard
-from batchmt.pipeline.shards import Plan
-from batchmt.pipeline.sources.increments import (
+from batchmt.pipeline.inputs.corpus import CorpusError
+from batchmt.pipeline.inputs.plan import plan_input
+from batchmt.pipeline.inputs.reader import read_shard
+from batchmt.pipeline.inputs.shards import Plan
+from batchmt.pipeline.inputs.sources.increments import (
     PreviousState,
     decode_seen,
     digests_of_inputs,

@@ -14,15 +14,20 @@ import pyarrow as pa
 import pytest
 
 from batchmt.pipeline import status
-from batchmt.pipeline.commit import OutputLayout, mark_complete, prepare_output, write_shard_data
-from batchmt.pipeline.corpus import CorpusError, detect_format, open_dataset
-from batchmt.pipeline.input_plan import input_schema, plan_input
+from batchmt.pipeline.inputs.corpus import CorpusError, detect_format, open_dataset
+from batchmt.pipeline.inputs.plan import input_schema, plan_input
+from batchmt.pipeline.inputs.reader import read_shard
+from batchmt.pipeline.inputs.shards import Plan
+from batchmt.pipeline.outputs.commit import (
+    OutputLayout,
+    mark_complete,
+    prepare_output,
+    write_shard_data,
+)
+from batchmt.pipeline.outputs.resume_checks import ManifestError, check_resumable
+from batchmt.pipeline.outputs.verify import verify_output
 from batchmt.pipeline.results import ShardResult
-from batchmt.pipeline.resume_checks import ManifestError, check_resumable
-from batchmt.pipeline.shard_reader import read_shard
-from batchmt.pipeline.shards import Plan
 from batchmt.pipeline.spec import CatalogSpec, InputSpec, OutputSpec, ShardingSpec
-from batchmt.pipeline.verify import verify_output
 from tests.conftest import S3_BUCKET
 
 deltalake = pytest.importorskip("deltalake")
@@ -450,8 +455,8 @@ def test_iceberg_on_s3(tmp_path: Path, s3_endpoint: str) -> None:
 def test_storage_options_in_the_spellings_delta_rs_and_pyiceberg_want(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from batchmt.pipeline.object_store import delta_rs_options
-    from batchmt.pipeline.sources.iceberg import fileio_properties
+    from batchmt.pipeline.inputs.sources.iceberg import fileio_properties
+    from batchmt.pipeline.storage.object_store import delta_rs_options
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_REGION", raising=False)

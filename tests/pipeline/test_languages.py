@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from batchmt.pipeline.glossary_files import GlossaryError, load_glossary
-from batchmt.pipeline.languages import best_match, normalize, same_language
+from batchmt.pipeline.text.glossary_files import GlossaryError, load_glossary
+from batchmt.pipeline.text.languages import best_match, normalize, same_language
 from batchmt.workers.engines.hymt.languages import hy_mt_code
 from batchmt.workers.engines.nllb_codes import FLORES_200, nllb_code
 
@@ -140,7 +140,7 @@ def test_tmx_units_load_for_their_bcp47_job(
 ) -> None:
     path = tmp_path / "g.tmx"
     path.write_text(TMX, encoding="utf-8")
-    with caplog.at_level(logging.INFO, logger="batchmt.pipeline.glossary_files"):
+    with caplog.at_level(logging.INFO, logger="batchmt.pipeline.text.glossary_files"):
         glossary = load_glossary(str(path), "en", job)
     assert [(t.source, t.target) for t in glossary.terms.values()] == [(source, target)]
     assert "2 unit(s) for other languages skipped" in caplog.text

@@ -9,7 +9,7 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from batchmt.pipeline.lease import (
+from batchmt.pipeline.outputs.lease import (
     LeaseHeldError,
     LeaseLostError,
     LeaseRecord,
@@ -20,7 +20,7 @@ from batchmt.pipeline.lease import (
     renew,
     verify_held,
 )
-from batchmt.pipeline.storage import join, open_fs, write_json
+from batchmt.pipeline.storage.fs import join, open_fs, write_json
 from tests.conftest import StorageRoot
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchmt.pipeline.partition_filter import FilterError, parse_filter
+from batchmt.pipeline.inputs.partition_filter import FilterError, parse_filter
 
 ROWS = [
     {"date": "2026-10-31", "lang": "de", "part": "007"},

@@ -1,10 +1,10 @@
-"""Row-level QE checks (pipeline/qe.py): language, script, mixing, confidence, length."""
+"""Row-level QE checks (pipeline/quality/qe.py): language, script, mixing, confidence, length."""
 
 from __future__ import annotations
 
 import pytest
 
-from batchmt.pipeline.qe import (
+from batchmt.pipeline.quality.qe import (
     LENGTH_RATIO,
     LOW_CONFIDENCE,
     MIXED_LANGUAGE,

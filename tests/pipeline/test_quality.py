@@ -4,7 +4,7 @@ import pytest
 from sacrebleu.metrics import BLEU, CHRF
 
 from batchmt.pipeline import status
-from batchmt.pipeline.quality import (
+from batchmt.pipeline.quality.samples import (
     QualitySettings,
     ShardRows,
     merge_quality,

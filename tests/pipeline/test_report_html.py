@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batchmt.pipeline.report_html import ReportData, ShardLine, WorstRow, bar_chart, render
+from batchmt.jobs.reports.render import ReportData, ShardLine, WorstRow, bar_chart, render
 
 ATTACK = '<script>document.title="pwned"</script><img src=x onerror="alert(1)">'
 

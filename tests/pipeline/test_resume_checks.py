@@ -10,19 +10,19 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from batchmt.pipeline.commit import (
+from batchmt.pipeline.inputs.corpus import open_dataset
+from batchmt.pipeline.inputs.shards import Plan, plan_shards
+from batchmt.pipeline.outputs.commit import (
     OutputConflictError,
     OutputLayout,
     completed_shards,
     mark_complete,
     prepare_output,
 )
-from batchmt.pipeline.corpus import open_dataset
-from batchmt.pipeline.lease import acquire, release
+from batchmt.pipeline.outputs.lease import acquire, release
 from batchmt.pipeline.results import ShardResult
-from batchmt.pipeline.shards import Plan, plan_shards
 from batchmt.pipeline.spec import InputSpec, OutputSpec, ShardingSpec
-from batchmt.pipeline.storage import read_json, write_json
+from batchmt.pipeline.storage.fs import read_json, write_json
 from tests.conftest import StorageRoot
 
 

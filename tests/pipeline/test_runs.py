@@ -1,4 +1,4 @@
-"""The registry of earlier runs under an output (pipeline/runs.py): real manifests and
+"""The registry of earlier runs under an output (pipeline/outputs/runs.py): real manifests and
 _SUCCESS files as the layouts write them (output root, and `_batchmt/<job key>/` of a table
 output), with junk, half-written runs and other jobs beside them; real Delta tables and
 Parquet folders behind the plans. Nothing mocked."""
@@ -14,12 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batchmt.pipeline.input_plan import plan_input
-from batchmt.pipeline.runs import RunRecord, previous_state, successful_runs
-from batchmt.pipeline.shards import Plan
-from batchmt.pipeline.sources.increments import digests_of_inputs
+from batchmt.pipeline.inputs.plan import plan_input
+from batchmt.pipeline.inputs.shards import Plan
+from batchmt.pipeline.inputs.sources.increments import digests_of_inputs
+from batchmt.pipeline.outputs.runs import RunRecord, previous_state, successful_runs
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
-from batchmt.pipeline.storage import open_fs
+from batchmt.pipeline.storage.fs import open_fs
 
 deltalake = pytest.importorskip("deltalake")
 

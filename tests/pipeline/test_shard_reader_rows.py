@@ -7,10 +7,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batchmt.pipeline.corpus import open_dataset
 from batchmt.pipeline.ids import ids_to_json
-from batchmt.pipeline.shard_reader import read_shard_data
-from batchmt.pipeline.shards import plan_shards
+from batchmt.pipeline.inputs.corpus import open_dataset
+from batchmt.pipeline.inputs.reader import read_shard_data
+from batchmt.pipeline.inputs.shards import plan_shards
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
 
 

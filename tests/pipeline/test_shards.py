@@ -6,9 +6,9 @@ import pickle
 import pyarrow as pa
 import pytest
 
-from batchmt.pipeline.corpus import CorpusError, open_dataset
-from batchmt.pipeline.shard_reader import read_shard
-from batchmt.pipeline.shards import Plan, RowSlice, plan_shards
+from batchmt.pipeline.inputs.corpus import CorpusError, open_dataset
+from batchmt.pipeline.inputs.reader import read_shard
+from batchmt.pipeline.inputs.shards import Plan, RowSlice, plan_shards
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
 from tests.conftest import StorageRoot
 
@@ -103,7 +103,7 @@ def test_oversized_document_gets_its_own_shard(storage_root: StorageRoot):
 
 def test_noncontiguous_documents_are_counted_and_logged(storage_root: StorageRoot, caplog):
     storage_root.write_parquet("in/a.parquet", docs([2, 2, 2], names=["a", "b", "a"]))
-    with caplog.at_level(logging.WARNING, logger="batchmt.pipeline.shards"):
+    with caplog.at_level(logging.WARNING, logger="batchmt.pipeline.inputs.shards"):
         plan, _ = plan_for(storage_root, "in", rows_per_shard=10)
     assert plan.noncontiguous_documents == 1
     assert "1 documents" in caplog.text and "not contiguous" in caplog.text

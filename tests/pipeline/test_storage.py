@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from batchmt.pipeline.storage import (
+from batchmt.pipeline.storage.fs import (
     StorageError,
     is_transient,
     join,

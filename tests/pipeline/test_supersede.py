@@ -1,4 +1,4 @@
-"""Each id once across input.since runs (pipeline/supersede.py), without a model: a first
+"""Each id once across input.since runs (pipeline/outputs/supersede.py), without a model: a first
 run over three days, then a run of another increment that translates one day again. In a
 Delta / Iceberg output the older files of that day leave the table in the second run's one
 commit (copies without those rows in their place); in a Parquet output they are rewritten
@@ -13,14 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchmt.jobs.prepare import make_plan
-from batchmt.pipeline.commit import (
+from batchmt.pipeline.inputs.shards import Plan
+from batchmt.pipeline.outputs.commit import (
     OutputLayout,
 )
+from batchmt.pipeline.outputs.supersede import supersede_parquet
+from batchmt.pipeline.outputs.table_commit import commit_table, recorded_properties
 from batchmt.pipeline.results import ShardResult
-from batchmt.pipeline.shards import Plan
 from batchmt.pipeline.spec import JobSpec
-from batchmt.pipeline.supersede import supersede_parquet
-from batchmt.pipeline.table_commit import commit_table, recorded_properties
 from tests.conftest import StorageRoot
 from tests.pipeline.test_table_commit import (
     DATES,

@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchmt.jobs.prepare import make_plan
-from batchmt.pipeline.commit import (
+from batchmt.pipeline.inputs.reader import read_shard
+from batchmt.pipeline.inputs.shards import Plan
+from batchmt.pipeline.outputs.commit import (
     OutputLayout,
     data_files_found,
     job_key,
@@ -27,14 +29,12 @@ from batchmt.pipeline.commit import (
     prepare_output,
     write_shard_data,
 )
-from batchmt.pipeline.partitions import hive_path, parse_hive_path
+from batchmt.pipeline.outputs.partitions import hive_path, parse_hive_path
+from batchmt.pipeline.outputs.table_commit import commit_table, find_commit, recorded_properties
+from batchmt.pipeline.outputs.tables.common import JOB_KEY, CommitResult, TableCommitError
 from batchmt.pipeline.results import ShardResult
-from batchmt.pipeline.shard_reader import read_shard
-from batchmt.pipeline.shards import Plan
 from batchmt.pipeline.spec import JobSpec
-from batchmt.pipeline.storage import open_fs
-from batchmt.pipeline.table_commit import commit_table, find_commit, recorded_properties
-from batchmt.pipeline.tables.common import JOB_KEY, CommitResult, TableCommitError
+from batchmt.pipeline.storage.fs import open_fs
 from tests.conftest import StorageRoot
 
 deltalake = pytest.importorskip("deltalake")
@@ -129,13 +129,13 @@ def delta_rows(root: StorageRoot) -> list[dict[str, Any]]:
 
 
 def _delta_options(root: StorageRoot) -> dict[str, str]:
-    from batchmt.pipeline.object_store import delta_rs_options
+    from batchmt.pipeline.storage.object_store import delta_rs_options
 
     return delta_rs_options(root.url_of("table"), root.storage_options)
 
 
 def iceberg_table(spec: JobSpec) -> Any:
-    from batchmt.pipeline.tables.iceberg import load_catalog
+    from batchmt.pipeline.outputs.tables.iceberg import load_catalog
 
     assert spec.output.catalog is not None and spec.output.table is not None
     catalog = load_catalog(spec.output.catalog.name, spec.output.catalog.properties)

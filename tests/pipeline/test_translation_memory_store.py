@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from batchmt.pipeline.memory.store import MemoryReadError, StoredRow, TranslationMemory
 from batchmt.pipeline.results import MemoryCounts, ShardResult
 from batchmt.pipeline.spec import CacheSpec
-from batchmt.pipeline.translation_memory import MemoryReadError, StoredRow, TranslationMemory
 from tests.conftest import StorageRoot
 
 ROW = StoredRow(

@@ -10,14 +10,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from batchmt.pipeline import status, verify
-from batchmt.pipeline.commit import OutputLayout, mark_complete, prepare_output, write_shard_data
-from batchmt.pipeline.corpus import open_dataset
+from batchmt.pipeline import status
+from batchmt.pipeline.inputs.corpus import open_dataset
+from batchmt.pipeline.inputs.reader import read_shard
+from batchmt.pipeline.inputs.shards import Plan, plan_shards
+from batchmt.pipeline.outputs import verify
+from batchmt.pipeline.outputs.commit import (
+    OutputLayout,
+    mark_complete,
+    prepare_output,
+    write_shard_data,
+)
+from batchmt.pipeline.outputs.verify import verify_output
 from batchmt.pipeline.results import ShardResult
-from batchmt.pipeline.shard_reader import read_shard
-from batchmt.pipeline.shards import Plan, plan_shards
 from batchmt.pipeline.spec import InputSpec, OutputSpec, ShardingSpec
-from batchmt.pipeline.verify import verify_output
 from tests.conftest import StorageRoot
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import torch
 
-from batchmt.pipeline.glossary import Glossary, Term
 from batchmt.pipeline.spec import spec_from_dict
 from batchmt.pipeline.status import OK
+from batchmt.pipeline.text.glossary import Glossary, Term
 from batchmt.workers.engines import conversion
 from batchmt.workers.engines.base import (
     EngineConfig,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from batchmt.pipeline.glossary import check_terms
+from batchmt.pipeline.text.glossary import check_terms
 from batchmt.workers.decoding.constraints import Constraint, RowConstraints
 from batchmt.workers.decoding.search import constrained_search
 from batchmt.workers.engines.base import EngineConfig, Segment

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from batchmt.pipeline.glossary import check_terms, term_variants
+from batchmt.pipeline.text.glossary import check_terms, term_variants
 from batchmt.workers.decoding.constraints import (
     Constraint,
     RowConstraints,

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from batchmt.pipeline.glossary import (
+from batchmt.pipeline.text.glossary import (
     Glossary,
     RowGlossaryError,
     Term,
     check_terms,
     parse_row_glossary,
 )
-from batchmt.pipeline.glossary_files import GlossaryError, load_glossary
+from batchmt.pipeline.text.glossary_files import GlossaryError, load_glossary
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:

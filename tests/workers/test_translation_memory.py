@@ -15,10 +15,10 @@ import pytest
 
 from batchmt.jobs.prepare import make_plan
 from batchmt.pipeline.columns import FROM_MEMORY
-from batchmt.pipeline.glossary import Glossary, Term
 from batchmt.pipeline.results import ShardResult
 from batchmt.pipeline.spec import JobSpec, spec_from_dict
 from batchmt.pipeline.status import TRANSLATED
+from batchmt.pipeline.text.glossary import Glossary, Term
 from batchmt.workers.actor import TranslatorActor
 from batchmt.workers.reuse.keys import RowKeys, model_identity
 from batchmt.workers.translate import RowInput

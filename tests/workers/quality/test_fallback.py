@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from batchmt.pipeline.glossary import Glossary
 from batchmt.pipeline.spec import spec_from_dict
 from batchmt.pipeline.status import GLOSSARY_MISSED, OK, OK_FALLBACK
+from batchmt.pipeline.text.glossary import Glossary
 from batchmt.workers.engines.base import Segment, Translation, TranslationEngine
 from batchmt.workers.quality.stage import QeStage
 from batchmt.workers.translate import RowInput, translate_rows
