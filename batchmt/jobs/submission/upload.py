@@ -180,9 +180,19 @@ def _ignored(path: str, ignores: list[tuple[str, Any]]) -> bool:
     return verdict
 
 
+# Files Ray's packaging reads as exclude rules for a working_dir.
+RAY_IGNORE_FILES = frozenset({".gitignore", ".rayignore"})
+
+
 def stage(selection: Selection, target: Path) -> None:
-    """Copy the selected files under `target` (hard links when on the same disk)."""
+    """Copy the selected files under `target` (hard links when on the same disk).
+
+    Ignore files stay behind: the selection has applied them already, and Ray's packaging
+    would apply them again to the staged folder and drop what the selection forced in (a
+    config inside a gitignored `out/` folder was listed as uploaded and never arrived)."""
     for name in selection.files:
+        if Path(name).name in RAY_IGNORE_FILES:
+            continue
         source, dest = selection.root / name, target / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
