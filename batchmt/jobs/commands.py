@@ -8,39 +8,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batchmt.jobs.driver import JobFailed, run_job
+from batchmt.jobs.driver import run_job
 from batchmt.jobs.prepare import make_plan
 from batchmt.jobs.reports.text import job_report, print_json, status_report, verify_report
-from batchmt.jobs.submission.upload import UploadError
-from batchmt.pipeline.inputs.corpus import CorpusError
+from batchmt.pipeline.errors import JobFailed, UserError
 from batchmt.pipeline.inputs.shards import Plan
 from batchmt.pipeline.outputs.commit import (
-    OutputConflictError,
     OutputLayout,
     job_status,
     table_job_roots,
 )
-from batchmt.pipeline.outputs.lease import LeaseHeldError
-from batchmt.pipeline.outputs.tables.common import TableCommitError
 from batchmt.pipeline.outputs.verify import verify_output, verify_runs
 from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
-from batchmt.pipeline.storage.fs import StorageError, open_fs
-from batchmt.pipeline.text.glossary_files import GlossaryError
-from batchmt.workers.engines.base import EngineLoadError
+from batchmt.pipeline.storage.fs import open_fs
 
-# Errors that mean "this job cannot run as configured": one line, exit 2.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    SpecError,
-    CorpusError,
-    OutputConflictError,
-    EngineLoadError,
-    GlossaryError,
-    LeaseHeldError,  # another driver runs on the same output
-    StorageError,
-    UploadError,  # submit: a config outside the folder, or one that looks like a secret
-    TableCommitError,  # the output table or its catalog does not fit the job
-    FileNotFoundError,
-)
+# Errors that mean "this job cannot run as configured": one line, exit 2. Every such error
+# of the project derives from UserError; a config file that is not there is the one builtin.
+USER_ERRORS: tuple[type[Exception], ...] = (UserError, FileNotFoundError)
 
 __all__ = ["USER_ERRORS", "JobFailed", "dispatch"]
 

@@ -45,6 +45,7 @@ from batchmt.jobs.ray.cluster import (
     pool_shape,
 )
 from batchmt.pipeline import status as row_status
+from batchmt.pipeline.errors import JobFailed
 from batchmt.pipeline.inputs.shards import Plan, Shard
 from batchmt.pipeline.inputs.sources.increments import increment_key, readable_source
 from batchmt.pipeline.outputs.commit import (
@@ -72,10 +73,6 @@ _ACTOR_START_TIMEOUT_S = 1800.0
 # Fault tests: exit the driver at a named point of the table commit (module docstring).
 EXIT_AT_ENV = "BATCHMT_DRIVER_EXIT_AT"
 _EXIT_STATUS = 75
-
-
-class JobFailed(RuntimeError):
-    """The job ran but could not complete every shard; the message names them."""
 
 
 @dataclass

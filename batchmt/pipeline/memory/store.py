@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
 
+from batchmt.pipeline.errors import BatchmtError
 from batchmt.pipeline.spec import CacheSpec
 from batchmt.pipeline.storage.fs import join, list_names, open_fs, publish, with_retries
 
@@ -91,7 +92,7 @@ class StoredRow:
     qe_logprob: float | None = None
 
 
-class MemoryReadError(OSError):
+class MemoryReadError(BatchmtError, OSError):
     """The memory could not be read; the message names the location (never credentials)."""
 
 

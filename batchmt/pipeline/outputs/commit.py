@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchmt.pipeline import status as row_status
+from batchmt.pipeline.errors import UserError
 from batchmt.pipeline.inputs.shards import SHARD_ID_PATTERN, Plan, Shard
 from batchmt.pipeline.inputs.sources.increments import readable_source
 from batchmt.pipeline.outputs.lease import GENERATION_ENV, LeaseRecord, check_fence
@@ -83,7 +84,7 @@ LAYOUT_ENV = "BATCHMT_OUTPUT_LAYOUT"
 REPLACED_FILE = "_replaced.json"
 
 
-class OutputConflictError(RuntimeError):
+class OutputConflictError(UserError, RuntimeError):
     """The output folder belongs to a different job spec."""
 
 

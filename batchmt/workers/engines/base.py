@@ -27,6 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from batchmt.pipeline.errors import UserError
 from batchmt.pipeline.spec import ContextSpec, DecodingSpec, JobSpec, ModelSpec
 
 
@@ -123,7 +124,7 @@ class EngineConfig:
         return max(1, min(d.max_new_tokens, int(d.max_length_a * source_tokens + d.max_length_b)))
 
 
-class EngineLoadError(RuntimeError):
+class EngineLoadError(UserError, RuntimeError):
     """The model could not be loaded; the message says which model and what to check."""
 
 
