@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 from batchmt.pipeline import columns
 from batchmt.pipeline.inputs.reader import read_shard_data
 from batchmt.pipeline.inputs.shards import Shard
-from batchmt.pipeline.outputs.commit import OutputLayout, write_quality, write_shard_data
+from batchmt.pipeline.outputs.commit import write_quality, write_shard_data
+from batchmt.pipeline.outputs.layout import OutputLayout
 from batchmt.pipeline.quality.samples import (
     QualitySettings,
     ShardRows,
