@@ -19,8 +19,9 @@ from pathlib import Path
 import sacrebleu
 import torch
 
+from batchmt.pipeline.results import RowResult
 from batchmt.pipeline.text.glossary import Glossary, parse_row_glossary
-from batchmt.workers.translate import RowInput, RowResult, translate_rows
+from batchmt.workers.translate import RowInput, translate_rows
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ("dev_consistent", "dev_override")

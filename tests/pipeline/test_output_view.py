@@ -50,6 +50,21 @@ def with_quality(spec: JobSpec, layout: OutputLayout, plan: Plan) -> None:
         write_quality(layout, shard.shard_id, shard_quality(rows, settings))
 
 
+def job(root: StorageRoot, fmt: str, tmp_path: Path) -> tuple[JobSpec, Plan]:
+    """A job over the three-day hive input, partitioned by day like its input."""
+    write_input(root)
+    spec = spec_for(root, fmt, tmp_path, partition_by=["date"])
+    return spec, make_plan(spec)
+
+
+def run_with_quality(
+    spec: JobSpec, plan: Plan, marker: str, increment: str = ""
+) -> tuple[OutputLayout, dict[str, ShardResult]]:
+    layout, results = run_shards(spec, plan, marker, increment)
+    with_quality(spec, layout, plan)
+    return layout, results
+
+
 def finish(spec: JobSpec, layout: OutputLayout, plan: Plan, extra: dict[str, Any]) -> None:
     summary = {"job_name": spec.job_name, "model": "upper", "source_lang": "en"}
     summary.update(target_lang="de", rows_in=plan.num_rows, **extra)
@@ -74,14 +89,11 @@ def test_report_and_read_output_of_a_table_output(
     fmt: str, storage_root: StorageRoot, tmp_path: Path
 ) -> None:
     root = storage_root
-    write_input(root)
-    spec = spec_for(root, fmt, tmp_path, partition_by=["date"])
-    plan = make_plan(spec)
+    spec, plan = job(root, fmt, tmp_path)
     url = spec.output.path
     # Before any commit: a job folder with markers, and a table with no rows of ours.
-    layout, results = run_shards(spec, plan, "first")
+    layout, results = run_with_quality(spec, plan, "first")
     assert batchmt.read_output(url, storage_options=root.storage_options).num_rows == 0
-    with_quality(spec, layout, plan)
     finish(spec, layout, plan, {"table": commit(spec, layout, plan, results).to_dict()})
 
     view = open_output(url, root.storage_options)
@@ -99,11 +111,8 @@ def test_report_and_read_output_of_input_since_runs(
     storage_root: StorageRoot, tmp_path: Path
 ) -> None:
     root = storage_root
-    write_input(root)
-    spec = spec_for(root, "parquet", tmp_path, partition_by=["date"])
-    plan = make_plan(spec)
-    first, _ = run_shards(spec, plan, "first", "inc1")
-    with_quality(spec, first, plan)
+    spec, plan = job(root, "parquet", tmp_path)
+    first, _ = run_with_quality(spec, plan, "first", "inc1")
     finish(spec, first, plan, {"rows_new": plan.num_rows, "rows_replaced": 0})
     again = only_dates(plan, [DATES[1]])
     second, _ = run_shards(spec, again, "second", "inc2")
