@@ -82,7 +82,9 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    engine, run = demo_engine(args.model, quantization=args.quantization, backend="ctranslate2")
+    engine, run = demo_engine(
+        args.model, quantization=args.quantization, backend="ctranslate2", terms=True
+    )
     run(["A dog runs."])  # warm-up
     print(f"{engine.signature}, CPU threads {args.threads}")
     for name in args.sets:
