@@ -121,8 +121,11 @@ class OutputView:
     def _table_files(self) -> list[PublishedFile]:
         from batchmt.pipeline.inputs.plan import list_input
 
-        if not any(run.success and run.success.table for run in self.runs):
-            return []  # no job committed yet: the table has no rows of ours
+        # Before the first commit there is no table yet (its log is made by that commit).
+        log_glob = "_delta_log/*.json" if self.kind == "delta" else "metadata/*.metadata.json"
+        self.fs.invalidate_cache(self.root)  # a listing cached before the commit is stale
+        if not self.fs.glob(join(self.root, log_glob)):
+            return []
         kind: Literal["delta", "iceberg"] = "delta" if self.kind == "delta" else "iceberg"
         spec = InputSpec(path=self.url, format=kind, storage_options=self.storage_options)
         return [PublishedFile(f.path, f.partition) for f in list_input(spec).files]
