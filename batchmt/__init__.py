@@ -11,6 +11,9 @@ The Python API mirrors the command line::
 The code lives in three rooms installed under this package: `batchmt.pipeline` (data
 plane: spec, corpus, shards, commit, quality, glossary files), `batchmt.workers` (compute
 in one Ray actor: engines, decoding, formats) and `batchmt.jobs` (driver and entry points).
+Errors: every error batchmt raises on purpose is a `batchmt.BatchmtError`; a job that cannot
+run as configured raises a `batchmt.UserError` (exit 2 on the command line), one that ran but
+left shards incomplete `batchmt.JobFailed` (exit 1).
 Importing `batchmt` is cheap: Ray and torch load only when a job runs.
 """
 
@@ -21,10 +24,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchmtError",
+    "JobFailed",
     "JobOutcome",
     "JobSpec",
     "Plan",
     "SpecError",
+    "UserError",
     "load_config",
     "plan",
     "read_output",
@@ -34,6 +40,7 @@ __all__ = [
 if TYPE_CHECKING:
     from batchmt.api import load_config, plan, read_output, run
     from batchmt.jobs.driver import JobOutcome
+    from batchmt.pipeline.errors import BatchmtError, JobFailed, UserError
     from batchmt.pipeline.inputs.shards import Plan
     from batchmt.pipeline.spec import JobSpec, SpecError
 
@@ -46,6 +53,10 @@ _LAZY = {
     "SpecError": "batchmt.pipeline.spec",
     "Plan": "batchmt.pipeline.inputs.shards",
     "JobOutcome": "batchmt.jobs.driver",
+    # One root for every error batchmt raises on purpose; UserError is exit 2 on the CLI.
+    "BatchmtError": "batchmt.pipeline.errors",
+    "UserError": "batchmt.pipeline.errors",
+    "JobFailed": "batchmt.pipeline.errors",
 }
 
 

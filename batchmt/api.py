@@ -65,25 +65,17 @@ def read_output(
 ) -> Any:
     """A job's published rows: a pyarrow Table, or a `ray.data.Dataset` when asked.
 
-    Only shards with a completion marker are read: a shard being rewritten by a running job
-    is never half-visible.
+    The output is opened as `batchmt status` opens it (pipeline/outputs/runs.py): a Parquet
+    job or its `input.since` runs give the shards with a completion marker that counts (a
+    shard being rewritten by a running job is never half-visible); a Delta or Iceberg
+    output gives the rows its table holds now.
     """
-    from batchmt.pipeline.outputs.commit import OutputLayout, completed_shard_ids, table_job_roots
-    from batchmt.pipeline.storage.fs import open_fs
+    from batchmt.pipeline.outputs.runs import open_output
 
-    fs, root = open_fs(str(path), dict(storage_options or {}))
-    # A partitioned output files shards in hive folders (the manifest says which); a table
-    # output's job is read from its folder, <table>/_batchmt/<job key>.
-    layout = OutputLayout.read(fs, root)
-    # A Parquet output of input.since runs: every run's files (each id is in one of them).
-    runs = [] if layout.is_table or fs.exists(layout.manifest) else table_job_roots(fs, root)
-    layouts = [OutputLayout.read(fs, run) for run in runs] or [layout]
-    layouts = [one for one in layouts if not one.is_table]
-    if runs and layouts:
-        layout = layouts[0]
-    pairs = [(one, sid) for one in layouts for sid in sorted(completed_shard_ids(one))]
-    files = [one.data(shard_id) for one, shard_id in pairs]
-    partitions = [dict(one.partitions.get(sid, {})) for one, sid in pairs]
+    view = open_output(str(path), dict(storage_options or {}))
+    published = view.published_files()
+    files = [f.path for f in published]
+    fs = view.fs
     if as_ray_dataset:
         try:
             import ray.data
@@ -92,13 +84,14 @@ def read_output(
                 f"read_output(as_ray_dataset=True) needs Ray Data ({exc}); install it with "
                 "pip install 'batchmt[data]'"
             ) from exc
-        if files and layout.partition_by:  # the partition columns are the folder names
+        # The partition columns are folder names (Iceberg files keep them as columns too).
+        if view.kind != "iceberg" and any(f.partition for f in published):
             from ray.data.datasource import Partitioning, PartitionStyle
 
-            hive = Partitioning(PartitionStyle.HIVE, base_dir=layout.data_dir, filesystem=fs)
+            hive = Partitioning(PartitionStyle.HIVE, base_dir=view.data_dir, filesystem=fs)
             return ray.data.read_parquet(files, filesystem=fs, partitioning=hive)
         return ray.data.read_parquet(files, filesystem=fs) if files else ray.data.from_items([])
-    return _read_tables(fs, files, partitions)
+    return _read_tables(fs, files, [f.partition for f in published])
 
 
 def _read_tables(fs: Any, files: list[str], partitions: list[dict[str, str]]) -> pa.Table:

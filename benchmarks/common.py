@@ -18,8 +18,10 @@ def demo_engine(
     device: str | torch.device = "cpu",
     source_lang: str = "en",
     target_lang: str = "de",
+    terms: bool = False,
 ) -> tuple[Any, Callable[[list[str]], list[str]]]:
-    """(engine, translate) for `model_dir`, beam 4, the job defaults for batching."""
+    """(engine, translate) for `model_dir`, beam 4, the job defaults for batching; `terms`:
+    rows carry glossary terms (CTranslate2 then loads its constrained decoder)."""
     from batchmt.pipeline.spec import spec_from_dict
     from batchmt.workers.engines.base import EngineConfig
     from batchmt.workers.engines.loading import load_engine
@@ -40,7 +42,8 @@ def demo_engine(
             "decoding": {"num_beams": 4},
         }
     )
-    engine = load_engine(EngineConfig.from_spec(spec), model_dir, torch.device(device))
+    config = EngineConfig.from_spec(spec, row_glossaries=terms)
+    engine = load_engine(config, model_dir, torch.device(device))
 
     def translate(texts: list[str]) -> list[str]:
         results, _ = translate_texts(

@@ -19,8 +19,9 @@ from pathlib import Path
 import sacrebleu
 import torch
 
+from batchmt.pipeline.results import RowResult
 from batchmt.pipeline.text.glossary import Glossary, parse_row_glossary
-from batchmt.workers.translate import RowInput, RowResult, translate_rows
+from batchmt.workers.translate import RowInput, translate_rows
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ("dev_consistent", "dev_override")
@@ -81,7 +82,9 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=list(SETS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    engine, run = demo_engine(args.model, quantization=args.quantization, backend="ctranslate2")
+    engine, run = demo_engine(
+        args.model, quantization=args.quantization, backend="ctranslate2", terms=True
+    )
     run(["A dog runs."])  # warm-up
     print(f"{engine.signature}, CPU threads {args.threads}")
     for name in args.sets:

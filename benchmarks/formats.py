@@ -61,7 +61,7 @@ def stripped(output: str, html: bool, markdown: bool) -> str:
 def engine_for(model_dir: str) -> tuple[object, Callable[[list[str]], list[str]]]:
     from benchmarks.common import demo_engine
 
-    return demo_engine(model_dir)
+    return demo_engine(model_dir, terms=True)
 
 
 def formatted(
@@ -101,10 +101,12 @@ def main() -> None:
     engine, run = engine_for(args.model)
     run([r["plain_source"] for r in rows[:8]])  # warm-up
     # On the CTranslate2 path markup is placed by CTranslate2's own attention; the
-    # transformers aligner (the constrained model, loaded lazily) is raced beside it.
+    # transformers aligner (the constrained decoder, when the engine declares one) is raced
+    # beside it.
     aligners = {"remove+align": engine.aligner()}  # type: ignore[attr-defined]
-    if hasattr(engine, "constrained_engine"):
-        aligners["remove+align, hf aligner"] = engine.constrained_engine().aligner()
+    constrained = engine.constrained  # type: ignore[attr-defined]
+    if constrained is not None and constrained.aligner() is not None:
+        aligners["remove+align, hf aligner"] = constrained.aligner()
     variants = list(aligners)
     # The machine is shared: wall time, best of --repeat alternating runs.
     best: dict[str, float] = {}

@@ -141,6 +141,7 @@ def store_lookup(work: Path, args: Any) -> list[str]:
     """What a lookup costs a replica when the memory is large: --store-rows rows in files
     of 10,000 (one per shard), 1,000 keys asked per shard (half of them held)."""
     from batchmt.pipeline.memory.store import CACHE_BYTES, StoredRow, TranslationMemory
+    from batchmt.pipeline.results import RowResult
     from batchmt.pipeline.spec import CacheSpec
 
     memory = TranslationMemory.open(CacheSpec(path=str(work / "tm-store")))
@@ -151,7 +152,8 @@ def store_lookup(work: Path, args: Any) -> list[str]:
     for _ in range(max(1, args.store_rows // per_file)):
         keys = [f"{rng.getrandbits(128):032x}" for _ in range(per_file)]
         memory.add(
-            [(k, StoredRow("Ein Mann geht die Straße entlang.", "ok")) for k in keys], job="b"
+            [(k, StoredRow(RowResult("Ein Mann geht die Straße entlang.", "ok"))) for k in keys],
+            job="b",
         )
         stored += keys
     asked = rng.sample(stored, 500) + [f"{rng.getrandbits(128):032x}" for _ in range(500)]

@@ -8,39 +8,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batchmt.jobs.driver import JobFailed, run_job
+from batchmt.jobs.driver import run_job
 from batchmt.jobs.prepare import make_plan
 from batchmt.jobs.reports.text import job_report, print_json, status_report, verify_report
-from batchmt.jobs.submission.upload import UploadError
-from batchmt.pipeline.inputs.corpus import CorpusError
+from batchmt.pipeline.errors import JobFailed, UserError
 from batchmt.pipeline.inputs.shards import Plan
-from batchmt.pipeline.outputs.commit import (
-    OutputConflictError,
-    OutputLayout,
-    job_status,
-    table_job_roots,
-)
-from batchmt.pipeline.outputs.lease import LeaseHeldError
-from batchmt.pipeline.outputs.tables.common import TableCommitError
+from batchmt.pipeline.outputs.layout import OutputLayout
+from batchmt.pipeline.outputs.runs import open_output
 from batchmt.pipeline.outputs.verify import verify_output, verify_runs
 from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
-from batchmt.pipeline.storage.fs import StorageError, open_fs
-from batchmt.pipeline.text.glossary_files import GlossaryError
-from batchmt.workers.engines.base import EngineLoadError
 
-# Errors that mean "this job cannot run as configured": one line, exit 2.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    SpecError,
-    CorpusError,
-    OutputConflictError,
-    EngineLoadError,
-    GlossaryError,
-    LeaseHeldError,  # another driver runs on the same output
-    StorageError,
-    UploadError,  # submit: a config outside the folder, or one that looks like a secret
-    TableCommitError,  # the output table or its catalog does not fit the job
-    FileNotFoundError,
-)
+# Errors that mean "this job cannot run as configured": one line, exit 2. Every such error
+# of the project derives from UserError; a config file that is not there is the one builtin.
+USER_ERRORS: tuple[type[Exception], ...] = (UserError, FileNotFoundError)
 
 __all__ = ["USER_ERRORS", "JobFailed", "dispatch"]
 
@@ -151,22 +131,16 @@ def cmd_run(spec: JobSpec, *, show_progress: bool) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     options = dict(item.split("=", 1) for item in args.storage_option)
-    fs, root = open_fs(args.output, options)
-    jobs = table_job_roots(fs, root)
-    if jobs:  # a table output: every job that wrote it, each from its own folder
-        statuses = [job_status(OutputLayout.read(fs, job)) for job in jobs]
-        # Oldest run first (input.since runs are named by their increment, not their time);
-        # unfinished ones last.
-        order = sorted(
-            range(len(jobs)), key=lambda i: (statuses[i]["run"].get("finished_at") or "~", jobs[i])
-        )
-        jobs, statuses = [jobs[i] for i in order], [statuses[i] for i in order]
+    view = open_output(args.output, options)
+    if view.kind != "parquet":  # every job (or input.since run) that wrote the output
+        statuses = [run.status().to_dict() for run in view.runs]
         if args.json:
             print_json({"table": args.output, "jobs": statuses})
         else:
-            print("\n".join(status_report(job, status) for job, status in zip(jobs, statuses)))
+            reports = [status_report(run.layout.root, s) for run, s in zip(view.runs, statuses)]
+            print("\n".join(reports))
         return 0
-    status = job_status(OutputLayout.read(fs, root))
+    status = view.runs[0].status().to_dict()
     if args.json:
         print_json(status)
     else:
@@ -178,8 +152,8 @@ def cmd_verify(spec: JobSpec, *, as_json: bool = False) -> int:
     job = OutputLayout.for_job(spec)  # the job's own folder, partitions from its manifest
     if spec.input.since is not None and not job.is_table:
         # input.since runs of a Parquet output: all of them together against the input now.
-        runs = [OutputLayout.read(job.fs, run) for run in table_job_roots(job.fs, job.root)]
-        report = verify_runs([r for r in runs if not r.is_table], spec.input).to_dict()
+        view = open_output(spec.output.path, spec.output.storage_options)
+        report = verify_runs([run.layout for run in view.runs], spec.input).to_dict()
     else:
         report = verify_output(OutputLayout.read(job.fs, job.root), spec.input).to_dict()
     if as_json:

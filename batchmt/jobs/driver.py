@@ -45,18 +45,18 @@ from batchmt.jobs.ray.cluster import (
     pool_shape,
 )
 from batchmt.pipeline import status as row_status
+from batchmt.pipeline.errors import JobFailed
 from batchmt.pipeline.inputs.shards import Plan, Shard
 from batchmt.pipeline.inputs.sources.increments import increment_key, readable_source
-from batchmt.pipeline.outputs.commit import (
+from batchmt.pipeline.outputs.commit import mark_complete, write_success
+from batchmt.pipeline.outputs.layout import (
     LAYOUT_ENV,
     REPLACED_FILE,
     OutputConflictError,
     OutputLayout,
-    completed_shards,
-    mark_complete,
-    write_success,
 )
 from batchmt.pipeline.outputs.lease import GENERATION_ENV, Heartbeat, LeaseLostError
+from batchmt.pipeline.outputs.records.markers import completed_shards
 from batchmt.pipeline.outputs.supersede import supersede_parquet
 from batchmt.pipeline.outputs.table_commit import commit_table, find_commit, recorded_properties
 from batchmt.pipeline.outputs.tables.common import TableCommitError
@@ -72,10 +72,6 @@ _ACTOR_START_TIMEOUT_S = 1800.0
 # Fault tests: exit the driver at a named point of the table commit (module docstring).
 EXIT_AT_ENV = "BATCHMT_DRIVER_EXIT_AT"
 _EXIT_STATUS = 75
-
-
-class JobFailed(RuntimeError):
-    """The job ran but could not complete every shard; the message names them."""
 
 
 @dataclass

@@ -21,12 +21,8 @@ from batchmt.pipeline.inputs.sources.increments import (
     increment_key,
     readable_source,
 )
-from batchmt.pipeline.outputs.commit import (
-    OutputConflictError,
-    OutputLayout,
-    prepare_output,
-    read_manifest,
-)
+from batchmt.pipeline.outputs.commit import prepare_output
+from batchmt.pipeline.outputs.layout import OutputConflictError, OutputLayout, read_manifest
 from batchmt.pipeline.outputs.lease import LeaseRecord, acquire, release
 from batchmt.pipeline.outputs.runs import previous_state, successful_runs
 from batchmt.pipeline.spec import JobSpec

@@ -1,4 +1,10 @@
-"""What a worker reports for a finished shard: its counts, as the completion marker stores them.
+"""The row vocabulary and what a worker reports for a finished shard.
+
+`RowResult` is one row's output, declared once: its field names are the output columns
+(pipeline/columns.py) and the translation memory's columns (pipeline/memory/store.py), and
+`arrow_types` gives each field its Arrow type from its annotation, for both.
+
+`ShardResult` is a shard's counts, as the completion marker stores them.
 
 The marker (`_completions/<shard>`, see commit.py) is JSON that outlives a release: a rerun
 resumes from markers an older batchmt wrote. So the keys of `to_dict` are a file format,
@@ -7,9 +13,54 @@ and `from_dict` reads any marker, giving keys an older marker lacks their defaul
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+import pyarrow as pa
+
+# A row field's annotation (without "| None": every output column may be null) -> Arrow.
+_ARROW_TYPES = {
+    "str": pa.string(),
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "list[str]": pa.list_(pa.string()),
+}
+
+
+def arrow_types(row_class: type) -> dict[str, pa.DataType]:
+    """{field: Arrow type} of a row dataclass (RowResult, quality.qe.RowQe), in field order."""
+    out = {}
+    for item in fields(row_class):
+        annotation = str(item.type).removesuffix(" | None")
+        if annotation not in _ARROW_TYPES:
+            raise TypeError(f"{row_class.__name__}.{item.name}: no Arrow type for {item.type}")
+        out[item.name] = _ARROW_TYPES[annotation]
+    return out
+
+
+@dataclass
+class RowResult:
+    """One row's output. The fields up to `format_detail` are output columns of the same
+    name; `logprob` feeds row-level QE (pipeline/quality/qe.py) and the memory."""
+
+    translation: str | None
+    status: str
+    error: str | None = None
+    glossary_hits: list[str] | None = None
+    glossary_missed: list[str] | None = None
+    format_status: str | None = None
+    format_detail: str | None = None
+    # The model's confidence: mean token log-prob of the row's least confident piece, as the
+    # decoder reported it (None when it did not); row-level QE reads it.
+    logprob: float | None = None
+
+
+def result_columns(results: Sequence[RowResult], names: Sequence[str]) -> dict[str, pa.Array]:
+    """The output columns `names` (RowResult fields) of `results`, typed."""
+    types = arrow_types(RowResult)
+    return {n: pa.array([getattr(r, n) for r in results], types[n]) for n in names}
 
 
 def _counts(value: Any) -> dict[str, int]:

@@ -24,8 +24,10 @@ from pydantic import (
     model_validator,
 )
 
+from batchmt.pipeline.errors import UserError
 
-class SpecError(ValueError):
+
+class SpecError(UserError, ValueError):
     """A job configuration that cannot run; the message names the key and the fix."""
 
 

@@ -21,9 +21,10 @@ from batchmt.pipeline import columns
 from batchmt.pipeline.inputs.reader import read_shard_data
 from batchmt.pipeline.inputs.shards import Shard
 from batchmt.pipeline.logs import configure_logging
-from batchmt.pipeline.outputs.commit import OutputLayout, write_quality, write_shard_data
+from batchmt.pipeline.outputs.commit import write_quality, write_shard_data
+from batchmt.pipeline.outputs.layout import OutputLayout, load_manifest
 from batchmt.pipeline.quality.samples import QualitySettings, ShardRows, shard_quality
-from batchmt.pipeline.results import GlossaryAdherence, ShardResult
+from batchmt.pipeline.results import GlossaryAdherence, RowResult, ShardResult, result_columns
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.status import INVALID
 from batchmt.pipeline.text.context import context_windows
@@ -39,7 +40,7 @@ from batchmt.workers.quality.rows import count_qe
 from batchmt.workers.quality.scoring import score_shard
 from batchmt.workers.quality.stage import QeStage, with_qe_columns
 from batchmt.workers.reuse.stage import MemoryStage, add_reused_stats
-from batchmt.workers.translate import RowInput, RowResult, TranslateStats, translate_rows
+from batchmt.workers.translate import RowInput, TranslateStats, translate_rows
 
 log = structlog.get_logger(__name__)
 
@@ -57,10 +58,15 @@ class TranslatorActor:
             self.spec.model.name_or_path, self.spec.input.storage_options, base_dir
         )
         started = time.perf_counter()
-        self.engine = load_engine(
-            EngineConfig.from_spec(self.spec), model_path, torch.device(self.placement.device)
-        )
         self.layout = OutputLayout.for_worker(self.spec)
+        # Whether rows may carry terms decides whether the engine's constrained decoder is
+        # loaded now (workers/engines/loading.py), so it is known before the first shard.
+        self.engine_config = EngineConfig.from_spec(
+            self.spec, row_glossaries=_row_glossaries(self.layout)
+        )
+        self.engine = load_engine(
+            self.engine_config, model_path, torch.device(self.placement.device)
+        )
         self.glossary = (
             load_glossary(
                 self.spec.glossary.path,
@@ -213,9 +219,8 @@ class TranslatorActor:
         """Another model on this replica's device (quality.fallback.model)."""
         spec = self.spec
         options = spec.quality.fallback
-        config = EngineConfig.from_spec(spec)
         config = dataclasses.replace(
-            config,
+            self.engine_config,
             model=spec.model.model_copy(update={"name_or_path": name_or_path}),
             decoding=spec.decoding.model_copy(update={"num_beams": options.num_beams}),
         )
@@ -231,6 +236,13 @@ class TranslatorActor:
             except RowGlossaryError as exc:
                 return RowInput(text, context, None, str(exc))
         return RowInput(text, context, glossary)
+
+
+def _row_glossaries(layout: OutputLayout) -> bool:
+    """Whether the job's input has a per-row glossary column, as its frozen plan says;
+    True without a plan (a bare caller): a row may then bring terms."""
+    manifest = load_manifest(layout)
+    return manifest is None or columns.GLOSSARY in manifest.plan.columns
 
 
 def _unusable(has_id: bool, read_error: str | None) -> RowResult | None:
@@ -252,18 +264,12 @@ def _as_text(column: pa.ChunkedArray) -> list[str | None]:
 def _with_results(
     table: pa.Table, results: list[RowResult], with_glossary: bool, with_formats: bool
 ) -> pa.Table:
-    added: dict[str, pa.Array] = {
-        columns.TRANSLATION: pa.array([r.translation for r in results], pa.string()),
-        columns.STATUS: pa.array([r.status for r in results], pa.string()),
-        columns.ERROR: pa.array([r.error for r in results], pa.string()),
-    }
+    names = [*columns.OUTPUT_COLUMNS]
     if with_glossary:
-        terms = pa.list_(pa.string())
-        added[columns.GLOSSARY_HITS] = pa.array([r.glossary_hits for r in results], terms)
-        added[columns.GLOSSARY_MISSED] = pa.array([r.glossary_missed for r in results], terms)
+        names += columns.GLOSSARY_COLUMNS
     if with_formats:
-        added[columns.FORMAT_STATUS] = pa.array([r.format_status for r in results], pa.string())
-        added[columns.FORMAT_DETAIL] = pa.array([r.format_detail for r in results], pa.string())
+        names += columns.FORMAT_COLUMNS
+    added = result_columns(results, names)
     for name, values in added.items():
         table = table.append_column(name, values)
     return table

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from batchmt.pipeline.errors import BatchmtError
 from batchmt.workers.sentences import split_sentences
 
 _WHITESPACE = re.compile(r"\s+")
@@ -46,7 +47,7 @@ _CUT_MARGIN = 0.9
 CountTokens = Callable[[list[str]], list[int]]
 
 
-class TextTooLongError(ValueError):
+class TextTooLongError(BatchmtError, ValueError):
     """A row that would need more than MAX_PIECES pieces; the message says what to do."""
 
 

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import structlog
 
+from batchmt.pipeline.results import RowResult
 from batchmt.pipeline.status import EMPTY, FAILED, GLOSSARY_MISSED, INVALID, OK, OK_SPLIT
 from batchmt.pipeline.text.glossary import Glossary, Term, check_terms
 from batchmt.workers.batching import plan_batches
@@ -57,20 +58,6 @@ class RowInput:
     glossary: Glossary | None = None
     # Why the row's own glossary could not be used (the row is then INVALID).
     glossary_error: str | None = None
-
-
-@dataclass
-class RowResult:
-    translation: str | None
-    status: str
-    error: str | None = None
-    glossary_hits: list[str] | None = None
-    glossary_missed: list[str] | None = None
-    format_status: str | None = None
-    format_detail: str | None = None
-    # The model's confidence: mean token log-prob of the row's least confident piece, as the
-    # decoder reported it (None when it did not); row-level QE reads it (pipeline/quality/qe.py).
-    logprob: float | None = None
 
 
 @dataclass

@@ -26,12 +26,9 @@ import pyarrow as pa
 import pytest
 
 from batchmt.jobs.cli import main
-from batchmt.pipeline.outputs.commit import (
-    OutputLayout,
-    completed_shards,
-    load_manifest,
-    read_success,
-)
+from batchmt.pipeline.outputs.layout import OutputLayout, load_manifest
+from batchmt.pipeline.outputs.records.markers import completed_shards
+from batchmt.pipeline.outputs.records.status import read_success
 from batchmt.pipeline.spec import load_spec
 from batchmt.pipeline.storage.fs import list_names, open_fs
 from tests.conftest import S3_BUCKET, StorageRoot
@@ -141,8 +138,9 @@ def _check_output(config: Path, root: StorageRoot, capsys: pytest.CaptureFixture
     spec = load_spec(str(config), [])
     layout = OutputLayout.open(spec.output)
     manifest = load_manifest(layout)
-    success = read_success(layout)
-    assert manifest is not None and manifest.runs and success is not None
+    record = read_success(layout)
+    assert manifest is not None and manifest.runs and record is not None
+    success = record.body
     assert success["fingerprint"] == manifest.spec_fingerprint == spec.fingerprint()
     assert success["run_id"] == manifest.runs[-1]
     done = completed_shards(layout)

@@ -122,3 +122,21 @@ def test_load_config_takes_a_spec_a_dict_or_a_path(tmp_path: Path) -> None:
     assert batchmt.load_config(path).model.name_or_path == "m"
     with pytest.raises(batchmt.SpecError, match=r"YAML path, a dict or a batchmt\.JobSpec"):
         batchmt.load_config(42)  # type: ignore[arg-type]
+
+
+def test_errors_share_one_root_exported_without_ray_or_torch(tmp_path: Path) -> None:
+    """A notebook catches `batchmt.BatchmtError` (or the exit-2 kind, `batchmt.UserError`)
+    without importing the driver: the error classes load nothing heavy."""
+    probe = (
+        "import sys, batchmt; assert issubclass(batchmt.JobFailed, batchmt.BatchmtError); "
+        "assert issubclass(batchmt.UserError, batchmt.BatchmtError); "
+        "print(sorted({'ray', 'torch'} & set(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "[]"
+    with pytest.raises(batchmt.UserError, match="not found"):
+        batchmt.load_config(tmp_path / "missing.yaml")
+    with pytest.raises(batchmt.BatchmtError):
+        batchmt.load_config(42)  # type: ignore[arg-type]

@@ -118,3 +118,30 @@ def test_bad_glossary_file_fails_before_any_work(
     err = capsys.readouterr().err
     assert "terms.tsv" in err and "3" in err and "dog" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_row_glossaries_alone_load_the_constrained_decoder_at_replica_start(
+    tiny_marian: Path, tmp_path: Path
+) -> None:
+    """No glossary file, only the per-row column, on CTranslate2: the frozen plan tells the
+    replicas that rows carry terms, so the constrained decoder is there from the start and
+    every term the vocabulary can write is placed (the random model writes none of them
+    free: without the decoder they would come back in glossary_missed)."""
+    table = corpus().slice(1, 5)  # g1..g5: row terms on g1, g2 and g5, none malformed
+    pq.write_table(table, tmp_path / "in.parquet")
+    config = local_job_config(
+        tmp_path,
+        tiny_marian,
+        model={"name_or_path": str(tiny_marian), "backend": "ctranslate2"},
+        decoding={"num_beams": 2, "max_new_tokens": 48, "max_length_a": 3.0},
+        workers={"num_workers": 1},
+        quality={"sample_per_shard": 1, "fallback": {"enabled": False}},
+    )
+    assert main(["run", str(config), "--no-progress"]) == 0
+    rows = {
+        r["id"]: r
+        for r in ds.dataset(tmp_path / "out" / "data", format="parquet").to_table().to_pylist()
+    }
+    for row_id, term in (("g1", "wasser"), ("g2", "leute"), ("g5", "katze")):
+        assert rows[row_id]["glossary_hits"] == [term] and rows[row_id]["glossary_missed"] == []
+        assert term in rows[row_id]["translation"].casefold()

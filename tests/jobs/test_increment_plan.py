@@ -17,12 +17,9 @@ from batchmt.jobs.prepare import make_plan
 from batchmt.pipeline.inputs.reader import read_shard
 from batchmt.pipeline.inputs.shards import Plan
 from batchmt.pipeline.inputs.sources.increments import increment_key
-from batchmt.pipeline.outputs.commit import (
-    OutputLayout,
-    prepare_output,
-    read_success,
-    write_success,
-)
+from batchmt.pipeline.outputs.commit import prepare_output, write_success
+from batchmt.pipeline.outputs.layout import OutputLayout
+from batchmt.pipeline.outputs.records.status import read_success
 from batchmt.pipeline.spec import InputSpec, JobSpec, ModelSpec, OutputSpec, ShardingSpec
 
 deltalake = pytest.importorskip("deltalake")
@@ -123,6 +120,6 @@ def test_a_job_with_nothing_new_succeeds_with_zero_rows(tmp_path: Path, tiny_mar
     run = OutputLayout.for_job(spec, increment=increment_key(empty.source))
     assert run.root.startswith(str(tmp_path / "out" / "_batchmt"))
     assert read_success(OutputLayout.open(spec.output)) is None
-    success = read_success(run)
-    assert success is not None and success["rows_in"] == 0 and success["shards"] == 0
-    assert (success["rows_new"], success["rows_replaced"]) == (0, 0)
+    record = read_success(run)
+    assert record is not None and record.rows_in == 0 and record.body["shards"] == 0
+    assert (record.body["rows_new"], record.body["rows_replaced"]) == (0, 0)

@@ -12,7 +12,8 @@ import pytest
 from batchmt.jobs.cli import main
 from batchmt.pipeline.inputs.corpus import open_dataset
 from batchmt.pipeline.inputs.shards import plan_shards
-from batchmt.pipeline.outputs.commit import OutputLayout, mark_complete, prepare_output
+from batchmt.pipeline.outputs.commit import mark_complete, prepare_output
+from batchmt.pipeline.outputs.layout import OutputLayout
 from batchmt.pipeline.results import ShardResult
 from batchmt.pipeline.spec import InputSpec, OutputSpec, ShardingSpec
 

@@ -8,19 +8,15 @@ from batchmt.pipeline.inputs.corpus import open_dataset
 from batchmt.pipeline.inputs.reader import read_shard
 from batchmt.pipeline.inputs.shards import Plan, plan_shards
 from batchmt.pipeline.outputs.commit import (
-    OutputConflictError,
-    OutputLayout,
-    completed_shard_ids,
-    completed_shards,
-    job_status,
     mark_complete,
     prepare_output,
-    read_manifest,
-    read_success,
     write_quality,
     write_shard_data,
     write_success,
 )
+from batchmt.pipeline.outputs.layout import OutputConflictError, OutputLayout, read_manifest
+from batchmt.pipeline.outputs.records.markers import completed_shard_ids, completed_shards
+from batchmt.pipeline.outputs.records.status import job_status, read_success
 from batchmt.pipeline.quality.samples import QualitySettings, ShardRows, shard_quality
 from batchmt.pipeline.results import ShardResult
 from batchmt.pipeline.spec import InputSpec, OutputSpec, ShardingSpec
@@ -133,7 +129,7 @@ def test_job_status_and_success(storage_root: StorageRoot):
     layout, plan, input_spec = setup_job(storage_root, n=10, rows_per_shard=4)
     prepare_output(layout, plan, "s")
     run_shard(layout, plan, input_spec, 0, failed=frozenset({1}))
-    report = job_status(layout)
+    report = job_status(layout).to_dict()
     assert report["shards"] == {"total": 3, "done": 1, "pending": 2}
     assert report["pending_shards"] == ["00001", "00002"]
     assert report["rows"] == {
@@ -149,6 +145,7 @@ def test_job_status_and_success(storage_root: StorageRoot):
     for i in (1, 2):
         run_shard(layout, plan, input_spec, i)
     write_success(layout, {"rows": 10})
-    assert read_success(layout) == {"rows": 10}
-    report = job_status(layout)
+    success = read_success(layout)
+    assert success is not None and success.body == {"rows": 10, "version": 1}
+    report = job_status(layout).to_dict()
     assert report["shards"]["pending"] == 0 and report["success"] is True

@@ -18,12 +18,8 @@ from batchmt.pipeline.inputs.corpus import CorpusError, detect_format, open_data
 from batchmt.pipeline.inputs.plan import input_schema, plan_input
 from batchmt.pipeline.inputs.reader import read_shard
 from batchmt.pipeline.inputs.shards import Plan
-from batchmt.pipeline.outputs.commit import (
-    OutputLayout,
-    mark_complete,
-    prepare_output,
-    write_shard_data,
-)
+from batchmt.pipeline.outputs.commit import mark_complete, prepare_output, write_shard_data
+from batchmt.pipeline.outputs.layout import OutputLayout
 from batchmt.pipeline.outputs.resume_checks import ManifestError, check_resumable
 from batchmt.pipeline.outputs.verify import verify_output
 from batchmt.pipeline.results import ShardResult

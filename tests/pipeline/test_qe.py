@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from batchmt.pipeline.quality.checks import LENGTH_RATIO, UNTRANSLATED, weighted_length
 from batchmt.pipeline.quality.qe import (
-    LENGTH_RATIO,
     LOW_CONFIDENCE,
     MIXED_LANGUAGE,
-    UNTRANSLATED,
     WRONG_LANGUAGE,
     QeThresholds,
     RowQe,
@@ -17,7 +16,6 @@ from batchmt.pipeline.quality.qe import (
     better,
     needs_fallback,
     target_probability,
-    weighted_length,
 )
 
 T = QeThresholds()

@@ -12,14 +12,10 @@ import pytest
 
 from batchmt.pipeline.inputs.corpus import open_dataset
 from batchmt.pipeline.inputs.shards import Plan, plan_shards
-from batchmt.pipeline.outputs.commit import (
-    OutputConflictError,
-    OutputLayout,
-    completed_shards,
-    mark_complete,
-    prepare_output,
-)
+from batchmt.pipeline.outputs.commit import mark_complete, prepare_output
+from batchmt.pipeline.outputs.layout import OutputConflictError, OutputLayout
 from batchmt.pipeline.outputs.lease import acquire, release
+from batchmt.pipeline.outputs.records.markers import completed_shards
 from batchmt.pipeline.results import ShardResult
 from batchmt.pipeline.spec import InputSpec, OutputSpec, ShardingSpec
 from batchmt.pipeline.storage.fs import read_json, write_json

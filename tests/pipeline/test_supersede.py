@@ -14,9 +14,7 @@ import pytest
 
 from batchmt.jobs.prepare import make_plan
 from batchmt.pipeline.inputs.shards import Plan
-from batchmt.pipeline.outputs.commit import (
-    OutputLayout,
-)
+from batchmt.pipeline.outputs.layout import OutputLayout
 from batchmt.pipeline.outputs.supersede import supersede_parquet
 from batchmt.pipeline.outputs.table_commit import commit_table, recorded_properties
 from batchmt.pipeline.results import ShardResult

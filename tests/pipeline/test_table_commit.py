@@ -21,14 +21,8 @@ import pytest
 from batchmt.jobs.prepare import make_plan
 from batchmt.pipeline.inputs.reader import read_shard
 from batchmt.pipeline.inputs.shards import Plan
-from batchmt.pipeline.outputs.commit import (
-    OutputLayout,
-    data_files_found,
-    job_key,
-    mark_complete,
-    prepare_output,
-    write_shard_data,
-)
+from batchmt.pipeline.outputs.commit import mark_complete, prepare_output, write_shard_data
+from batchmt.pipeline.outputs.layout import OutputLayout, data_files_found, job_key
 from batchmt.pipeline.outputs.partitions import hive_path, parse_hive_path
 from batchmt.pipeline.outputs.table_commit import commit_table, find_commit, recorded_properties
 from batchmt.pipeline.outputs.tables.common import JOB_KEY, CommitResult, TableCommitError

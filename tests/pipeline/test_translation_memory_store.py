@@ -12,23 +12,23 @@ from typing import Any
 import pytest
 
 from batchmt.pipeline.memory.store import MemoryReadError, StoredRow, TranslationMemory
-from batchmt.pipeline.results import MemoryCounts, ShardResult
+from batchmt.pipeline.quality.qe import RowQe
+from batchmt.pipeline.results import MemoryCounts, RowResult, ShardResult
 from batchmt.pipeline.spec import CacheSpec
 from tests.conftest import StorageRoot
 
 ROW = StoredRow(
-    translation="Ein Hund läuft. 🙂",
-    status="ok_fallback",
-    error="re-translated by quality.fallback",
-    glossary_hits=["Hund"],
-    glossary_missed=[],
-    format_status="ok",
-    format_detail=None,
-    logprob=-0.123456789012345,
-    qe_score=0.7071067811865476,
-    qe_flags=[],
-    qe_target_prob=0.9,
-    qe_logprob=-0.3,
+    RowResult(
+        translation="Ein Hund läuft. 🙂",
+        status="ok_fallback",
+        error="re-translated by quality.fallback",
+        glossary_hits=["Hund"],
+        glossary_missed=[],
+        format_status="ok",
+        format_detail=None,
+        logprob=-0.123456789012345,
+    ),
+    RowQe(score=0.7071067811865476, flags=[], target_prob=0.9, logprob=-0.3),
 )
 
 
@@ -44,29 +44,32 @@ def memory_at(root: StorageRoot, mode: str = "read_write") -> TranslationMemory:
 def test_rows_come_back_exactly_as_stored(storage_root: StorageRoot) -> None:
     memory = memory_at(storage_root)
     assert memory.lookup({"k1"}) == {}  # no folder yet: an empty memory, not an error
-    plain = StoredRow("Hallo", "ok")  # null lists and scores stay null, not empty
+    plain = StoredRow(RowResult("Hallo", "ok"))  # null lists and scores stay null, not empty
     assert memory.add([("k1", ROW), ("k2", plain), ("k1", plain)], job="j") is not None
     found = memory.lookup(["k1", "k2", "k3"])
     assert found == {"k1": ROW, "k2": plain}  # k1 written once: the first given
-    assert found["k1"].glossary_missed == [] and found["k2"].glossary_missed is None
+    assert found["k1"].result.glossary_missed == [] and found["k2"].result.glossary_missed is None
 
 
 def test_duplicates_across_files_resolve_alike_for_every_reader(storage_root: StorageRoot) -> None:
     writer = memory_at(storage_root)
-    writer.add([("k", StoredRow("first", "ok"))], job="a")
+    writer.add([("k", StoredRow(RowResult("first", "ok")))], job="a")
     time.sleep(0.01)  # file names start with the time in ms
-    writer.add([("k", StoredRow("second", "ok")), ("other", StoredRow("x", "ok"))], job="b")
+    writer.add(
+        [("k", StoredRow(RowResult("second", "ok"))), ("other", StoredRow(RowResult("x", "ok")))],
+        job="b",
+    )
     readers = [memory_at(storage_root) for _ in range(2)]
     readers[1].cache_bytes = 0  # a replica past its RAM budget: keys only, rows from storage
-    assert [r.lookup({"k"})["k"].translation for r in readers] == ["first", "first"]
+    assert [r.lookup({"k"})["k"].result.translation for r in readers] == ["first", "first"]
     # A reader that saw the memory before a file was added sees it on its next lookup.
     assert readers[0].lookup({"late"}) == {}
-    writer.add([("late", StoredRow("spät", "ok"))], job="c")
+    writer.add([("late", StoredRow(RowResult("spät", "ok")))], job="c")
     for reader in readers:
         assert reader.lookup({"late", "other", "k"}) == {
-            "late": StoredRow("spät", "ok"),
-            "other": StoredRow("x", "ok"),
-            "k": StoredRow("first", "ok"),
+            "late": StoredRow(RowResult("spät", "ok")),
+            "other": StoredRow(RowResult("x", "ok")),
+            "k": StoredRow(RowResult("first", "ok")),
         }
 
 
@@ -95,10 +98,13 @@ def _writer(url: str, options: dict[str, Any], worker: int, files: int, rows: in
     memory = TranslationMemory.open(CacheSpec(path=url, storage_options=options))
     assert memory is not None
     for f in range(files):
-        batch = [(f"w{worker}-{f}-{r}", StoredRow(f"t{worker}-{f}-{r}", "ok")) for r in range(rows)]
+        batch = [
+            (f"w{worker}-{f}-{r}", StoredRow(RowResult(f"t{worker}-{f}-{r}", "ok")))
+            for r in range(rows)
+        ]
         # Every writer also writes one key the other writes too (the same segment
         # decoded by two replicas at once).
-        batch.append((f"shared-{f}", StoredRow(f"shared-{f}", "ok")))
+        batch.append((f"shared-{f}", StoredRow(RowResult(f"shared-{f}", "ok"))))
         memory.add(batch, job=f"replica-{worker}")
 
 
@@ -119,7 +125,7 @@ def test_two_writers_at_once_leave_the_memory_readable_and_complete(
     # Read while they write: every lookup succeeds and returns whole rows only.
     while any(p.is_alive() for p in writers):
         found = reader.lookup(wanted)
-        assert all(row.translation == "t" + key[1:] for key, row in found.items())
+        assert all(row.result.translation == "t" + key[1:] for key, row in found.items())
         assert len(found) >= seen
         seen = len(found)
         time.sleep(0.05)  # two cores shared with the writers

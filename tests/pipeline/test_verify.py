@@ -15,12 +15,8 @@ from batchmt.pipeline.inputs.corpus import open_dataset
 from batchmt.pipeline.inputs.reader import read_shard
 from batchmt.pipeline.inputs.shards import Plan, plan_shards
 from batchmt.pipeline.outputs import verify
-from batchmt.pipeline.outputs.commit import (
-    OutputLayout,
-    mark_complete,
-    prepare_output,
-    write_shard_data,
-)
+from batchmt.pipeline.outputs.commit import mark_complete, prepare_output, write_shard_data
+from batchmt.pipeline.outputs.layout import OutputLayout
 from batchmt.pipeline.outputs.verify import verify_output
 from batchmt.pipeline.results import ShardResult
 from batchmt.pipeline.spec import InputSpec, OutputSpec, ShardingSpec

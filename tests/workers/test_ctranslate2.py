@@ -4,6 +4,7 @@ guarantee through our constrained search, and places markup by its own attention
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -23,7 +24,6 @@ from batchmt.workers.engines.base import (
     EngineLoadError,
     Segment,
     Translation,
-    TranslationEngine,
 )
 from batchmt.workers.engines.causal import CausalEngine
 from batchmt.workers.engines.ct2 import CTranslate2Engine
@@ -65,8 +65,11 @@ def config(model: Path | str, backend: str, tgt: str = "de", **decoding: Any) ->
 
 
 def engines(model: Path, tgt: str = "de", **decoding: Any) -> tuple[Any, Any]:
+    """The transformers engine, and the CTranslate2 one of a job with glossary terms (its
+    constrained decoder built by the loader)."""
     ours = load_engine(config(model, "transformers", tgt, **decoding), str(model), CPU)
-    ct2 = load_engine(config(model, "ctranslate2", tgt, **decoding), str(model), CPU)
+    with_terms = dataclasses.replace(config(model, "ctranslate2", tgt, **decoding), terms=True)
+    ct2 = load_engine(with_terms, str(model), CPU)
     assert isinstance(ours, Seq2SeqEngine) and isinstance(ct2, CTranslate2Engine)
     return ours, ct2
 
@@ -205,11 +208,17 @@ def test_missing_ctranslate2_is_a_clear_error(
 
 
 def test_terms_are_guaranteed_through_our_search(tiny_marian: Path) -> None:
-    """The random model never writes "Hund": CTranslate2 misses it, our search places it,
-    and the transformers model is loaded only once a row needs it."""
+    """The random model never writes "Hund": CTranslate2 misses it, our search places it.
+    The transformers model is built at replica start for a job with terms, never for one
+    without (whose rows then say which terms are missing, and nothing loads mid-job)."""
+    free = load_engine(config(tiny_marian, "ctranslate2", num_beams=2), str(tiny_marian), CPU)
+    assert free.constrained is None
+    missed = free.translate([Segment("a dog is walking.", terms=(("dog", "hund"),))])[0]
+    assert missed.unmet_terms == ["hund"] and free.constrained is None
     _, engine = engines(tiny_marian, num_beams=2, max_new_tokens=40)
+    assert isinstance(engine.constrained, Seq2SeqEngine)
     plain = engine.translate([Segment("a man is walking.")])
-    assert engine._fallback is None and plain[0].unmet_terms == []
+    assert plain[0].unmet_terms == []
     out = engine.translate(
         [
             Segment("a dog is walking.", terms=(("dog", "hund"),)),
@@ -217,7 +226,6 @@ def test_terms_are_guaranteed_through_our_search(tiny_marian: Path) -> None:
             Segment("the cat is red.", terms=(("cat", "katze"), ("red", "rot"))),
         ]
     )
-    assert engine._fallback is not None
     assert "hund" in out[0].text and "katze" in out[2].text and "rot" in out[2].text
     assert out[1].text == plain[0].text  # a row without terms stays CTranslate2's
 
@@ -229,10 +237,11 @@ def test_rows_with_terms_already_met_stay_free(
     free = engine.translate_batch([Segment("a man is walking.")])[0]
     word = free.split()[0]
 
-    def no_fallback() -> TranslationEngine:
-        raise AssertionError("a row whose terms are met must not be re-decoded")
+    class Refuses:
+        def translate(self, segments: list[Segment]) -> list[Translation]:
+            raise AssertionError("a row whose terms are met must not be re-decoded")
 
-    monkeypatch.setattr(engine, "constrained_engine", no_fallback)
+    monkeypatch.setattr(engine, "constrained", Refuses())
     # What the random model would say for "man" alone is random: pin it to nothing here, so
     # only the term check decides (the test below pins a rendering the output does hold).
     engine.term_defaults.renderings["man"] = ()
@@ -257,7 +266,7 @@ def test_a_term_beside_the_models_own_rendering_is_re_decoded(
             calls.append(len(segments))
             return [Translation(words[0]) for _ in segments]
 
-    monkeypatch.setattr(engine, "constrained_engine", lambda: Recorder())
+    monkeypatch.setattr(engine, "constrained", Recorder())
     out = engine.translate([Segment("a man is walking.", terms=(("man", words[0]),))])
     assert calls == [1] and out[0].text == words[0]
 
@@ -321,7 +330,7 @@ def test_the_shard_loop_sends_every_deferred_row_to_one_constrained_search(
             calls.append(len(segments))
             return [Translation(f"hund {s.text}") for s in segments]
 
-    monkeypatch.setattr(engine, "constrained_engine", lambda: Recorder())
+    monkeypatch.setattr(engine, "constrained", Recorder())
     sources = [f"a dog number {n} is walking." for n in range(6)]
     rows = [
         RowInput(text, glossary=Glossary([Term("dog", "hund")]) if n % 2 == 0 else None)
@@ -340,3 +349,18 @@ def test_the_shard_loop_sends_every_deferred_row_to_one_constrained_search(
         else:
             assert result.translation == free[n // 2].text
     assert stats.batches == 5
+
+
+def test_the_constrained_decoder_is_counted_in_the_memory_check(
+    tiny_marian: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both models of a CTranslate2 replica with terms must fit before either loads: the
+    refusal names each one's size, at replica start, not at the first glossary row."""
+    from batchmt.workers.engines import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 100_000)
+    with_terms = dataclasses.replace(config(tiny_marian, "ctranslate2"), terms=True)
+    with pytest.raises(EngineLoadError, match=r"CTranslate2 model .* constrained decoder"):
+        load_engine(with_terms, str(tiny_marian), CPU)
+    # Without terms the replica holds one model, and the check does not apply.
+    assert load_engine(config(tiny_marian, "ctranslate2"), str(tiny_marian), CPU)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchmt.pipeline.errors import UserError
+
 # Never uploaded: they hold credentials. Matched with gitignore rules at any depth.
 SECRET_PATTERNS = (
     ".env",
@@ -65,7 +67,7 @@ BUILTIN_EXCLUDES = (
 )
 
 
-class UploadError(ValueError):
+class UploadError(UserError, ValueError):
     """The working folder cannot be uploaded as asked; the message names the fix."""
 
 

@@ -21,13 +21,14 @@ import pyarrow.dataset as ds
 
 from batchmt.pipeline import columns
 from batchmt.pipeline.columns import written_columns
+from batchmt.pipeline.errors import UserError
 from batchmt.pipeline.spec import InputSpec
 from batchmt.pipeline.storage.fs import open_fs, with_retries
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """An input that cannot be read as asked; the message names the fix."""
 
 

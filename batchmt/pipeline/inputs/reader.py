@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from batchmt.pipeline.errors import BatchmtError
 from batchmt.pipeline.inputs.corpus import input_file_fs
 from batchmt.pipeline.inputs.shards import RowSlice, Shard, schema_from_text
 from batchmt.pipeline.spec import InputSpec
@@ -27,7 +28,7 @@ from batchmt.pipeline.storage.fs import open_input, with_retries
 _MAX_REASON_CHARS = 200
 
 
-class ShardReadError(RuntimeError):
+class ShardReadError(BatchmtError, RuntimeError):
     """The shard's rows cannot be tracked (its id column is unreadable)."""
 
 

@@ -30,6 +30,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
 
+from batchmt.pipeline.errors import BatchmtError
+from batchmt.pipeline.quality.qe import RowQe
+from batchmt.pipeline.results import RowResult, arrow_types
 from batchmt.pipeline.spec import CacheSpec
 from batchmt.pipeline.storage.fs import join, list_names, open_fs, publish, with_retries
 
@@ -47,51 +50,50 @@ CACHE_BYTES = 1 << 30
 # Files read at once by a lookup (object stores: one request each, latency-bound).
 _READ_THREADS = 8
 
-_TERMS = pa.list_(pa.string())
+# The stored row is the row vocabulary itself (pipeline/results.py RowResult, and its QE,
+# pipeline/quality/qe.py RowQe, as qe_<field>): a field added there is remembered here. The
+# column names are those memories were written with, so every file written so far reads.
+_RESULT_TYPES = arrow_types(RowResult)
+_QE_TYPES = {f"qe_{name}": kind for name, kind in arrow_types(RowQe).items()}
 SCHEMA = pa.schema(
     [
         ("key", pa.string()),
-        ("translation", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("glossary_hits", _TERMS),
-        ("glossary_missed", _TERMS),
-        ("format_status", pa.string()),
-        ("format_detail", pa.string()),
-        ("logprob", pa.float64()),
+        *_RESULT_TYPES.items(),
         # Row-level QE as the shard loop computed it; qe_score is null when the row was
         # not checked (then the other qe_ fields are null too).
-        ("qe_score", pa.float64()),
-        ("qe_flags", _TERMS),
-        ("qe_target_prob", pa.float64()),
-        ("qe_logprob", pa.float64()),
+        *_QE_TYPES.items(),
         # For a person reading the memory: which job wrote the row, when.
         ("job", pa.string()),
         ("created_at", pa.timestamp("ms", tz="UTC")),
     ]
 )
-_VALUE_FIELDS = tuple(name for name in SCHEMA.names if name not in ("key", "job", "created_at"))
+_VALUE_FIELDS = (*_RESULT_TYPES, *_QE_TYPES)
 
 
 @dataclass(frozen=True)
 class StoredRow:
-    """One row's final output, exactly as the shard loop wrote it."""
+    """One row's final output, exactly as the shard loop wrote it: its result and its QE."""
 
-    translation: str | None
-    status: str
-    error: str | None = None
-    glossary_hits: list[str] | None = None
-    glossary_missed: list[str] | None = None
-    format_status: str | None = None
-    format_detail: str | None = None
-    logprob: float | None = None
-    qe_score: float | None = None
-    qe_flags: list[str] | None = None
-    qe_target_prob: float | None = None
-    qe_logprob: float | None = None
+    result: RowResult
+    qe: RowQe | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The memory's columns of this row (`_VALUE_FIELDS`)."""
+        out = {name: getattr(self.result, name) for name in _RESULT_TYPES}
+        for column in _QE_TYPES:
+            out[column] = getattr(self.qe, column[3:]) if self.qe is not None else None
+        return out
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> StoredRow:
+        result = RowResult(**{name: values[name] for name in _RESULT_TYPES})
+        if values.get("qe_score") is None:  # the row was not checked
+            return cls(result)
+        qe = {column[3:]: values[column] for column in _QE_TYPES}
+        return cls(result, RowQe(**{**qe, "flags": list(qe["flags"] or [])}))
 
 
-class MemoryReadError(OSError):
+class MemoryReadError(BatchmtError, OSError):
     """The memory could not be read; the message names the location (never credentials)."""
 
 
@@ -155,7 +157,7 @@ class TranslationMemory:
             values = {name: table.column(name).to_pylist() for name in _VALUE_FIELDS}
             for i, key in enumerate(table.column("key").to_pylist()):
                 if key not in found:
-                    found[key] = StoredRow(**{name: values[name][i] for name in _VALUE_FIELDS})
+                    found[key] = StoredRow.from_values({n: values[n][i] for n in _VALUE_FIELDS})
         return found
 
     def _rows(self, path: str, wanted: pa.Array) -> pa.Table | None:
@@ -213,8 +215,9 @@ class TranslationMemory:
         keys = sorted(unique)
         now = time.time()
         data: dict[str, list[Any]] = {"key": keys}
+        rows_values = [unique[k].values() for k in keys]
         for name in _VALUE_FIELDS:
-            data[name] = [getattr(unique[k], name) for k in keys]
+            data[name] = [v[name] for v in rows_values]
         data["job"] = [job] * len(keys)
         data["created_at"] = [int(now * 1000)] * len(keys)
         table = pa.Table.from_pydict(data, schema=SCHEMA)

@@ -33,6 +33,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from batchmt.pipeline.errors import BatchmtError, UserError
 from batchmt.pipeline.storage.fs import (
     join,
     list_names,
@@ -55,11 +56,11 @@ GENERATION_ENV = "BATCHMT_LEASE_GENERATION"
 _KEEP_OLD = 2  # older generation files kept for the record; the rest are pruned
 
 
-class LeaseHeldError(RuntimeError):
+class LeaseHeldError(UserError, RuntimeError):
     """Another live driver holds the output: this one cannot start."""
 
 
-class LeaseLostError(RuntimeError):
+class LeaseLostError(BatchmtError, RuntimeError):
     """This driver's lease was taken over (or expired): it must stop writing the output."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote, unquote
 
+from batchmt.pipeline.errors import BatchmtError
 from batchmt.pipeline.inputs.shards import Shard
 
 # Characters hive leaves as they are in a partition folder name; anything else is %XX, as
@@ -17,7 +18,7 @@ from batchmt.pipeline.inputs.shards import Shard
 _SAFE = "-_.~"
 
 
-class PartitionError(ValueError):
+class PartitionError(BatchmtError, ValueError):
     """A shard's rows do not sit in one output partition."""
 
 

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from batchmt.pipeline.errors import BatchmtError
 from batchmt.pipeline.inputs.shards import SHARD_ID_PATTERN, Plan
 
 _START_OVER = "use --set output.overwrite=true to start over, or choose another output.path"
 _SHOWN = 5  # files or shards named in one message
 
 
-class ManifestError(ValueError):
+class ManifestError(BatchmtError, ValueError):
     """The stored plan is inconsistent or names things outside the job: not resumable."""
 
 
-class InputChangedError(ValueError):
+class InputChangedError(BatchmtError, ValueError):
     """An input file pinned by the manifest was rewritten, replaced or removed."""
 
 

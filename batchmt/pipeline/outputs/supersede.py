@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batchmt.pipeline.inputs.shards import Plan
-from batchmt.pipeline.outputs.commit import OutputLayout
+from batchmt.pipeline.outputs.layout import OutputLayout
 from batchmt.pipeline.outputs.partitions import hive_path, parse_hive_path
 from batchmt.pipeline.storage.fs import join, publish, with_retries
 

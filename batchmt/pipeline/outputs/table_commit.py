@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchmt.pipeline.inputs.shards import Plan
-from batchmt.pipeline.outputs.commit import OutputLayout
+from batchmt.pipeline.outputs.layout import OutputLayout
 from batchmt.pipeline.outputs.partitions import parse_hive_path
 from batchmt.pipeline.outputs.supersede import (
     DataFile,

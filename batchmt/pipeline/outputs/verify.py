@@ -31,12 +31,8 @@ from batchmt.pipeline.ids import JsonScalar, id_keys, ids_to_json
 from batchmt.pipeline.inputs.corpus import input_file_fs
 from batchmt.pipeline.inputs.plan import list_input, plan_input
 from batchmt.pipeline.inputs.shards import Plan, Shard
-from batchmt.pipeline.outputs.commit import (
-    OutputLayout,
-    completed_shards,
-    data_files_found,
-    read_manifest,
-)
+from batchmt.pipeline.outputs.layout import OutputLayout, data_files_found, read_manifest
+from batchmt.pipeline.outputs.records.markers import completed_shards
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
 from batchmt.pipeline.storage.fs import open_fs, open_input, with_retries
 

@@ -18,17 +18,21 @@ and recorded in the demo model card; a job overrides them under `quality.thresho
 from __future__ import annotations
 
 import math
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from batchmt.pipeline.quality.samples import row_flags
+from batchmt.pipeline.quality.checks import (
+    EMPTY_OUTPUT,
+    LENGTH_RATIO,
+    MAX_LENGTH_RATIO,
+    MIN_LENGTH_RATIO,
+    REPEATED_NGRAMS,
+    UNTRANSLATED,
+    _script,
+    row_flags,
+)
 
-EMPTY_OUTPUT = "empty_output"
-UNTRANSLATED = "untranslated"
-LENGTH_RATIO = "length_ratio"
-REPEATED_NGRAMS = "repeated_ngrams"
 WRONG_LANGUAGE = "wrong_language"
 MIXED_LANGUAGE = "mixed_language"
 LOW_CONFIDENCE = "low_confidence"
@@ -107,8 +111,8 @@ class QeThresholds:
     # Target/source length ratio, CJK characters weighted (see `weighted_length`), outside
     # this range is `length_ratio`. Multi30k en->de references: 0.61 at the 0.1st
     # percentile, 0.82 at the 1st; half a reference: 0.51 (median).
-    min_length_ratio: float = 0.7
-    max_length_ratio: float = 3.0
+    min_length_ratio: float = MIN_LENGTH_RATIO
+    max_length_ratio: float = MAX_LENGTH_RATIO
 
     @classmethod
     def from_mapping(cls, values: Any) -> QeThresholds:
@@ -117,51 +121,12 @@ class QeThresholds:
         return cls(**{k: v for k, v in data.items() if v is not None})
 
 
-# One CJK character carries about what three Latin ones do: median character ratios of
-# Tatoeba references are 0.32 (en->zh) and 3.1 (zh->en). Weighting them makes one length
-# range fit Latin and CJK pairs alike.
-_CJK_WEIGHT = 3.2
-# Shorter sources ("A dog.") vary too much in length to judge a short translation.
-_MIN_SOURCE_FOR_RATIO = 20.0
-
-
-def weighted_length(text: str) -> float:
-    """Characters, a CJK one counting as `_CJK_WEIGHT` Latin ones."""
-    return sum(
-        _CJK_WEIGHT if (ord(ch) >= 0x2E80 and _script(ch) in ("han", "kana", "hangul")) else 1.0
-        for ch in text.strip()
-    )
-
-
 @dataclass(frozen=True)
 class RowQe:
     score: float
     flags: list[str]
     target_prob: float | None = None  # language-ID probability of the target language
     logprob: float | None = None
-
-
-@lru_cache(maxsize=1 << 16)
-def _script(ch: str) -> str | None:
-    """The script of a letter (None for digits, punctuation, symbols). Cached: every output
-    row asks for each of its characters, and a language has few of them."""
-    if not ch.isalpha():
-        return None
-    code = ord(ch)
-    if 0x3040 <= code <= 0x30FF or 0x31F0 <= code <= 0x31FF:
-        return "kana"
-    if 0x2E80 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x2FFFF:
-        return "han"
-    if 0xAC00 <= code <= 0xD7AF or 0x1100 <= code <= 0x11FF:
-        return "hangul"
-    name = unicodedata.name(ch, "")
-    for script in ("LATIN", "CYRILLIC", "GREEK", "ARABIC", "HEBREW", "DEVANAGARI", "THAI"):
-        if name.startswith(script):
-            return script.lower()
-    for script in ("GEORGIAN", "ARMENIAN"):
-        if script in name:
-            return script.lower()
-    return "other"
 
 
 def _script_share(text: str, target: str) -> tuple[int, float]:
@@ -270,15 +235,10 @@ def assess_row(
     `min_output_logprob`; otherwise a given one (`score`), judged by `min_logprob`.
     """
     target = base_language(target_lang)
-    flags, _, _ = row_flags(source, translation)
-    # The sample's fixed length range is replaced by the job's (calibrated) one.
-    flags = [f for f in flags if f != LENGTH_RATIO]
+    flags, _, _ = row_flags(
+        source, translation, thresholds.min_length_ratio, thresholds.max_length_ratio
+    )
     hyp = translation.strip()
-    source_length = weighted_length(source)
-    ratio = weighted_length(hyp) / max(1.0, source_length)
-    too_short = ratio < thresholds.min_length_ratio and source_length >= _MIN_SOURCE_FOR_RATIO
-    if hyp and (too_short or ratio > thresholds.max_length_ratio):
-        flags.append(LENGTH_RATIO)
     prob = target_probability(hyp, target) if hyp else None
     unlikely = prob is not None and prob < thresholds.min_language_prob
     if (

@@ -21,17 +21,19 @@ import pyarrow as pa
 
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.ids import JsonScalar, id_to_json
+from batchmt.pipeline.quality.checks import (  # noqa: F401 - the sample's checks
+    STRING_FLAGS,
+    repeated_ngram_ratio,
+    row_flags,
+)
+from batchmt.pipeline.quality.metrics import merged_scores, reference_scores, signature
 
 log = logging.getLogger(__name__)
 
-QUALITY_VERSION = 1
-FLAGS = ("empty_output", "untranslated", "length_ratio", "repeated_ngrams")
-# Target/source character ratios outside this range are suspicious. Wide on purpose: CJK
-# text is ~3x shorter than its Latin-script equivalent, so en->zh ratios near 0.3 are normal.
-LENGTH_RATIO_RANGE = (0.2, 5.0)
-# Share of repeated n-grams in a translation above which it looks degenerate ("the the the").
-REPEAT_LIMIT = 0.5
-REPEAT_N = 3
+# 2: `length_ratio` (and `length_ratio_sum`) is the weighted ratio of quality/checks.py, as
+# QE has it (1: plain characters); both read.
+QUALITY_VERSION = 2
+FLAGS = STRING_FLAGS
 # A shard whose sampled rows are flagged more often than this is marked for a second look
 # (or re-translation with a fallback model).
 SHARD_FLAG_RATE_LIMIT = 0.25
@@ -53,61 +55,6 @@ def sample_indices(shard_id: str, num_rows: int, k: int) -> list[int]:
         return hashlib.blake2b(prefix + str(i).encode(), digest_size=8).digest()
 
     return sorted(heapq.nsmallest(k, range(num_rows), key=rank))
-
-
-def repeated_ngram_ratio(text: str, n: int = REPEAT_N) -> float:
-    """Share of n-grams that repeat an earlier one (0 = none, near 1 = degenerate loop).
-
-    Words when the text has spaces; characters otherwise (Chinese, Japanese).
-    """
-    words = text.split()
-    units: Sequence[str] = words if len(words) > 1 else text.strip()
-    size = n if len(words) > 1 else n + 1
-    total = len(units) - size + 1
-    if total < 2:
-        return 0.0
-    grams = Counter(tuple(units[i : i + size]) for i in range(total))
-    return 1.0 - len(grams) / total
-
-
-def _is_sentence(text: str) -> bool:
-    """Names, codes and numbers are legitimately copied; whole sentences are not.
-
-    Two words with letters, or (scripts without spaces) four CJK characters.
-    """
-    words = [w for w in text.split() if any(ch.isalpha() for ch in w)]
-    return len(words) >= 2 or sum(ch.isalpha() and ord(ch) >= 0x2E80 for ch in text) >= 4
-
-
-def row_flags(source: str, translation: str) -> tuple[list[str], float, float]:
-    """Reference-free checks of one translated row: (flags, length ratio, repeat ratio)."""
-    flags = []
-    src, hyp = source.strip(), translation.strip()
-    ratio = len(hyp) / max(1, len(src))
-    repeat = repeated_ngram_ratio(hyp)
-    if not hyp:
-        flags.append("empty_output")
-    elif hyp.casefold() == src.casefold() and _is_sentence(src):
-        flags.append("untranslated")
-    if hyp and not LENGTH_RATIO_RANGE[0] <= ratio <= LENGTH_RATIO_RANGE[1]:
-        flags.append("length_ratio")
-    if repeat > REPEAT_LIMIT:
-        flags.append("repeated_ngrams")
-    return flags, ratio, repeat
-
-
-def _metrics(target_lang: str | None) -> tuple[Any, Any]:
-    from sacrebleu.metrics import BLEU, CHRF
-
-    # force=True: our hypotheses are detokenised model output; silence sacrebleu's warning.
-    bleu, chrf = BLEU(trg_lang=target_lang or "", force=True), CHRF()
-    # One reference per row, always; set so signatures exist before any scoring.
-    bleu.num_refs = chrf.num_refs = 1
-    return bleu, chrf
-
-
-def _column_sums(rows: list[list[Any]]) -> list[float]:
-    return [sum(column) for column in zip(*rows, strict=True)] if rows else []
 
 
 def _plain(value: Any) -> Any:
@@ -164,8 +111,6 @@ def shard_quality(rows: ShardRows, settings: QualitySettings) -> dict[str, Any]:
     every sampled row that has one is scored, a failed row as an empty hypothesis (a
     failure should cost score, not vanish from it).
     """
-    import sacrebleu
-
     target_lang = settings.target_lang
     indices = sample_indices(rows.shard_id, len(rows.sources), settings.sample_size)
     status_counts: Counter[str] = Counter()
@@ -206,26 +151,13 @@ def shard_quality(rows: ShardRows, settings: QualitySettings) -> dict[str, Any]:
             }
         )
 
-    bleu, chrf = _metrics(target_lang)
-    reference_part: dict[str, Any] | None = None
-    if hyps:
-        bleu_stats = _column_sums(bleu._extract_corpus_statistics(hyps, [refs]))
-        chrf_stats = _column_sums(chrf._extract_corpus_statistics(hyps, [refs]))
-        reference_part = {
-            "segments": len(hyps),
-            "bleu_stats": bleu_stats,
-            "chrf_stats": chrf_stats,
-            "bleu": bleu._compute_score_from_stats(bleu_stats).score,
-            "chrf": chrf._compute_score_from_stats(chrf_stats).score,
-        }
+    reference_part = reference_scores(hyps, refs, target_lang)
     return {
         "version": QUALITY_VERSION,
         "shard_id": rows.shard_id,
         "signature": {
             **settings.signature,
-            "sacrebleu": sacrebleu.__version__,
-            "bleu": bleu.get_signature().format(),
-            "chrf": chrf.get_signature().format(),
+            **signature(target_lang),
             "target_lang": target_lang,
         },
         "num_rows": len(rows.sources),
@@ -283,12 +215,7 @@ def merge_quality(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     scored = [item["reference"] for item in items if item.get("reference")]
     if scored:
         target_lang = (items[0].get("signature") or {}).get("target_lang")
-        bleu, chrf = _metrics(target_lang)
-        bleu_stats = _column_sums([part["bleu_stats"] for part in scored])
-        chrf_stats = _column_sums([part["chrf_stats"] for part in scored])
-        summary["bleu"] = bleu._compute_score_from_stats(bleu_stats).score
-        summary["chrf"] = chrf._compute_score_from_stats(chrf_stats).score
-        summary["reference_segments"] = sum(part["segments"] for part in scored)
+        summary.update(merged_scores(scored, target_lang))
     return summary
 
 

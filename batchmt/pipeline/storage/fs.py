@@ -23,6 +23,8 @@ from typing import IO, Any, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from batchmt.pipeline.errors import UserError
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -73,7 +75,7 @@ _TRANSIENT_NAMES = frozenset(
 )
 
 
-class StorageError(OSError):
+class StorageError(UserError, OSError):
     """A storage location that cannot be used; the message says what to install or fix."""
 
 

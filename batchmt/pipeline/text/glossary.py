@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from batchmt.pipeline.errors import BatchmtError
 from batchmt.pipeline.text.languages import same_language
 
 # Separates a target term's accepted forms ("Herr|Herrn"): in a case-inflected language the
@@ -20,7 +21,7 @@ from batchmt.pipeline.text.languages import same_language
 VARIANT_SEPARATOR = "|"
 
 
-class RowGlossaryError(ValueError):
+class RowGlossaryError(BatchmtError, ValueError):
     """A row's own `glossary` value is malformed; only that row fails."""
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchmt.pipeline.errors import UserError
 from batchmt.pipeline.storage.fs import open_fs
 from batchmt.pipeline.text.glossary import Glossary, Term
 from batchmt.pipeline.text.languages import describe, same_language
@@ -30,7 +31,7 @@ _COLUMNS = {"source", "target", "case_sensitive", "source_lang", "target_lang"}
 _TEXT_EXTENSIONS = {".tsv": "\t", ".tab": "\t", ".txt": "\t", ".csv": ","}
 
 
-class GlossaryError(ValueError):
+class GlossaryError(UserError, ValueError):
     """A glossary file that cannot be used; the message is `file:line: reason`."""
 
 

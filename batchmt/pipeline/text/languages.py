@@ -23,6 +23,8 @@ from functools import lru_cache
 
 import langcodes
 
+from batchmt.pipeline.errors import BatchmtError
+
 # CLDR language distance up to which two bare languages count as one: `nb`/`no` is 1,
 # `nn`/`no` is 20, `yue`/`zh` is 64 (langcodes' scale: 0-3 "same language").
 _SAME_LANGUAGE = 3
@@ -31,7 +33,7 @@ _SAME_LANGUAGE = 3
 _SCRIPT_ALIAS = {"Hang": "Kore"}
 
 
-class LanguageTagError(ValueError):
+class LanguageTagError(BatchmtError, ValueError):
     """A string that is not a language tag."""
 
 

@@ -16,6 +16,13 @@ defaults that an engine overrides when it has them:
 |                       | decoding)                    |                           |
 | `fallback_engine`     | None (no second decode)      | seq2seq (wider beam, no   |
 |                       |                              | repeated n-grams)         |
+| `translate_or_defer`  | `translate` (defers nothing) | CTranslate2 (rows missing |
+|                       |                              | a term wait for `constrain`)|
+
+`constrain` is the same for every engine: the deferred rows go to the engine's declared
+`constrained` collaborator (the model that places every term), which the loader builds at
+replica start when the job has terms (`workers/engines/loading.py`), and counts in the
+replica's memory check; an engine without one translates them itself.
 
 Engines receive an `EngineConfig`: the languages, model, decoding and context settings, not
 the whole job spec.
@@ -27,6 +34,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from batchmt.pipeline.errors import UserError
 from batchmt.pipeline.spec import ContextSpec, DecodingSpec, JobSpec, ModelSpec
 
 
@@ -95,18 +103,25 @@ class Translation:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """What an engine needs to know: languages, model, decoding, context. Small and
-    picklable; built from the job spec by `from_spec`."""
+    """What an engine needs to know: languages, model, decoding, context, and whether rows
+    may carry glossary terms (the loader then builds the engine's constrained decoder).
+    Small and picklable; built from the job spec by `from_spec`."""
 
     source_lang: str
     target_lang: str
     model: ModelSpec
     decoding: DecodingSpec = field(default_factory=DecodingSpec)
     context: ContextSpec = field(default_factory=ContextSpec)
+    # The job has glossary terms: a job glossary, or rows that carry their own (the actor
+    # sets it from the frozen plan's columns).
+    terms: bool = False
 
     @classmethod
-    def from_spec(cls, spec: JobSpec) -> EngineConfig:
-        return cls(spec.source_lang, spec.target_lang, spec.model, spec.decoding, spec.context)
+    def from_spec(cls, spec: JobSpec, *, row_glossaries: bool = False) -> EngineConfig:
+        terms = spec.glossary.path is not None or row_glossaries
+        return cls(
+            spec.source_lang, spec.target_lang, spec.model, spec.decoding, spec.context, terms
+        )
 
     @property
     def model_name(self) -> str:
@@ -123,7 +138,7 @@ class EngineConfig:
         return max(1, min(d.max_new_tokens, int(d.max_length_a * source_tokens + d.max_length_b)))
 
 
-class EngineLoadError(RuntimeError):
+class EngineLoadError(UserError, RuntimeError):
     """The model could not be loaded; the message says which model and what to check."""
 
 
@@ -136,6 +151,10 @@ class TranslationEngine(ABC):
     signature: dict[str, str]
 
     # -- required ----------------------------------------------------------------------------
+
+    #: The engine that decodes rows `translate_or_defer` deferred, with every term placed
+    #: (CTranslate2: the transformers model of the same checkpoint); None: this engine.
+    constrained: TranslationEngine | None = None
 
     @abstractmethod
     def count_tokens(self, texts: list[str]) -> list[int]:
@@ -162,8 +181,9 @@ class TranslationEngine(ABC):
         return self.translate(segments, marked=marked)
 
     def constrain(self, segments: list[Segment]) -> list[Translation]:
-        """Rows that `translate_or_defer` deferred, decoded with every term placed."""
-        return self.translate(segments)
+        """Rows that `translate_or_defer` deferred, decoded with every term placed: by the
+        declared `constrained` engine, else by this one."""
+        return (self.constrained or self).translate(segments)
 
     @property
     def translates_marked(self) -> bool:

@@ -3,9 +3,10 @@
 CTranslate2's C++ beam search is 1.6-1.9x our Python one on CPU, but it knows no lexical
 constraints. So every row is decoded free here and its glossary terms are checked; a row
 that misses a term takes the best of the beam's other hypotheses that writes every term,
-and only when none does is it re-decoded by our constrained search on the transformers
-model, loaded lazily in this replica the first time a row needs it: the term guarantee is
-the same as on the transformers path, and jobs without a glossary never load torch weights.
+and only when none does is it deferred to the engine's `constrained` collaborator: our
+constrained search on the transformers model, which the loader builds at replica start when
+the job has terms (workers/engines/loading.py), so the term guarantee is the same as on the
+transformers path, and jobs without a glossary never load torch weights.
 
 Engine semantics follow `Seq2SeqEngine`: the same tokenizer (so `count_tokens` agrees),
 the output bound per row, the target language as forced first token, context behind the
@@ -54,8 +55,8 @@ _MAX_KEPT_IDS = 50_000
 
 
 class CTranslate2Engine(TranslationEngine):
-    """A CTranslate2 `Translator` replica, with the transformers engine behind it for
-    constrained rows (and, if asked, alignment)."""
+    """A CTranslate2 `Translator` replica; rows that miss a term go to its declared
+    `constrained` engine (the transformers model of the same checkpoint)."""
 
     def __init__(
         self,
@@ -65,6 +66,7 @@ class CTranslate2Engine(TranslationEngine):
         *,
         hf_path: str | None,
         checkpoint_dtype: str | None = None,
+        constrained: TranslationEngine | None = None,
     ) -> None:
         from transformers import AutoTokenizer
 
@@ -103,7 +105,7 @@ class CTranslate2Engine(TranslationEngine):
         self.force_eos_at_max = _forces_eos(hf_path or ct2_path)
         self.max_input_tokens = self._input_limit(meta)
         self.use_context = uses_context(config, self.tokenizer)
-        self._fallback: TranslationEngine | None = None
+        self.constrained = constrained  # declared by the loader (None: no terms placed)
         self._ids: dict[str, list[int]] = {}  # token ids of counted texts (count_tokens)
         self._num_hypotheses = config.decoding.num_beams
         # The model's own renderings of each forced source term (#10): a free hypothesis that
@@ -209,11 +211,11 @@ class CTranslate2Engine(TranslationEngine):
                 redo.append(i)
             else:
                 out[i] = met
-        if redo and self.hf_path is None:
-            # A converted folder without its checkpoint: no constrained search here. The rows
-            # keep their free translation and say which terms are missing (glossary_missed),
-            # rather than failing their whole batch.
-            log.warning("glossary_terms_unmet_no_checkpoint", rows=len(redo))
+        if redo and self.constrained is None:
+            # No constrained decoder (a converted folder without its checkpoint, or a job
+            # declared without terms): the rows keep their free translation and say which
+            # terms are missing (glossary_missed), rather than failing their whole batch.
+            log.warning("glossary_terms_unmet_no_constrained_decoder", rows=len(redo))
             for i in redo:
                 _, missed = check_terms(
                     out[i].text, [Term(s, t, True) for s, t in segments[i].terms]
@@ -223,9 +225,6 @@ class CTranslate2Engine(TranslationEngine):
         for i in redo:
             out[i] = dataclasses.replace(out[i], deferred=True)
         return out
-
-    def constrain(self, segments: list[Segment]) -> list[Translation]:
-        return self.constrained_engine().translate(segments)
 
     def _meets_terms(self, text: str, segment: Segment) -> bool:
         """Every term is in `text`, and no forced term sits beside the model's own rendering
@@ -366,23 +365,6 @@ class CTranslate2Engine(TranslationEngine):
         # As on the transformers path: keep what follows the last separator.
         raw = self.tokenizer.batch_decode(ids, skip_special_tokens=False)
         return after_last_separator(self.tokenizer, raw)
-
-    # -- the transformers model, for constrained rows ----------------------------------------------
-
-    def constrained_engine(self) -> TranslationEngine:
-        """The transformers engine on the same checkpoint, loaded on first use."""
-        if self._fallback is None:
-            if self.hf_path is None:
-                raise EngineLoadError(
-                    f"glossary terms need the Hugging Face checkpoint of {self.config.model_name!r}"
-                    " for constrained decoding, and a converted CTranslate2 folder has none; "
-                    "point model.name_or_path at the checkpoint (it is converted and cached)"
-                )
-            from batchmt.workers.engines.seq2seq import Seq2SeqEngine
-
-            log.info("constrained_model_loading", model=self.config.model_name)
-            self._fallback = Seq2SeqEngine(self.config, self.hf_path, self.device)
-        return self._fallback
 
     # -- alignment ---------------------------------------------------------------------------------
 

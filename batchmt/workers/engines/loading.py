@@ -126,7 +126,56 @@ def _ctranslate2_engine(
         max_positions=getattr(hf_config, "max_position_embeddings", None),
         trust_remote_code=config.model.trust_remote_code,
     )
-    return CTranslate2Engine(config, ct2_path, device, hf_path=checkpoint, checkpoint_dtype=dtype)
+    constrained = _constrained_decoder(config, ct2_path, checkpoint, hf_config, device)
+    return CTranslate2Engine(
+        config,
+        ct2_path,
+        device,
+        hf_path=checkpoint,
+        checkpoint_dtype=dtype,
+        constrained=constrained,
+    )
+
+
+def _constrained_decoder(
+    config: EngineConfig,
+    ct2_path: str,
+    checkpoint: str | None,
+    hf_config: Any,
+    device: torch.device,
+) -> TranslationEngine | None:
+    """CTranslate2 knows no lexical constraints: with glossary terms, the rows it misses are
+    decoded by our search on the transformers model of the same checkpoint. Built here, at
+    replica start and only when the job has terms, after a check that both models fit."""
+    if not config.terms:
+        return None
+    if checkpoint is None:
+        # A converted folder without its checkpoint: rows that miss a term keep their free
+        # translation and say which terms are missing (glossary_missed).
+        log.warning("constrained_decoder_unavailable", model=config.model_name)
+        return None
+    from batchmt.workers.engines.dtypes import requested_dtype
+    from batchmt.workers.engines.memory import (
+        available_bytes,
+        check_models_fit,
+        seq2seq_weight_bytes,
+    )
+    from batchmt.workers.engines.seq2seq import Seq2SeqEngine
+
+    ct2_bytes = sum(f.stat().st_size for f in Path(ct2_path).glob("*.bin"))
+    # The transformers model at the dtype it will load in (int8 replicas hold less: the
+    # check is on the safe side for them).
+    stored = getattr(torch, _checkpoint_dtype(hf_config) or "float32", torch.float32)
+    dtype = requested_dtype(config.model, device) or stored
+    hf_bytes = seq2seq_weight_bytes(hf_config, dtype)
+    check_models_fit(
+        {"CTranslate2 model": ct2_bytes, "constrained decoder (transformers)": hf_bytes},
+        available_bytes(device),
+        model_name=config.model_name,
+        device=device,
+    )
+    log.info("constrained_decoder_loading", model=config.model_name)
+    return Seq2SeqEngine(config, checkpoint, device)
 
 
 def _converted_folder_engine(
@@ -139,4 +188,12 @@ def _converted_folder_engine(
 
     source = read_meta(model_path).get("source")
     hf_path = source if source and Path(source).is_dir() else None
-    return CTranslate2Engine(config, model_path, device, hf_path=hf_path)
+    constrained = None
+    if hf_path is not None and config.terms:
+        from transformers import AutoConfig
+
+        hf_config = AutoConfig.from_pretrained(hf_path)
+        constrained = _constrained_decoder(config, model_path, hf_path, hf_config, device)
+    elif config.terms:
+        log.warning("constrained_decoder_unavailable", model=config.model_name)
+    return CTranslate2Engine(config, model_path, device, hf_path=hf_path, constrained=constrained)

@@ -138,3 +138,34 @@ def check_fit(
         f"reserve {need.fixed / gib:.2f} GiB > {_USABLE_SHARE:.0%} of "
         f"{available / gib:.2f} GiB free; {advice}"
     )
+
+
+def seq2seq_weight_bytes(config: Any, dtype: torch.dtype) -> int:
+    """An encoder-decoder checkpoint's weights at `dtype`, counted on the meta device (no
+    weight is loaded); tied tensors once."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    with torch.device("meta"):
+        model = AutoModelForSeq2SeqLM.from_config(config)
+    element = torch.empty((), dtype=dtype).element_size()
+    return sum(p.numel() for p in model.parameters()) * element
+
+
+def check_models_fit(
+    parts: dict[str, int], available: int, *, model_name: str, device: torch.device
+) -> None:
+    """Refuse a replica whose models' weights (`parts`: what each is, its bytes) do not fit
+    together, before any of them loads: a replica that holds a second model (CTranslate2's
+    constrained decoder) must have room for both, not find out at its first glossary row."""
+    gib = 2**30
+    need = sum(parts.values()) + (_GPU_RESERVE_BYTES if device.type == "cuda" else 0)
+    if need <= available * _USABLE_SHARE:
+        return
+    where = "GPU" if device.type == "cuda" else "host RAM"
+    listed = " + ".join(f"{name} {size / gib:.2f} GiB" for name, size in parts.items())
+    raise EngineLoadError(
+        f"model {model_name!r} does not fit one replica's {where}: {listed} > "
+        f"{_USABLE_SHARE:.0%} of {available / gib:.2f} GiB free; use a device with more "
+        "memory, model.backend=transformers (one model serves free and constrained rows), "
+        "or a job without glossary terms"
+    )

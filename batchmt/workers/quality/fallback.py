@@ -15,10 +15,11 @@ from collections.abc import Sequence
 import structlog
 
 from batchmt.pipeline.quality.qe import RowQe, better, needs_fallback
+from batchmt.pipeline.results import RowResult
 from batchmt.pipeline.status import GLOSSARY_MISSED, OK, OK_FALLBACK, OK_SPLIT, is_translated
 from batchmt.workers.engines.base import TranslationEngine
 from batchmt.workers.quality.rows import QeSettings, assess_rows
-from batchmt.workers.translate import RowInput, RowResult, translate_rows
+from batchmt.workers.translate import RowInput, translate_rows
 
 log = structlog.get_logger(__name__)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,12 +18,12 @@ import pyarrow.compute as pc
 from batchmt.pipeline import columns
 from batchmt.pipeline.inputs.reader import read_shard_data
 from batchmt.pipeline.inputs.shards import Shard
-from batchmt.pipeline.outputs.commit import OutputLayout, write_quality, write_shard_data
+from batchmt.pipeline.outputs.commit import write_quality, write_shard_data
+from batchmt.pipeline.outputs.layout import OutputLayout
+from batchmt.pipeline.quality.metrics import reference_scores
 from batchmt.pipeline.quality.samples import (
     QualitySettings,
     ShardRows,
-    _column_sums,
-    _metrics,
     shard_quality,
 )
 from batchmt.pipeline.results import ShardResult
@@ -40,25 +39,6 @@ def _text(table: pa.Table, name: str) -> list[str | None]:
     if not pa.types.is_string(column.type):
         column = column.cast(pa.string())
     return column.to_pylist()
-
-
-def reference_part(hyps: list[str], refs: list[str], target_lang: str) -> dict[str, Any] | None:
-    """BLEU/chrF sufficient statistics over every row with a reference, in the quality
-    file's format (pipeline/quality/samples.py), so `merge_quality` sums them across shards. The
-    sample's own metric objects (`_metrics`), so the statistics are configured and signed
-    exactly like every other quality file's."""
-    if not hyps:
-        return None
-    bleu, chrf = _metrics(target_lang)
-    bleu_stats = _column_sums(bleu._extract_corpus_statistics(hyps, [refs]))
-    chrf_stats = _column_sums(chrf._extract_corpus_statistics(hyps, [refs]))
-    return {
-        "segments": len(hyps),
-        "bleu_stats": bleu_stats,
-        "chrf_stats": chrf_stats,
-        "bleu": bleu._compute_score_from_stats(bleu_stats).score,
-        "chrf": chrf._compute_score_from_stats(chrf_stats).score,
-    }
 
 
 def score_shard(
@@ -117,7 +97,7 @@ def score_shard(
             for i, ref in enumerate(references)
             if ref and statuses[i] != INVALID
         ]
-        quality["reference"] = reference_part(
+        quality["reference"] = reference_scores(
             [h for h, _ in pairs], [r for _, r in pairs], spec.target_lang
         )
     counts = count_qe(qes)

@@ -9,13 +9,13 @@ import pyarrow as pa
 
 from batchmt.pipeline import columns
 from batchmt.pipeline.quality.qe import QeThresholds, RowQe, needs_fallback
-from batchmt.pipeline.results import QeCounts
+from batchmt.pipeline.results import QeCounts, RowResult
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.status import is_translated
 from batchmt.workers.engines.base import TranslationEngine
 from batchmt.workers.quality.fallback import retranslate_flagged
 from batchmt.workers.quality.rows import QeSettings, assess_rows, count_qe
-from batchmt.workers.translate import RowInput, RowResult
+from batchmt.workers.translate import RowInput
 
 #: Loads another model for `quality.fallback.model`: (model name or path) -> engine.
 ModelLoader = Callable[[str], TranslationEngine]

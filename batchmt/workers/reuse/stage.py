@@ -17,17 +17,17 @@ memory like any other row). With `cache.path` unset or `cache.mode: off` nothing
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
 from batchmt.pipeline.memory.store import MemoryReadError, StoredRow, TranslationMemory
 from batchmt.pipeline.quality.qe import RowQe
-from batchmt.pipeline.results import MemoryCounts
+from batchmt.pipeline.results import MemoryCounts, RowResult
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.status import is_translated
 from batchmt.workers.reuse.keys import RowKeys, model_identity
-from batchmt.workers.translate import RowInput, RowResult, TranslateStats
+from batchmt.workers.translate import RowInput, TranslateStats
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +114,9 @@ class MemoryStage:
         for i, result, qe in zip(plan.decode, decoded, qes, strict=True):
             results[i], row_qes[i] = result, qe
         for i, stored in plan.served.items():
-            results[i], row_qes[i] = _result(stored), _qe(stored)
+            # Copies: a replica serves the same stored row to many rows and shards.
+            results[i] = replace(stored.result)
+            row_qes[i] = replace(stored.qe) if stored.qe is not None else None
         for i, j in plan.copies.items():
             results[i], row_qes[i] = results[j], row_qes[j]
         done = [r for r in results if r is not None]
@@ -142,7 +144,7 @@ class MemoryStage:
             # Failures are not remembered: a model error may not happen again.
             if key is None or not is_translated(result.status):
                 continue
-            stored = _stored(result, reused.qes[i])
+            stored = StoredRow(result, reused.qes[i])
             self._remember(key, stored, own=True)
             new.append((key, stored))
         if not new or self.memory.read_only:
@@ -176,44 +178,3 @@ def add_reused_stats(stats: TranslateStats, plan: ReusePlan, reused: Reused) -> 
         if result.glossary_hits is not None:
             stats.glossary_hits += len(result.glossary_hits)
             stats.glossary_terms += len(result.glossary_hits) + len(result.glossary_missed or [])
-
-
-def _stored(result: RowResult, qe: RowQe | None) -> StoredRow:
-    return StoredRow(
-        translation=result.translation,
-        status=result.status,
-        error=result.error,
-        glossary_hits=result.glossary_hits,
-        glossary_missed=result.glossary_missed,
-        format_status=result.format_status,
-        format_detail=result.format_detail,
-        logprob=result.logprob,
-        qe_score=qe.score if qe is not None else None,
-        qe_flags=list(qe.flags) if qe is not None else None,
-        qe_target_prob=qe.target_prob if qe is not None else None,
-        qe_logprob=qe.logprob if qe is not None else None,
-    )
-
-
-def _result(stored: StoredRow) -> RowResult:
-    return RowResult(
-        translation=stored.translation,
-        status=stored.status,
-        error=stored.error,
-        glossary_hits=stored.glossary_hits,
-        glossary_missed=stored.glossary_missed,
-        format_status=stored.format_status,
-        format_detail=stored.format_detail,
-        logprob=stored.logprob,
-    )
-
-
-def _qe(stored: StoredRow) -> RowQe | None:
-    if stored.qe_score is None:
-        return None
-    return RowQe(
-        score=stored.qe_score,
-        flags=list(stored.qe_flags or []),
-        target_prob=stored.qe_target_prob,
-        logprob=stored.qe_logprob,
-    )

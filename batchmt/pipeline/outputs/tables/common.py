@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from batchmt.pipeline.errors import UserError
+
 # Keys recorded with every commit (Delta commit info, Iceberg snapshot summary).
 JOB_KEY = "batchmt.job"
 RUN_KEY = "batchmt.run"
@@ -19,7 +21,7 @@ LAKES_EXTRA = "pip install 'batchmt[lakes]'"
 Mode = Literal["append", "overwrite_partitions", "overwrite"]
 
 
-class TableCommitError(RuntimeError):
+class TableCommitError(UserError, RuntimeError):
     """The table commit cannot be made as configured; the message names the key to change."""
 
 
