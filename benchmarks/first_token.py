@@ -13,6 +13,7 @@ start with a capital), how often the first target word differs, and BLEU of both
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -49,6 +50,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument("--limit", type=int, default=0, help="rows (0: all 2,014)")
     parser.add_argument("--quantization", default="none", help="none (the job default) or int8")
+    parser.add_argument(
+        "--reuse-generate",
+        type=Path,
+        help="a JSON file for transformers' translations: read if it exists, else written "
+        "(they do not change with the conversion, and take minutes on CPU)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     sources, refs = unseen_rows(args.data_dir, args.limit)
@@ -58,7 +65,13 @@ def main() -> None:
     ours = ct2(sources)
     ct2_s = time.perf_counter() - started
     started = time.perf_counter()
-    theirs = hf_baseline(args.model, torch.device("cpu"))(sources)
+    cached = args.reuse_generate
+    if cached and cached.exists():
+        theirs = json.loads(cached.read_text(encoding="utf-8"))[: len(sources)]
+    else:
+        theirs = hf_baseline(args.model, torch.device("cpu"))(sources)
+        if cached:
+            cached.write_text(json.dumps(theirs, ensure_ascii=False), encoding="utf-8")
     hf_s = time.perf_counter() - started
 
     fragments = [
