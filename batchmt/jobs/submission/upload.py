@@ -127,8 +127,7 @@ class Selection:
             secret_names = ", ".join(self.secrets[:shown])
             more = ", ..." if len(self.secrets) > shown else ""
             lines.append(
-                f"left out as secrets (never uploaded): {len(self.secrets)} "
-                f"({secret_names}{more})"
+                f"left out as secrets (never uploaded): {len(self.secrets)} ({secret_names}{more})"
             )
         if self.links:
             link_names = ", ".join(self.links[:shown])
