@@ -9,6 +9,7 @@ ids, about three times the id column's size in memory).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from batchmt.pipeline.ids import JsonScalar, ids_to_json
+from batchmt.pipeline.ids import JsonScalar, id_keys, ids_to_json
 from batchmt.pipeline.inputs.corpus import input_file_fs
 from batchmt.pipeline.inputs.shards import Plan, RowSlice
 from batchmt.pipeline.spec import InputSpec
@@ -61,15 +62,54 @@ def duplicate_ids(plan: Plan, input_spec: InputSpec, sample: int = 5) -> Duplica
         target = pa.unify_schemas([pa.schema([("id", t)]) for t in types]).field("id").type
         parts = [p.cast(target) for p in parts]
     ids = pa.chunked_array(parts)
-    counts = pa.table({"id": ids}).group_by("id").aggregate([("id", "count")])
+    try:
+        keyed = _groupable(ids)
+        counts = pa.table({"id": keyed}).group_by("id").aggregate([("id", "count")])
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return _counted_in_python(ids, sample)  # an id type Arrow cannot group by
     repeated = counts.filter(pc.greater(counts.column("id_count"), 1))
     if repeated.num_rows == 0:
         return DuplicateIds()
+    # The repeated rows in input order (few, normally), for the first ids they show.
+    rows = ids.filter(pc.is_in(keyed, value_set=repeated.column("id").combine_chunks()))
     return DuplicateIds(
         ids=repeated.num_rows,
         rows=int(pc.sum(repeated.column("id_count")).as_py() or 0),
-        sample=ids_to_json(repeated.column("id").slice(0, sample)),
+        sample=_first_distinct(rows, sample),
     )
+
+
+def _groupable(ids: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Extension ids (uuid) by their storage bytes: equal exactly when the ids are."""
+    if isinstance(ids.type, pa.BaseExtensionType):
+        return pa.chunked_array([c.storage for c in ids.chunks], ids.type.storage_type)
+    return ids
+
+
+def _counted_in_python(ids: pa.ChunkedArray, sample: int) -> DuplicateIds:
+    keys = id_keys(ids)
+    counts = Counter(k for k in keys if k is not None)
+    repeated = {k: n for k, n in counts.items() if n > 1}
+    if not repeated:
+        return DuplicateIds()
+    rows = [i for i, k in enumerate(keys) if k in repeated]
+    return DuplicateIds(
+        ids=len(repeated),
+        rows=sum(repeated.values()),
+        sample=_first_distinct(ids.take(pa.array(rows, pa.int64())), sample),
+    )
+
+
+def _first_distinct(rows: pa.ChunkedArray, limit: int) -> list[JsonScalar]:
+    seen: set[Any] = set()
+    keep: list[int] = []
+    for i, key in enumerate(id_keys(rows)):
+        if key is not None and key not in seen:
+            seen.add(key)
+            keep.append(i)
+            if len(keep) == limit:
+                break
+    return ids_to_json(rows.take(pa.array(keep, pa.int64())))
 
 
 def _slice_ids(piece: RowSlice, input_spec: InputSpec) -> pa.ChunkedArray:
