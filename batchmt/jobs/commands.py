@@ -12,6 +12,7 @@ from batchmt.jobs.driver import run_job
 from batchmt.jobs.prepare import make_plan
 from batchmt.jobs.reports.text import job_report, print_json, status_report, verify_report
 from batchmt.pipeline.errors import JobFailed, UserError
+from batchmt.pipeline.inputs.duplicates import duplicate_ids
 from batchmt.pipeline.inputs.shards import Plan
 from batchmt.pipeline.outputs.layout import OutputLayout
 from batchmt.pipeline.outputs.runs import open_output
@@ -43,6 +44,9 @@ def dispatch(args: argparse.Namespace) -> int:
         plan = make_plan(spec)
         print(plan.to_json())
         print(plan_summary(plan), file=sys.stderr)  # stdout stays one JSON document
+        repeated = duplicate_ids(plan, spec.input).describe()
+        if repeated:
+            print(f"plan: {repeated}", file=sys.stderr)
         return 0
     if args.command == "verify":
         return cmd_verify(spec, as_json=args.json)

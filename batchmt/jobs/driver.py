@@ -46,6 +46,7 @@ from batchmt.jobs.ray.cluster import (
 )
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.errors import JobFailed
+from batchmt.pipeline.inputs.duplicates import DuplicateIds, duplicate_ids
 from batchmt.pipeline.inputs.shards import Plan, Shard
 from batchmt.pipeline.inputs.sources.increments import increment_key, readable_source
 from batchmt.pipeline.outputs.commit import mark_complete, write_success
@@ -178,6 +179,10 @@ def _run(
         fingerprint=prepared.fingerprint,
     )
     failed: dict[str, str] = {}
+    # Ids the input repeats: translated and written all the same, but said (issue #23).
+    repeated = duplicate_ids(plan, spec.input) if pending else DuplicateIds()
+    if repeated.ids:
+        log.warning("duplicate_ids", **repeated.as_dict())
     if pending and layout.is_table:
         _refuse_if_committed(spec, layout)
     if pending:
@@ -208,6 +213,8 @@ def _run(
         summary["wall_seconds_last_run"] = round(time.perf_counter() - started, 2)
         summary["timings_last_run"] = timings.as_dict()
         summary.update(_output_summary(spec, layout, plan))
+        if repeated.ids:
+            summary["duplicate_ids"] = repeated.as_dict()
         heartbeat.check()  # a driver that lost the output never commits nor writes _SUCCESS
         if layout.is_table:
             summary["table"].update(_commit(spec, prepared, heartbeat, results))

@@ -44,6 +44,8 @@ _INVISIBLE = re.compile("[\u200b\ufeff\u2060\u00ad]")
 # letters they are noise.
 _LATIN_JOINER = re.compile("(?<=[A-Za-z])[\u200c\u200d](?=[A-Za-z])")
 _HAS_WORD = re.compile(r"\w")
+# Line breaks inside a plain row, with the blank space around them (kept as they are).
+_LINE_BREAKS = re.compile(r"([^\S\r\n]*(?:\r\n|\r|\n)\s*)")
 # Target languages written without spaces between sentences.
 _UNSPACED_TARGETS = ("zh", "ja", "th", "yue", "bo", "my", "km", "lo")
 _MAX_ERROR_CHARS = 500
@@ -248,7 +250,7 @@ def _prepare_row(
         plan = prepare_formats(body, formats_mode)
         if not _anchoring_needed(plan):
             plan = None  # prose (numbers at most): translated as it is
-    texts = plan.units if plan is not None else [cleaned]
+    texts = plan.units if plan is not None else _lines(cleaned)
     prepared = _Row([_Block(text, [], []) for text in texts], plan, lead, trail)
     # Whole units only: a unit cut into sentences would cut its <sn> spans too.
     if (
@@ -259,6 +261,12 @@ def _prepare_row(
     ):
         prepared.sn = sn_sources(plan)
     return None, prepared
+
+
+def _lines(text: str) -> list[str]:
+    """A plain row as blocks: each line translated alone, the line breaks between them kept
+    byte for byte (a model writes a `\r\n` inside its input as a space, or not at all)."""
+    return [part for part in _LINE_BREAKS.split(text) if part]
 
 
 def _anchoring_needed(plan: FormatPlan) -> bool:
@@ -376,7 +384,7 @@ def _finish_rows(
             text = row.lead + found.text + row.trail
             finish = partial(_row_result, row, text, found.status, found.detail, stats)
         else:
-            finish = partial(_row_result, row, blocks[0], None, None, stats)
+            finish = partial(_row_result, row, "".join(blocks), None, None, stats)
         result = _isolated(i, results, finish)
         if result is not None:
             results[i] = result

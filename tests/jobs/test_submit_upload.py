@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,9 @@ def test_submit_uploads_the_selection_and_passes_set_values_in_a_file(
     assert "--set-file" in call["entrypoint"]
     out = capsys.readouterr().out
     assert SECRET not in out
-    assert "uploading 7 file(s)" in out and "left out as secrets: 5" in out
+    assert "left out as secrets (never uploaded): 5" in out
+    assert out.index("left out as secrets") < out.index("uploading from")
+    assert re.search(r"\n  total +7 file\(s\)", out)
     assert not Path(call["runtime_env"]["working_dir"]).exists()  # staging removed
 
 
@@ -136,3 +139,51 @@ def test_a_config_outside_the_working_folder_is_refused_with_one_line(
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "outside the working folder" in err
+
+
+def test_links_are_never_followed_and_usual_secrets_stay_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #23, finding 5: a link to a private key outside the folder, a linked folder,
+    and the secret files people keep beside their code (the brief's list) are not uploaded;
+    a model's tokenizer files are; the list shows folders and the total."""
+    outside = tmp_path / "outside"
+    (outside / "keys").mkdir(parents=True)
+    (outside / "id_ed25519").write_text(f"PRIVATE {SECRET}")
+    (outside / "keys" / "prod.txt").write_text(f"PRIVATE {SECRET}")
+    root = project(tmp_path / "p")
+    (root / "notes.txt").symlink_to(outside / "id_ed25519")
+    (root / "pkg" / "keys").symlink_to(outside / "keys", target_is_directory=True)
+    secrets = {
+        "secrets.yaml": "db: x",
+        "gcp-sa.json": '{"type": "service_account"}',
+        "deploy/my-service-account.json": "{}",
+        "kubeconfig": "apiVersion: v1",
+        "api_token.txt": SECRET,
+        "conf/app-credentials.json": "{}",
+        "conf/.token": SECRET,
+        "certs/ca.pem": "key",
+    }
+    model_files = {
+        "models/demo/tokenizer_config.json": "{}",
+        "models/demo/special_tokens_map.json": "{}",
+        "models/demo/added_tokens.json": "{}",
+        "models/demo/tokenizer.json": "{}",
+    }
+    for name, text in {**secrets, **model_files}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    monkeypatch.chdir(root)
+    client = RecordingClient()
+    code = submit("configs/job.yaml", [], "http://head:8265", wait=False, client=client)
+    assert code == 0
+    uploaded = client.calls[-1]["uploaded"]
+    assert not any(SECRET in text or "PRIVATE" in text for text in uploaded.values())
+    assert not {"notes.txt", "pkg/keys/prod.txt"} & set(uploaded)
+    assert not set(secrets) & set(uploaded)
+    assert set(model_files) <= set(uploaded)
+    out = capsys.readouterr().out
+    assert "left out as symbolic links (targets never uploaded): 2 (notes.txt, pkg/keys/)" in out
+    models = sum(1 for name in uploaded if name.startswith("models/demo/"))
+    assert re.search(rf"\n  models/demo/ +{models} file\(s\)", out)
+    assert re.search(rf"\n  total +{len(uploaded)} file\(s\)", out)

@@ -5,6 +5,7 @@ are honoured, and writers running at once leave the memory readable and complete
 from __future__ import annotations
 
 import multiprocessing
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -85,13 +86,47 @@ def test_read_only_never_writes_and_off_or_unset_is_no_memory(tmp_path: Path) ->
     assert TranslationMemory.open(CacheSpec()) is None
 
 
-def test_unreadable_file_names_the_memory_and_the_fix(tmp_path: Path) -> None:
+def test_unreadable_memory_names_the_memory_and_the_fix(tmp_path: Path) -> None:
     root = StorageRoot("local", str(tmp_path))
-    memory = memory_at(root)
-    memory.add([("k", ROW)], job="j")
+    (tmp_path / "tm").mkdir()
     (tmp_path / "tm" / "part-99999999T000000000-junk.parquet").write_bytes(b"not parquet")
-    with pytest.raises(MemoryReadError, match=r"tm.*cache.mode=off"):
+    with pytest.raises(MemoryReadError, match=r"tm.*none of its 1 file.*cache.mode=off"):
         memory_at(root).lookup({"k"})
+
+
+def test_an_unreadable_file_is_skipped_and_logged_once_the_rest_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #23, finding 9: a file cut in half, random bytes named part-*.parquet, and a
+    file with 16 flipped bytes each cost only their own rows."""
+    root = StorageRoot("local", str(tmp_path))
+    writer = memory_at(root)
+    good = {f"g{i}": StoredRow(f"gut {i} " * 4, "ok") for i in range(200)}
+    writer.add(good.items(), job="j")
+    folder = tmp_path / "tm"
+    for name, rows in (("cut", 200), ("flip", 200)):
+        path = writer.add(
+            [(f"{name}{i}", StoredRow(f"{name} {i} " * 4, "ok")) for i in range(rows)], job="j"
+        )
+        assert path is not None
+        data = bytearray(Path(path).read_bytes())
+        if name == "cut":
+            data = data[: len(data) // 2]
+        else:
+            # Inside the first data page (the footer is at the end): the page checksum
+            # refuses it; without one, the flipped text would have been served.
+            data[64:80] = bytes(b ^ 0xFF for b in data[64:80])
+        Path(path).write_bytes(bytes(data))
+    (folder / "part-00000000T000000000-random.parquet").write_bytes(
+        random.Random(3).randbytes(5000)
+    )
+    reader = memory_at(root)
+    wanted = set(good) | {f"cut{i}" for i in range(200)} | {f"flip{i}" for i in range(200)}
+    for _ in range(3):
+        found = reader.lookup(wanted)
+        assert found == good  # every good row served; nothing from a damaged file
+    logged = capsys.readouterr().out
+    assert logged.count("memory_file_unreadable") == 3  # once per damaged file, not per lookup
 
 
 def _writer(url: str, options: dict[str, Any], worker: int, files: int, rows: int) -> None:

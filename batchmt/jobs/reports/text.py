@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from batchmt.pipeline.ids import printable
+from batchmt.pipeline.inputs.duplicates import DuplicateIds
 
 if TYPE_CHECKING:
     from batchmt.jobs.driver import JobOutcome
@@ -38,6 +39,9 @@ def job_report(outcome: JobOutcome) -> str:
             f"  increment: {s['rows_new']:,} new rows, {s.get('rows_replaced') or 0:,} older "
             "translations replaced",
         )
+    repeated = s.get("duplicate_ids")
+    if isinstance(repeated, dict):
+        lines.insert(2, f"  ids:     {DuplicateIds(**repeated).describe()}")
     memory = _memory_line(s.get("memory") or {})
     if memory:
         lines.append(memory)

@@ -5,8 +5,14 @@ exactly the files listed, so what the user is shown is what the cluster receives
 
 - `.gitignore` files (the root's and nested ones) are honoured, as git does;
 - a built-in list keeps secrets out even when no `.gitignore` names them (`.env`,
-  `.aws/`, `.ssh/`, `.netrc`, private keys, ...), and environments and caches stay home;
+  `.aws/`, `.ssh/`, `.netrc`, private keys, cloud service-account JSON, kubeconfig, names
+  with `secret`, `token` or `credential` in them, ...), and environments and caches stay
+  home;
+- a symbolic link (to a file or a folder) is never followed: its target may be anything
+  anywhere (a private key), so it is left out and named;
 - the job config is always included (unless it looks like a secret: then submit refuses).
+
+What is uploaded is printed grouped by folder, with the total, after what was left out.
 """
 
 from __future__ import annotations
@@ -52,7 +58,28 @@ SECRET_PATTERNS = (
     "credentials.json",
     "*.tfstate",
     "*.tfstate.*",
+    "*.tfvars",
+    "*.ppk",
+    ".htpasswd",
+    # Cloud service-account keys (GCP's JSON keys, by how people name them) and cluster
+    # access (issue #23: gcp-sa.json and kubeconfig were uploaded).
+    "*credential*",
+    "*service-account*.json",
+    "*service_account*.json",
+    "*-sa.json",
+    "*_sa.json",
+    "sa.json",
+    "*sa-key*.json",
+    "kubeconfig",
+    "kubeconfig.*",
+    "*.kubeconfig",
+    "*secret*",
+    "*password*",
 )
+# Names with "token" in them are secrets (api_token.txt, .token, github-token), except a
+# model's tokenizer files, which a job needs (tokenizer.json, special_tokens_map.json).
+TOKEN_PATTERNS = ("*token*",)
+TOKENIZER_FILES = ("*tokenizer*", "special_tokens_map.json", "added_tokens.json")
 # Never uploaded either: large, machine-specific, or regenerated on the cluster.
 BUILTIN_EXCLUDES = (
     ".git/",
@@ -91,18 +118,46 @@ class Selection:
     size: int = 0
     secrets: list[str] = field(default_factory=list)  # left out as secrets (names only)
     ignored: int = 0  # left out by .gitignore or the built-in list
+    links: list[str] = field(default_factory=list)  # symbolic links, never followed
+    sizes: dict[str, int] = field(default_factory=dict)  # bytes of each selected file
 
-    def describe(self, shown: int = 5) -> str:
-        names = ", ".join(self.files[:shown]) + (", ..." if len(self.files) > shown else "")
-        lines = [
-            f"uploading {len(self.files)} file(s), {_size(self.size)} from {self.root} ({names})",
-            f"  left out: {self.ignored} path(s) by .gitignore and the built-in list",
-        ]
+    def describe(self, shown: int = 5, folders: int = 20) -> str:
+        """What is left out (secrets and links first: they are what a user must see), then
+        what is uploaded, one line per folder, and the total."""
+        lines = []
         if self.secrets:
             secret_names = ", ".join(self.secrets[:shown])
             more = ", ..." if len(self.secrets) > shown else ""
-            lines.append(f"  left out as secrets: {len(self.secrets)} ({secret_names}{more})")
+            lines.append(
+                f"left out as secrets (never uploaded): {len(self.secrets)} ({secret_names}{more})"
+            )
+        if self.links:
+            link_names = ", ".join(self.links[:shown])
+            more = ", ..." if len(self.links) > shown else ""
+            lines.append(
+                f"left out as symbolic links (targets never uploaded): {len(self.links)} "
+                f"({link_names}{more}); copy a file in if the job needs it"
+            )
+        lines.append(f"left out: {self.ignored} path(s) by .gitignore and the built-in list")
+        lines.append(f"uploading from {self.root}:")
+        for folder, count, size in self._by_folder(folders):
+            lines.append(f"  {folder:<40} {count:>6} file(s) {_size(size):>10}")
+        lines.append(f"  {'total':<40} {len(self.files):>6} file(s) {_size(self.size):>10}")
         return "\n".join(lines)
+
+    def _by_folder(self, limit: int) -> list[tuple[str, int, int]]:
+        """(folder, files, bytes) of the selection; past `limit` folders, by top folder."""
+        for depth in (None, 1):
+            groups: dict[str, list[int]] = {}
+            for name in self.files:
+                parts = name.split("/")[:-1]
+                folder = "/".join(parts if depth is None else parts[:depth])
+                entry = groups.setdefault(f"{folder}/" if folder else "./", [0, 0])
+                entry[0] += 1
+                entry[1] += self.sizes.get(name, 0)
+            if len(groups) <= limit or depth == 1:
+                return [(f, n, b) for f, (n, b) in sorted(groups.items())]
+        return []
 
 
 def _size(n: int) -> str:
@@ -117,7 +172,7 @@ def _size(n: int) -> str:
 def select(root: Path, always: Iterable[Path] = ()) -> Selection:
     """The files under `root` to upload (see the module docstring)."""
     root = root.resolve()
-    secrets = _spec(SECRET_PATTERNS)
+    secrets = _Secrets()
     builtin = _spec(BUILTIN_EXCLUDES)
     selection = Selection(root)
     forced = {p.resolve().relative_to(root).as_posix() for p in always}
@@ -140,7 +195,7 @@ def select(root: Path, always: Iterable[Path] = ()) -> Selection:
         for d in sorted(dirs):
             path = f"{rel}/{d}" if rel else d
             if os.path.islink(os.path.join(folder, d)):
-                selection.ignored += 1  # a linked folder may point anywhere: not followed
+                selection.links.append(path + "/")  # it may point anywhere: not followed
             elif secrets.match_file(path + "/"):
                 selection.secrets.append(path + "/")
             elif builtin.match_file(path + "/") or _ignored(path + "/", ignores):
@@ -150,18 +205,43 @@ def select(root: Path, always: Iterable[Path] = ()) -> Selection:
         dirs[:] = kept_dirs
         for f in sorted(files):
             path = f"{rel}/{f}" if rel else f
-            if secrets.match_file(path):
+            if os.path.islink(os.path.join(folder, f)):
+                # Its target may be a private key anywhere: the link is not uploaded, and
+                # neither is what it points at (a forced config here is refused below).
+                selection.links.append(path)
+            elif secrets.match_file(path):
                 selection.secrets.append(path)
             elif path not in forced and (builtin.match_file(path) or _ignored(path, ignores)):
                 selection.ignored += 1
             else:
                 selection.files.append(path)
-                selection.size += (Path(folder) / f).stat().st_size
-    for name in forced - set(selection.files):
+                selection.sizes[path] = (Path(folder) / f).stat().st_size
+                selection.size += selection.sizes[path]
+    for name in sorted(forced - set(selection.files)):
+        if (root / name).is_symlink() or name in selection.links:
+            raise UploadError(
+                f"{name} is a symbolic link, and submit never uploads what a link points "
+                "at; copy the config into the working folder"
+            )
         selection.files.append(name)  # a config inside an ignored folder
-        selection.size += (root / name).stat().st_size
+        selection.sizes[name] = (root / name).stat().st_size
+        selection.size += selection.sizes[name]
     selection.files.sort()
     return selection
+
+
+class _Secrets:
+    """The built-in secret names: SECRET_PATTERNS, and TOKEN_PATTERNS but for tokenizers."""
+
+    def __init__(self) -> None:
+        self.always = _spec(SECRET_PATTERNS)
+        self.token = _spec(TOKEN_PATTERNS)
+        self.tokenizer = _spec(TOKENIZER_FILES)
+
+    def match_file(self, path: str) -> bool:
+        if self.always.match_file(path):
+            return True
+        return bool(self.token.match_file(path)) and not self.tokenizer.match_file(path)
 
 
 def _under(rel: str, base: str) -> bool:
@@ -196,8 +276,10 @@ def stage(selection: Selection, target: Path) -> None:
         if Path(name).name in RAY_IGNORE_FILES:
             continue
         source, dest = selection.root / name, target / name
+        if source.is_symlink():  # replaced by a link since it was selected
+            raise UploadError(f"{name} became a symbolic link while staging; submit again")
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(source, dest)
+            os.link(source, dest, follow_symlinks=False)
         except OSError:
-            shutil.copy2(source, dest)
+            shutil.copy2(source, dest, follow_symlinks=False)

@@ -12,6 +12,10 @@ the same value from the same set of files. Keys are computed by the workers
 
 Clearing the memory is deleting the folder (or some of its files); nothing else refers to
 them.
+
+A file that cannot be read (cut short, not Parquet, bytes flipped: pages carry checksums)
+is skipped, logged once per replica, and the other files keep serving; its rows are decoded
+again and written to a new file. Only when no file can be read is the memory unreadable.
 """
 
 from __future__ import annotations
@@ -119,6 +123,8 @@ class TranslationMemory:
         self._keys: dict[str, pa.ChunkedArray] = {}
         self._bytes = 0
         self._lock = threading.Lock()
+        # {file: why it cannot be read}: skipped from then on, logged the first time.
+        self._unreadable: dict[str, str] = {}
 
     @classmethod
     def open(cls, spec: CacheSpec) -> TranslationMemory | None:
@@ -141,15 +147,18 @@ class TranslationMemory:
         if not files:
             return {}
         wanted = pa.array(sorted(set(keys)), pa.string())
-        try:
-            with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-                # In file-name order: the first file holding a key gives its value.
-                tables = list(pool.map(lambda f: self._rows(f, wanted), files))
-        except (OSError, pa.ArrowException) as exc:
+        with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
+            # In file-name order: the first file holding a key gives its value.
+            tables = list(pool.map(lambda f: self._rows_or_skip(f, wanted), files))
+        with self._lock:
+            unreadable = [f for f in files if f in self._unreadable]
+        if len(unreadable) == len(files):
+            first = self._unreadable[unreadable[0]]
             raise MemoryReadError(
-                f"cannot read the translation memory at {self.url} ({type(exc).__name__}: "
-                f"{exc}); fix or remove cache.path, or set cache.mode=off"
-            ) from None
+                f"cannot read the translation memory at {self.url}: none of its "
+                f"{len(files)} file(s) reads ({first}); fix or remove cache.path, or set "
+                "cache.mode=off"
+            )
         found: dict[str, StoredRow] = {}
         for table in tables:
             if table is None:
@@ -159,6 +168,30 @@ class TranslationMemory:
                 if key not in found:
                     found[key] = StoredRow.from_values({n: values[n][i] for n in _VALUE_FIELDS})
         return found
+
+    def _rows_or_skip(self, path: str, wanted: pa.Array) -> pa.Table | None:
+        """`_rows`, or None for a file that cannot be read (remembered, logged once)."""
+        with self._lock:
+            if path in self._unreadable:
+                return None
+        try:
+            return self._rows(path, wanted)
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+            with self._lock:
+                first_time = path not in self._unreadable
+                self._unreadable[path] = reason
+                self._tables.pop(path, None)
+                self._keys.pop(path, None)
+            if first_time:
+                log.warning(
+                    "memory_file_unreadable",
+                    memory=self.url,
+                    file=path.rsplit("/", 1)[-1],
+                    error=reason,
+                    action="skipped; the other files keep serving, its rows are decoded again",
+                )
+            return None
 
     def _rows(self, path: str, wanted: pa.Array) -> pa.Table | None:
         """The file's rows with a wanted key (None: none there).
@@ -175,7 +208,13 @@ class TranslationMemory:
             columns = ["key", *_VALUE_FIELDS] if whole else ["key"]
             read = with_retries(
                 f"read translation memory {path}",
-                lambda: pq.read_table(path, columns=columns, filesystem=self.fs, schema=SCHEMA),
+                lambda: pq.read_table(
+                    path,
+                    columns=columns,
+                    filesystem=self.fs,
+                    schema=SCHEMA,
+                    page_checksum_verification=True,
+                ),
             ).combine_chunks()
             with self._lock:
                 if whole:
@@ -197,6 +236,7 @@ class TranslationMemory:
                 filters=pc.field("key").isin(wanted),
                 filesystem=self.fs,
                 schema=SCHEMA,
+                page_checksum_verification=True,
             ),
         )
 
@@ -222,7 +262,14 @@ class TranslationMemory:
         data["created_at"] = [int(now * 1000)] * len(keys)
         table = pa.Table.from_pydict(data, schema=SCHEMA)
         buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd", row_group_size=_ROW_GROUP)
+        # Page checksums: a file whose bytes flipped is refused when read, not served.
+        pq.write_table(
+            table,
+            buffer,
+            compression="zstd",
+            row_group_size=_ROW_GROUP,
+            write_page_checksum=True,
+        )
         # Time first, so name order is roughly write order; the uuid keeps names unique.
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}"
         path = join(self.root, f"{_PREFIX}{stamp}-{uuid.uuid4().hex}{_SUFFIX}")

@@ -29,9 +29,14 @@ CT2_FAMILIES = frozenset({"marian", "m2m_100"})
 # Our own notes beside CTranslate2's files: where the model came from, its input limit.
 META_FILE = "batchmt_conversion.json"
 _DONE = ".complete"
-# Bumped when what we write changes (the alignment heads below, the metadata), so an old
-# cache entry is never read with new expectations.
-_FORMAT_VERSION = 2
+# Bumped when what we write changes (the alignment heads below, the metadata, Marian's
+# vocabulary and decoder start in 3), so an old cache entry is never read with new
+# expectations: the version is part of the cache key.
+_FORMAT_VERSION = 3
+# The logit bias that keeps Marian from writing its <pad> token (transformers' generate bans
+# it too: `bad_words_ids`, formerly `adjust_logits_during_generation`). Finite, so float16
+# and bfloat16 hold it; logits are tens at most, so its probability is exactly 0.
+_BANNED_LOGIT = -1e4
 # Files that are weights or the model config: everything else (tokenizer, vocabularies,
 # generation config) is copied so the converted folder tokenizes on its own. CTranslate2
 # writes its own config.json, so the Hugging Face one must not be copied over it.
@@ -184,14 +189,22 @@ def _convert(hf_path: str, out: Path, compute: str, trust_remote_code: bool) -> 
     # extra special tokens; with transformers 5 the language codes are no longer among
     # those, and the list comes out shorter than the embedding matrix. Token i is the
     # embedding row i, so the vocabulary is read by id instead.
-    original = hf_loaders._MODEL_LOADERS.get("M2M100Config")
-    if original is not None:
+    originals = {
+        name: hf_loaders._MODEL_LOADERS[name]
+        for name in ("M2M100Config", "MarianConfig")
+        if name in hf_loaders._MODEL_LOADERS
+    }
+    if "M2M100Config" in originals:
 
-        class _ById(type(original)):  # type: ignore[misc]
+        class _ById(type(originals["M2M100Config"])):  # type: ignore[misc]
             def get_vocabulary(self, model: Any, tokenizer: Any) -> list[str]:
                 return _vocabulary_by_id(model, tokenizer)
 
         hf_loaders._MODEL_LOADERS["M2M100Config"] = _ById()
+    if "MarianConfig" in originals:
+        hf_loaders._MODEL_LOADERS["MarianConfig"] = _marian_loader(
+            type(originals["MarianConfig"]), hf_loaders.BartLoader
+        )
     try:
         _Converter(hf_path, copy_files=copy, trust_remote_code=trust_remote_code).convert(
             str(out), quantization=compute, force=True
@@ -203,8 +216,55 @@ def _convert(hf_path: str, out: Path, compute: str, trust_remote_code: bool) -> 
             "set model.backend=transformers to decode with transformers instead"
         ) from exc
     finally:
-        if original is not None:
-            hf_loaders._MODEL_LOADERS["M2M100Config"] = original
+        hf_loaders._MODEL_LOADERS.update(originals)
+
+
+def _marian_loader(stock: Any, bart: Any) -> Any:
+    """CTranslate2's Marian loader, made to decode as the checkpoint was trained.
+
+    The stock loader drops the last vocabulary entry (`<pad>`, the decoder start token of
+    every Hugging Face Marian checkpoint) and starts the decoder from a zero embedding
+    instead. That is exact for opus-mt conversions, whose `<pad>` row is zero, but not for a
+    checkpoint trained with transformers, whose `<pad>` row learned a value: the demo model
+    then began 5.8 % of its translations mid-word ("r Zug fährt ..."; issue #23). Here the
+    vocabulary keeps every embedding row, the decoder starts from the checkpoint's
+    `decoder_start_token_id` as `generate` does, and `<pad>` gets a logit bias that keeps
+    it from being written, as `generate` bans it.
+    """
+
+    class _AsTrained(stock):
+        def get_model_spec(self, model: Any) -> Any:
+            model.config.normalize_before = False
+            model.config.normalize_embedding = False
+            spec = bart.get_model_spec(self, model)  # the weights as they are, <pad> kept
+            pad = model.config.pad_token_id
+            if pad is not None:
+                import torch
+
+                size = int(spec.decoder.projection.weight.shape[0])
+                bias = getattr(spec.decoder.projection, "bias", None)
+                bias = (
+                    torch.as_tensor(bias).detach().float().reshape(-1).clone()
+                    if isinstance(bias, torch.Tensor) and bias.numel() == size
+                    else torch.zeros(size)
+                )
+                bias[int(pad)] = _BANNED_LOGIT
+                spec.decoder.projection.bias = bias
+            return spec
+
+        def set_config(self, config: Any, model: Any, tokenizer: Any) -> None:
+            super().set_config(config, model, tokenizer)  # EOS, UNK
+            config.decoder_start_token = tokenizer.convert_ids_to_tokens(
+                model.config.decoder_start_token_id
+            )
+
+        def set_decoder(self, spec: Any, decoder: Any) -> None:
+            bart.set_decoder(self, spec, decoder)  # start_from_zero_embedding stays False
+
+        def get_vocabulary(self, model: Any, tokenizer: Any) -> list[str]:
+            return _vocabulary_by_id(model, tokenizer)
+
+    return _AsTrained()
 
 
 def _vocabulary_by_id(model: Any, tokenizer: Any) -> list[str]:

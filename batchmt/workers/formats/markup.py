@@ -69,6 +69,9 @@ _NO_TRANSLATE = re.compile(
 _VERBATIM = [
     ("comment", r"<!--.*?(?:-->|\Z)"),
     ("markup", r"<!\[CDATA\[.*?(?:\]\]>|\Z)|<![A-Za-z][^>]*>|<\?.*?\?>"),
+    # A tag cut off before its ">" (`... runs <p` at the row's end, or before the next tag):
+    # kept byte for byte like any markup, not handed to the model as text (issue #23).
+    ("markup", r"<[A-Za-z][\w:.-]*[^<>]*(?=<|\Z)"),
     ("url", r"<(?:https?|ftp)://[^\s<>]+>|\b(?:https?|ftp)://[^\s<>\"']*[^\s<>\"'.,;:!?)\]]"),
     ("url", r"\bwww\.[\w-]+(?:\.[\w-]+)+(?:/[^\s<>\"']*[^\s<>\"'.,;:!?)\]])?"),
     ("email", r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b"),

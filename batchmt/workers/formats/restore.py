@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from batchmt.workers.engines.base import Aligner, Alignment
 from batchmt.workers.formats.anchors import Escape, escape_text, project, unescape_text
+from batchmt.workers.formats.entities import lost_references, respell
 from batchmt.workers.formats.markup import lex, markup_tokens, unbalanced
 from batchmt.workers.formats.plan import (
     FALLBACK,
@@ -80,17 +81,25 @@ def _restore(
 def finish(
     plan: FormatPlan, text: str, notes: list[str], translate: Translator | None
 ) -> FormatResult:
-    """Validate a restored row; fall back to run-by-run translation when it fails."""
+    """Validate a restored row; fall back to run-by-run translation when it fails.
+
+    `ok` means every byte of the source's markup is in the output: tags, protected spans,
+    and character references (`&nbsp;` written back as `&nbsp;`; one the model dropped
+    makes the row `repaired`, with the reference named).
+    """
+    text = respell(plan, text)
     problems = validate(plan, text)
     if not problems:
+        notes = [*notes, *lost_references(plan, text)]
         status = REPAIRED if notes else OK if plan.has_markup else NONE
         return FormatResult(text, status, "; ".join(plan.issues + notes) or None)
     why = "; ".join(problems)
     if translate is not None:
-        fallback = translate_runs(plan, translate)
+        fallback = respell(plan, translate_runs(plan, translate))
         if not validate(plan, fallback):
             detail = f"anchoring failed ({why}): text between tags translated separately"
-            return FormatResult(fallback, FALLBACK, "; ".join([*plan.issues, detail]))
+            lost = lost_references(plan, fallback)
+            return FormatResult(fallback, FALLBACK, "; ".join([*plan.issues, detail, *lost]))
     # Never emit broken markup: the source row is the last safe answer.
     detail = f"anchoring failed ({why}) and run-by-run translation did too: source kept"
     return FormatResult(plan.source, FALLBACK, "; ".join([*plan.issues, detail]))

@@ -32,7 +32,9 @@ from batchmt.workers.engines.conversion import checkpoint_key
 from batchmt.workers.formats.plan import FormatOptions, prepare_formats
 from batchmt.workers.translate import RowInput, clean_text
 
-KEY_VERSION = 1
+# 2 (issue #23): CTranslate2 decodes Marian from its trained start token; plain rows keep
+# their line breaks; HTML character references come back as the source spelled them.
+KEY_VERSION = 2
 # Decoding settings that only group rows into batches; see the module docstring.
 _BATCHING = ("max_batch_tokens", "max_batch_size")
 # Engine signature entries that name, not identify, the model (the content hash does).
