@@ -56,13 +56,12 @@ def project(root: Path) -> Path:
 
 def test_selection_honours_gitignore_and_never_takes_secrets(tmp_path: Path) -> None:
     selection = select(project(tmp_path))
+    # .gitignore files are applied here and stay home: Ray would apply them again.
     assert selection.files == [
-        ".gitignore",
         "README.md",
         "configs/job.yaml",
         "keep.log",
         "models/demo/config.json",
-        "pkg/.gitignore",
         "pkg/code.py",
     ]
     assert set(selection.secrets) == {
@@ -112,7 +111,7 @@ def test_submit_uploads_the_selection_and_passes_set_values_in_a_file(
     assert SECRET not in out
     assert "left out as secrets (never uploaded): 5" in out
     assert out.index("left out as secrets") < out.index("uploading from")
-    assert re.search(r"\n  total +7 file\(s\)", out)
+    assert re.search(r"\n  total +5 file\(s\)", out)  # the two .gitignore files stay home
     assert not Path(call["runtime_env"]["working_dir"]).exists()  # staging removed
 
 

@@ -93,6 +93,9 @@ BUILTIN_EXCLUDES = (
     "out/",
 )
 
+# Files Ray's packaging reads as exclude rules for a working_dir.
+RAY_IGNORE_FILES = frozenset({".gitignore", ".rayignore"})
+
 
 class UploadError(UserError, ValueError):
     """The working folder cannot be uploaded as asked; the message names the fix."""
@@ -211,7 +214,12 @@ def select(root: Path, always: Iterable[Path] = ()) -> Selection:
                 selection.links.append(path)
             elif secrets.match_file(path):
                 selection.secrets.append(path)
-            elif path not in forced and (builtin.match_file(path) or _ignored(path, ignores)):
+            elif path not in forced and (
+                builtin.match_file(path) or _ignored(path, ignores) or f in RAY_IGNORE_FILES
+            ):
+                # Ignore files stay home too: the selection has applied them, and Ray's
+                # packaging would apply them again to the staged folder and drop what the
+                # selection forced in (a config inside a gitignored `out/` folder).
                 selection.ignored += 1
             else:
                 selection.files.append(path)
@@ -262,19 +270,10 @@ def _ignored(path: str, ignores: list[tuple[str, Any]]) -> bool:
     return verdict
 
 
-# Files Ray's packaging reads as exclude rules for a working_dir.
-RAY_IGNORE_FILES = frozenset({".gitignore", ".rayignore"})
-
 
 def stage(selection: Selection, target: Path) -> None:
-    """Copy the selected files under `target` (hard links when on the same disk).
-
-    Ignore files stay behind: the selection has applied them already, and Ray's packaging
-    would apply them again to the staged folder and drop what the selection forced in (a
-    config inside a gitignored `out/` folder was listed as uploaded and never arrived)."""
+    """Copy the selected files under `target` (hard links when on the same disk)."""
     for name in selection.files:
-        if Path(name).name in RAY_IGNORE_FILES:
-            continue
         source, dest = selection.root / name, target / name
         if source.is_symlink():  # replaced by a link since it was selected
             raise UploadError(f"{name} became a symbolic link while staging; submit again")
