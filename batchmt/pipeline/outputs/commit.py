@@ -50,7 +50,12 @@ from batchmt.pipeline import status as row_status
 from batchmt.pipeline.inputs.shards import SHARD_ID_PATTERN, Plan, Shard
 from batchmt.pipeline.inputs.sources.increments import readable_source
 from batchmt.pipeline.outputs.lease import GENERATION_ENV, LeaseRecord, check_fence
-from batchmt.pipeline.outputs.partitions import hive_path, parse_hive_path, shard_partition
+from batchmt.pipeline.outputs.partitions import (
+    NULL_PARTITION,
+    hive_path,
+    parse_hive_path,
+    shard_partition,
+)
 from batchmt.pipeline.outputs.resume_checks import InputChangedError, ManifestError, check_resumable
 from batchmt.pipeline.quality.samples import merge_quality
 from batchmt.pipeline.results import QeCounts, ShardResult
@@ -298,6 +303,10 @@ def write_shard_data(
     path = layout.data(shard_id, partition or {})
     if partition and not _keeps_partition_columns(layout):
         table = table.drop_columns([c for c in partition if c in table.column_names])
+    elif partition:  # Iceberg: a null partition's column is in no input file; it is null
+        for column, value in partition.items():
+            if column not in table.column_names and value == NULL_PARTITION:
+                table = table.append_column(column, pa.nulls(table.num_rows, pa.string()))
     _fence(layout)
     # Serialised to memory first: a failed upload is then retried from the bytes, and the
     # parquet writer never sees a half-open remote file.

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.columns import ERROR, STATUS
 from batchmt.pipeline.ids import JsonScalar, id_keys, ids_to_json
-from batchmt.pipeline.inputs.corpus import input_file_fs
+from batchmt.pipeline.inputs.corpus import CorpusError, input_file_fs
 from batchmt.pipeline.inputs.plan import list_input, plan_input
 from batchmt.pipeline.inputs.shards import Plan, Shard
 from batchmt.pipeline.outputs.commit import (
@@ -107,9 +107,14 @@ def _input_ids(shard: Shard, input_spec: InputSpec) -> pa.ChunkedArray:
         def read(path: str = piece.path, rg: int = piece.row_group) -> pa.ChunkedArray:
             fs, inner = input_file_fs(input_spec, path)
             with open_input(fs, inner) as f:
-                return pq.ParquetFile(f).read_row_group(rg, columns=[column]).column(0)
+                parquet = pq.ParquetFile(f)
+                if rg >= parquet.num_row_groups:
+                    raise _changed(path, f"has {parquet.num_row_groups} row group(s)")
+                return parquet.read_row_group(rg, columns=[column]).column(0)
 
         ids = with_retries(f"read ids of {piece.path}", read)
+        if len(ids) < piece.offset + piece.length:
+            raise _changed(piece.path, f"row group {piece.row_group} has {len(ids)} rows")
         parts.extend(ids.slice(piece.offset, piece.length).chunks)
     if not parts:
         return pa.chunked_array([], pa.null())
@@ -119,6 +124,15 @@ def _input_ids(shard: Shard, input_spec: InputSpec) -> pa.ChunkedArray:
         target = pa.unify_schemas([pa.schema([("id", t)]) for t in types]).field("id").type
         parts = [p.cast(target) for p in parts]
     return pa.chunked_array(parts)
+
+
+def _changed(path: str, now: str) -> CorpusError:
+    """The input the job read is not there any more: nothing to compare the output with."""
+    return CorpusError(
+        f"input file {path} changed since the job planned it (it now {now}, fewer than the "
+        "plan names); verify compares the output with the input the job read. Rerun the job "
+        "with --set output.overwrite=true to translate the input as it is now"
+    )
 
 
 def _output_columns(layout: OutputLayout, path: str, id_column: str) -> pa.Table:
