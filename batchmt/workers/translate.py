@@ -22,7 +22,15 @@ from typing import TypeVar
 
 import structlog
 
-from batchmt.pipeline.status import EMPTY, FAILED, GLOSSARY_MISSED, INVALID, OK, OK_SPLIT
+from batchmt.pipeline.status import (
+    EMPTY,
+    FAILED,
+    GLOSSARY_MISSED,
+    INVALID,
+    OK,
+    OK_SPLIT,
+    TRANSLATED,
+)
 from batchmt.pipeline.text.glossary import Glossary, Term, check_terms
 from batchmt.workers.batching import plan_batches
 from batchmt.workers.engines.base import Aligner, Segment, TranslationEngine
@@ -71,6 +79,26 @@ class RowResult:
     # The model's confidence: mean token log-prob of the row's least confident piece, as the
     # decoder reported it (None when it did not); row-level QE reads it (pipeline/quality/qe.py).
     logprob: float | None = None
+
+
+# The error of a row whose non-empty source came back as an empty translation.
+EMPTY_OUTPUT = "the model returned an empty translation of a non-empty source"
+
+
+class BrokenModelError(RuntimeError):
+    """Every row of a shard that reached the model came back empty: the shard fails (and
+    with it the job, naming it) instead of being published as translated."""
+
+
+def check_not_all_empty(shard_id: str, results: Sequence[RowResult]) -> None:
+    """Raise BrokenModelError when no row was translated and some came back empty."""
+    empty = sum(1 for r in results if r.status == FAILED and r.error == EMPTY_OUTPUT)
+    if empty and not any(r.status in TRANSLATED for r in results):
+        raise BrokenModelError(
+            f"shard {shard_id}: all {empty} row(s) the model translated came back empty; the "
+            "model is broken (NaN weights, a wrong tokenizer or checkpoint?): check "
+            "model.name_or_path"
+        )
 
 
 @dataclass
@@ -430,6 +458,10 @@ def _row_result(
         )
     else:
         status, error = OK, None
+    if not text.strip():
+        # The source had text (empty rows never reach the model): nothing back is a broken
+        # model or a broken decode, never a translation (a NaN-weight model returns "").
+        return RowResult(None, FAILED, EMPTY_OUTPUT)
     return RowResult(
         text,
         status,

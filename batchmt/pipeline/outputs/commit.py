@@ -533,6 +533,15 @@ def prepare_output(
     return Preparation("resume", stored_plan)
 
 
+def unclaim(layout: OutputLayout) -> None:
+    """Undo a fresh claim whose job could not start (its model would not load in the
+    replicas): the manifest goes, so the fixed rerun is a new job, not "a different job
+    spec". Call it holding the lease, and only for a new claim with no shard completed."""
+    if completed_shard_ids(layout):
+        return  # work was done: the claim stays, a rerun resumes it
+    remove(layout.fs, layout.manifest)
+
+
 def write_success(
     layout: OutputLayout, summary: dict[str, Any], lease: LeaseRecord | None = None
 ) -> None:
