@@ -37,6 +37,7 @@ from batchmt.pipeline.outputs.commit import (
     data_files_found,
     read_manifest,
 )
+from batchmt.pipeline.outputs.id_buckets import IdSpill
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
 from batchmt.pipeline.storage.fs import open_fs, open_input, with_retries
 
@@ -284,38 +285,89 @@ def verify_output(layout: OutputLayout, input_spec: InputSpec, sample: int = 20)
 def verify_runs(runs: list[OutputLayout], input_spec: InputSpec, sample: int = 20) -> VerifyReport:
     """A Parquet output of input.since runs against the input as it is now: every input id
     once across the runs' completed files (an older run's files lost the ids a later run
-    translated again). Ids of the whole input and output are held at once: one comparison,
-    not shard by shard. Rows deleted from the input show as unexpected (not propagated)."""
+    translated again). Rows deleted from the input show as unexpected (not propagated).
+
+    Streamed like verify_output: ids are read one input shard or one output file at a time
+    and spilled to hash buckets on disk (pipeline/outputs/id_buckets.py), which are then
+    counted one by one; memory is one shard's ids plus one bucket."""
     whole = input_spec.model_copy(update={"since": None})
     plan = plan_input(whole, ShardingSpec())
     column = input_spec.id_column
-    ins = [c for shard in plan.shards for c in _input_ids(shard, whole).chunks]
-    outs = []
+    # One id type for every side: files of several writers compare as text, and runs that
+    # wrote the id as another type (string_view from a deltalake-rewritten input file) are
+    # cast to the input's.
+    target = _input_id_type(plan, whole)
     report = VerifyReport()
-    for layout in runs:
-        data = data_files_found(layout)
-        done = set(completed_shards(layout))
-        report.unmarked_shards += sorted(sid for sid in data if sid not in done)[:sample]
-        outs += [_output_columns(layout, data[sid], column) for sid in sorted(done & set(data))]
-    if len({c.type for c in ins}) > 1:  # files of several writers: compare as text
-        ins = [c.cast(pa.string()) for c in ins]
-    in_ids = pa.chunked_array(ins) if ins else None
-    # Runs may have written the id as another type (string_view from a deltalake-rewritten
-    # input file): each run's column is cast to the input's before they are put together.
-    target = in_ids.type if in_ids is not None else pa.string()
-    outs = [
-        t.set_column(t.schema.get_field_index(column), column, t.column(column).cast(target))
-        if column in t.column_names
-        else t
-        for t in outs
-    ]
-    out = pa.concat_tables(outs, promote_options="permissive") if outs else None
-    check = _compare(in_ids, out, column, sample)
-    report.shards_checked = len(outs)
-    report.input_rows, report.output_rows = check.input_rows, check.output_rows
-    report.missing_count, report.duplicated_count = check.missing, check.duplicated
-    report.unexpected_count, report.unexplained_rows = check.unexpected, check.unexplained
-    report.null_id_rows = (check.null_in, check.null_out)
-    report.missing_ids, report.duplicated_ids = check.missing_ids, check.duplicated_ids
-    report.unexpected_ids = check.unexpected_ids
+    nulls = [0, 0]
+    with IdSpill(plan.num_rows) as spill:
+
+        def add(side: int, ids: pa.ChunkedArray) -> None:
+            ids = _as_type(ids, target)
+            keys = id_keys(ids)
+            spellings = ids_to_json(ids)
+            kept = [i for i, k in enumerate(keys) if k is not None]
+            nulls[side] += len(keys) - len(kept)
+            spill.add(("in", "out")[side], [keys[i] for i in kept], [spellings[i] for i in kept])
+
+        for shard in plan.shards:
+            ids = _input_ids(shard, whole)
+            report.input_rows += len(ids)
+            add(0, ids)
+        for layout in runs:
+            data = data_files_found(layout)
+            done = set(completed_shards(layout))
+            report.unmarked_shards += sorted(sid for sid in data if sid not in done)[:sample]
+            for sid in sorted(done & set(data)):
+                table = _output_columns(layout, data[sid], column)
+                report.shards_checked += 1
+                report.output_rows += table.num_rows
+                report.unexplained_rows += _unexplained(table)
+                if column in table.column_names:
+                    add(1, table.column(column))
+                else:
+                    nulls[1] += table.num_rows
+        counts = spill.compare(sample)
+    report.missing_count, report.duplicated_count = counts.missing, counts.duplicated
+    report.unexpected_count = counts.unexpected
+    report.null_id_rows = (nulls[0], nulls[1])
+    report.missing_ids, report.duplicated_ids = counts.missing_ids, counts.duplicated_ids
+    report.unexpected_ids = counts.unexpected_ids
     return report
+
+
+def _input_id_type(plan: Plan, input_spec: InputSpec) -> pa.DataType:
+    """The input's id type from its files' footers: text when files disagree."""
+    column = input_spec.id_column
+    types: set[pa.DataType] = set()
+    paths = set()
+    for shard in plan.shards:
+        for piece in shard.slices:
+            if column in piece.partition:
+                types.add(pa.string())
+            else:
+                paths.add(piece.path)
+
+    def read_type(path: str) -> pa.DataType:
+        fs, inner = input_file_fs(input_spec, path)
+        with open_input(fs, inner) as f:
+            schema = pq.ParquetFile(f).schema_arrow
+        kind = schema.field(column).type if column in schema.names else pa.null()
+        return kind.value_type if pa.types.is_dictionary(kind) else kind
+
+    for path in sorted(paths):
+        types.add(with_retries(f"read footer {path}", partial(read_type, path)))
+    types.discard(pa.null())
+    return types.pop() if len(types) == 1 else pa.string()
+
+
+def _as_type(ids: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    chunks = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in ids.chunks]
+    ids = pa.chunked_array(chunks, type=chunks[0].type) if chunks else pa.chunked_array([], target)
+    if ids.type == target:
+        return ids
+    try:
+        return ids.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise CorpusError(
+            f"ids of type {ids.type} cannot be compared with the input's {target} ids ({exc})"
+        ) from None
