@@ -15,7 +15,7 @@ class HeadError(UploadError):
     """The job could not be handed to the head (an UploadError: nothing ran, exit 2)."""
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException | str) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
 

@@ -21,8 +21,8 @@ from typing import Any, BinaryIO
 
 from batchmt.pipeline.ids import JsonScalar
 
-# Ids per bucket when counting: about 60 MB of Python objects at 300 B an id.
-BUCKET_ROWS = 200_000
+# Ids per bucket when counting: about 30 MB of Python objects at 300 B an id.
+BUCKET_ROWS = 100_000
 
 
 @dataclass
