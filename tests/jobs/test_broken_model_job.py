@@ -78,7 +78,7 @@ def test_a_model_that_cannot_load_leaves_the_output_unclaimed(
     garbage = copy_model(tiny_marian, tmp_path / "garbage-spm")
     (garbage / "source.spm").write_bytes(b"not a sentencepiece model" * 40)
     assert main(["run", config(tmp_path, garbage), "--no-progress"]) == 2
-    assert "could not be loaded" in one_line(capsys)
+    assert "source.spm" in one_line(capsys)  # refused before the claim (preflight)
     assert not (tmp_path / "out" / "_manifest.json").exists()
 
     # The fixed rerun is a new job into the same output, not "a different job spec".
