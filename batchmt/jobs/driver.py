@@ -530,10 +530,16 @@ def _load_error(exc: RayActorError) -> EngineLoadError | None:
         cause = cause.cause
     if isinstance(cause, EngineLoadError):
         lines = str(cause).strip().splitlines()
-        return EngineLoadError(lines[-1] if lines else "the model could not be loaded")
+        return EngineLoadError(_without_class(lines[-1] if lines else ""))
     if exc.actor_init_failed and "EngineLoadError" in str(exc):
-        return EngineLoadError(_root_cause(exc))
+        return EngineLoadError(_without_class(_root_cause(exc)))
     return None
+
+
+def _without_class(line: str) -> str:
+    """Ray's last traceback line names the class first: the message alone reads better."""
+    _, sep, message = line.partition("EngineLoadError: ")
+    return (message if sep else line) or "the model could not be loaded"
 
 
 def _root_cause(exc: BaseException) -> str:
