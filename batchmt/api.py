@@ -98,6 +98,8 @@ def _read_tables(fs: Any, files: list[str], partitions: list[dict[str, str]]) ->
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from batchmt.pipeline.outputs.partitions import partition_value
+
     if not files:
         return pa.table({})
     tables = []
@@ -105,7 +107,9 @@ def _read_tables(fs: Any, files: list[str], partitions: list[dict[str, str]]) ->
         table = pq.read_table(path, filesystem=fs)
         for column, value in partition.items():  # hive/Delta files leave them out
             if column not in table.column_names:
-                table = table.append_column(column, pa.array([value] * table.num_rows, pa.string()))
+                # A null partition's folder (__HIVE_DEFAULT_PARTITION__) reads back as null.
+                values = [partition_value(value)] * table.num_rows
+                table = table.append_column(column, pa.array(values, pa.string()))
         tables.append(_without_views(table))
     return pa.concat_tables(tables, promote_options="default")
 

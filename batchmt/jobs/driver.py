@@ -49,7 +49,7 @@ from batchmt.pipeline.errors import JobFailed
 from batchmt.pipeline.inputs.duplicates import DuplicateIds, duplicate_ids
 from batchmt.pipeline.inputs.shards import Plan, Shard
 from batchmt.pipeline.inputs.sources.increments import increment_key, readable_source
-from batchmt.pipeline.outputs.commit import mark_complete, write_success
+from batchmt.pipeline.outputs.commit import mark_complete, unclaim, write_success
 from batchmt.pipeline.outputs.layout import (
     LAYOUT_ENV,
     REPLACED_FILE,
@@ -65,6 +65,7 @@ from batchmt.pipeline.results import QeCounts, ShardResult
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.storage.fs import join, read_json, write_json
 from batchmt.workers.actor import TranslatorActor
+from batchmt.workers.engines.base import EngineLoadError
 
 log = structlog.get_logger(__name__)
 
@@ -205,6 +206,14 @@ def _run(
                 progress,
                 timings,
             )
+        except EngineLoadError as exc:
+            if prepared.state != "new":
+                raise
+            # No replica could load the model: the claim this run just made goes, so the
+            # rerun with a fixed model is a new job (exit 2, like a model preflight refused).
+            heartbeat.check()
+            unclaim(layout)
+            raise EngineLoadError(f"{exc}; the output was left unclaimed") from None
         finally:
             progress.close()
     results = completed_shards(layout)
@@ -404,6 +413,9 @@ def _start_pool(spec: JobSpec, shape: PoolShape, base_dir: str, env: dict[str, s
     except RayActorError as exc:
         for handle in handles:
             ray.kill(handle)
+        load_error = _load_error(exc)
+        if load_error is not None:
+            raise load_error from None
         raise JobFailed(f"a worker could not start: {_root_cause(exc)}") from None
     except GetTimeoutError:
         raise JobFailed(
@@ -508,6 +520,28 @@ def _replace(
     except Exception:  # noqa: BLE001 - it is already gone
         pass
     return _new_actor(spec, shape, base_dir, env)
+
+
+def _load_error(exc: RayActorError) -> EngineLoadError | None:
+    """The replica's EngineLoadError when its __init__ raised one (the model cannot load),
+    else None (a node lost, a process killed: a worker problem, not the model's)."""
+    cause: BaseException | None = getattr(exc, "cause", None)
+    while isinstance(cause, RayTaskError):
+        if isinstance(cause, EngineLoadError):  # Ray's dual class of the task's error
+            break
+        cause = cause.cause
+    if isinstance(cause, EngineLoadError):
+        lines = str(cause).strip().splitlines()
+        return EngineLoadError(_without_class(lines[-1] if lines else ""))
+    if exc.actor_init_failed and "EngineLoadError" in str(exc):
+        return EngineLoadError(_without_class(_root_cause(exc)))
+    return None
+
+
+def _without_class(line: str) -> str:
+    """Ray's last traceback line names the class first: the message alone reads better."""
+    _, sep, message = line.partition("EngineLoadError: ")
+    return (message if sep else line) or "the model could not be loaded"
 
 
 def _root_cause(exc: BaseException) -> str:

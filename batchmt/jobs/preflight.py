@@ -6,7 +6,11 @@ not "a different job spec" against a claimed output; the CLI exits 2 with one li
 
 from __future__ import annotations
 
-from batchmt.pipeline.outputs.locations import check_output_outside_input, check_output_writable
+from batchmt.pipeline.outputs.locations import (
+    check_cache_outside_data,
+    check_output_outside_input,
+    check_output_writable,
+)
 from batchmt.pipeline.spec import JobSpec
 from batchmt.workers.engines.preflight import check_model
 
@@ -14,5 +18,6 @@ from batchmt.workers.engines.preflight import check_model
 def preflight(spec: JobSpec, base_dir: str | None = None) -> None:
     """Raise a one-line error (OutputLocationError, EngineLoadError) or return."""
     check_output_outside_input(spec.input, spec.output)
+    check_cache_outside_data(spec.cache, spec.input, spec.output)
     check_output_writable(spec.output)
     check_model(spec.model.name_or_path, spec.source_lang, spec.target_lang, base_dir)

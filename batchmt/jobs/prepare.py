@@ -26,7 +26,7 @@ from batchmt.pipeline.outputs.layout import OutputConflictError, OutputLayout, r
 from batchmt.pipeline.outputs.lease import LeaseRecord, acquire, release
 from batchmt.pipeline.outputs.runs import previous_state, successful_runs
 from batchmt.pipeline.spec import JobSpec
-from batchmt.pipeline.storage.fs import open_fs
+from batchmt.pipeline.storage.fs import StorageError, open_fs
 from batchmt.pipeline.text.glossary_files import load_glossary
 
 log = structlog.get_logger(__name__)
@@ -85,6 +85,14 @@ def _pinned_version(layout: OutputLayout, spec: JobSpec) -> int | None:
     return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
+def _cannot_write(spec: JobSpec, what: str, exc: OSError) -> StorageError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return StorageError(
+        f"cannot {what} in output {spec.output.path}: {reason} (errno {exc.errno}); free "
+        "space or fix the location, then rerun"
+    )
+
+
 def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
     """Plan, check the glossary, take the output's lease, then claim the output: new,
     resume, or OutputConflictError (LeaseHeldError while another driver holds it)."""
@@ -109,11 +117,21 @@ def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
     preflight(spec, base_dir)
     fingerprint = spec.fingerprint()
     # Taken after planning so that a job with a bad input leaves nothing in the output.
-    lease = acquire(layout.fs, layout.root)
+    try:
+        lease = acquire(layout.fs, layout.root)
+    except StorageError:
+        raise
+    except OSError as exc:  # a full disk, a read-only mount: one line, before any work
+        raise _cannot_write(spec, "take its lease", exc) from None
     try:
         state, frozen = prepare_output(layout, plan, fingerprint, spec.output.overwrite, lease)
-    except BaseException:
-        release(layout.fs, layout.root, lease)
+    except BaseException as exc:
+        try:
+            release(layout.fs, layout.root, lease)
+        except OSError as gone:  # the same full disk: the lease then expires after its TTL
+            log.warning("lease_not_released", error=str(gone))
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise _cannot_write(spec, "write its manifest", exc) from None
         raise
     # Shard files go to the partitions of the frozen plan (an older manifest: none).
     layout = replace(layout, partition_by=tuple(frozen.output_partitions))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,7 +86,8 @@ class InputSpec(_Section):
                 raise ValueError("a version or snapshot id is >= 0")
             return value
         try:
-            datetime.fromisoformat(value)
+            # "Z" spelled out: Python 3.10's fromisoformat does not read it.
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(
                 "must be 'last', a table version / snapshot id, or an ISO timestamp "
@@ -352,7 +353,20 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.strip().split("."), value
+    return key.strip().split("."), _plain(value)
+
+
+def _iso(value: object) -> str:
+    """YAML reads an unquoted `2026-11-27T00:00:00+00:00` (or `2026-11-27`) as a datetime
+    (a date): the spec holds it as the ISO text it was written as."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    raise SpecError(f"a {type(value).__name__} value is not a config value (write it as text)")
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy of YAML values as JSON values (timestamps as ISO text)."""
+    return json.loads(json.dumps(value, default=_iso))
 
 
 def _apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
@@ -416,7 +430,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
 
 
 def spec_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> JobSpec:
-    data = json.loads(json.dumps(data))  # deep copy; YAML gives JSON-compatible values
+    data = _plain(data)  # deep copy; YAML gives JSON values plus dates and timestamps
     for item in overrides or []:
         keys, value = parse_override(item)
         _apply_override(data, keys, value)

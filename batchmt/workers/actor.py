@@ -40,7 +40,12 @@ from batchmt.workers.quality.rows import count_qe
 from batchmt.workers.quality.scoring import score_shard
 from batchmt.workers.quality.stage import QeStage, with_qe_columns
 from batchmt.workers.reuse.stage import MemoryStage, add_reused_stats
-from batchmt.workers.translate import RowInput, TranslateStats, translate_rows
+from batchmt.workers.translate import (
+    RowInput,
+    TranslateStats,
+    check_not_all_empty,
+    translate_rows,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -156,6 +161,7 @@ class TranslatorActor:
         done = [r for r in results if r is not None]
         if len(done) != len(results):  # the invariant: every row comes back, none dropped
             raise RuntimeError(f"shard {shard.shard_id}: {len(results) - len(done)} rows lost")
+        check_not_all_empty(shard.shard_id, done)  # a broken model: fail, never publish
 
         with_glossary = self.glossary is not None or row_glossaries is not None
         output = _with_results(table, done, with_glossary, spec.formats.mode != "text")

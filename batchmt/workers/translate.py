@@ -22,8 +22,17 @@ from typing import TypeVar
 
 import structlog
 
+from batchmt.pipeline.errors import BatchmtError
 from batchmt.pipeline.results import RowResult
-from batchmt.pipeline.status import EMPTY, FAILED, GLOSSARY_MISSED, INVALID, OK, OK_SPLIT
+from batchmt.pipeline.status import (
+    EMPTY,
+    FAILED,
+    GLOSSARY_MISSED,
+    INVALID,
+    OK,
+    OK_SPLIT,
+    TRANSLATED,
+)
 from batchmt.pipeline.text.glossary import Glossary, Term, check_terms
 from batchmt.workers.batching import plan_batches
 from batchmt.workers.engines.base import Aligner, Segment, TranslationEngine
@@ -60,6 +69,26 @@ class RowInput:
     glossary: Glossary | None = None
     # Why the row's own glossary could not be used (the row is then INVALID).
     glossary_error: str | None = None
+
+
+# The error of a row whose non-empty source came back as an empty translation.
+EMPTY_OUTPUT = "the model returned an empty translation of a non-empty source"
+
+
+class BrokenModelError(BatchmtError, RuntimeError):
+    """Every row of a shard that reached the model came back empty: the shard fails (and
+    with it the job, naming it) instead of being published as translated."""
+
+
+def check_not_all_empty(shard_id: str, results: Sequence[RowResult]) -> None:
+    """Raise BrokenModelError when no row was translated and some came back empty."""
+    empty = sum(1 for r in results if r.status == FAILED and r.error == EMPTY_OUTPUT)
+    if empty and not any(r.status in TRANSLATED for r in results):
+        raise BrokenModelError(
+            f"shard {shard_id}: all {empty} row(s) the model translated came back empty; the "
+            "model is broken (NaN weights, a wrong tokenizer or checkpoint?): check "
+            "model.name_or_path"
+        )
 
 
 @dataclass
@@ -425,6 +454,10 @@ def _row_result(
         )
     else:
         status, error = OK, None
+    if not text.strip():
+        # The source had text (empty rows never reach the model): nothing back is a broken
+        # model or a broken decode, never a translation (a NaN-weight model returns "").
+        return RowResult(None, FAILED, EMPTY_OUTPUT)
     return RowResult(
         text,
         status,

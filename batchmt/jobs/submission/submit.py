@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from batchmt.jobs.submission.head import head_client, head_errors
 from batchmt.jobs.submission.upload import UploadError, select, stage
 
 # Inside the staged working_dir; relative, as the entrypoint runs from there.
@@ -72,19 +73,18 @@ def submit(
     selection = select(root, always=[config_path])
     print(selection.describe())
     if client is None:
-        from ray.job_submission import JobSubmissionClient
-
-        client = JobSubmissionClient(address)
+        client = head_client(address)
     relative_config = config_path.relative_to(root).as_posix()
     with tempfile.TemporaryDirectory(prefix="batchmt-submit-") as staging:
         stage(selection, Path(staging))
         if overrides:
             write_overrides(Path(staging), overrides)
-        job_id = client.submit_job(
-            entrypoint=entrypoint(relative_config, bool(overrides)),
-            runtime_env={"working_dir": staging},
-            metadata={"tool": "batchmt", "config": relative_config},
-        )
+        with head_errors(address):
+            job_id = client.submit_job(
+                entrypoint=entrypoint(relative_config, bool(overrides)),
+                runtime_env={"working_dir": staging},
+                metadata={"tool": "batchmt", "config": relative_config},
+            )
     passed = f"; {len(overrides)} --set value(s) passed in a file, not shown" if overrides else ""
     print(f"submitted {job_id} to {address}{passed}")
     if not wait:

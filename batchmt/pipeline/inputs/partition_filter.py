@@ -36,6 +36,10 @@ class FilterError(CorpusError):
     """An `input.filter` that cannot be parsed or applied; the message names the fix."""
 
 
+# Parentheses and `not`s nest at most this deep: the parser recurses once per level, and a
+# machine-written filter 3,000 deep once ended in a RecursionError 3,000 lines long.
+MAX_DEPTH = 100
+
 # Three-valued logic, as SQL: None is "unknown" (a comparison with a null partition value).
 Truth = bool | None
 
@@ -105,6 +109,7 @@ class Filter:
         self.columns: list[str] = []
         self._tokens = _tokens(text)
         self._at = 0
+        self._depth = 0
         self._test = self._expr()
         if self._peek().kind != "end":
             self._fail("expected 'and', 'or' or the end")
@@ -131,8 +136,9 @@ class Filter:
     def _fail(self, what: str) -> NoReturn:
         token = self._peek()
         found = repr(token.text) if token.kind != "end" else "the end"
+        shown = self.text if len(self.text) <= 120 else self.text[:100] + "..."
         raise FilterError(
-            f"input.filter {self.text!r}: {what} at character {token.position + 1}, found "
+            f"input.filter {shown!r}: {what} at character {token.position + 1}, found "
             f"{found} (write e.g. date >= '2026-11-01' and lang in ('de', 'fr'))"
         )
 
@@ -151,6 +157,17 @@ class Filter:
         return parts[0] if len(parts) == 1 else _all(parts)
 
     def _not(self) -> Callable[[Mapping[str, str | None]], Truth]:
+        if self._is("not") or self._is("("):
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                self._fail(f"at most {MAX_DEPTH} nested parentheses or 'not's")
+            try:
+                return self._nested()
+            finally:
+                self._depth -= 1
+        return self._comparison()
+
+    def _nested(self) -> Callable[[Mapping[str, str | None]], Truth]:
         if self._is("not"):
             self._next()
             inner = self._not()

@@ -28,10 +28,12 @@ from batchmt.pipeline.outputs.layout import (
     write_manifest,
 )
 from batchmt.pipeline.outputs.lease import GENERATION_ENV, LeaseRecord, check_fence
+from batchmt.pipeline.outputs.partitions import NULL_PARTITION
 from batchmt.pipeline.outputs.records.manifest import Manifest
 from batchmt.pipeline.outputs.records.markers import (
     LEGACY_RUN,
     CompletionMarker,
+    completed_shard_ids,
     counted_markers,
     write_marker,
 )
@@ -70,6 +72,10 @@ def write_shard_data(
     path = layout.data(shard_id, partition or {})
     if partition and not _keeps_partition_columns(layout):
         table = table.drop_columns([c for c in partition if c in table.column_names])
+    elif partition:  # Iceberg: a null partition's column is in no input file; it is null
+        for column, value in partition.items():
+            if column not in table.column_names and value == NULL_PARTITION:
+                table = table.append_column(column, pa.nulls(table.num_rows, pa.string()))
     _fence(layout)
     # Serialised to memory first: a failed upload is then retried from the bytes, and the
     # parquet writer never sees a half-open remote file.
@@ -184,6 +190,15 @@ def prepare_output(
             Manifest(spec_fingerprint, stored_plan, [*previous, lease.run_id], carried),
         )
     return Preparation("resume", stored_plan)
+
+
+def unclaim(layout: OutputLayout) -> None:
+    """Undo a fresh claim whose job could not start (its model would not load in the
+    replicas): the manifest goes, so the fixed rerun is a new job, not "a different job
+    spec". Call it holding the lease, and only for a new claim with no shard completed."""
+    if completed_shard_ids(layout):
+        return  # work was done: the claim stays, a rerun resumes it
+    remove(layout.fs, layout.manifest)
 
 
 def write_success(

@@ -14,7 +14,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from batchmt.pipeline.inputs.corpus import input_base
-from batchmt.pipeline.spec import InputSpec, OutputSpec
+from batchmt.pipeline.spec import CacheSpec, InputSpec, OutputSpec
 from batchmt.pipeline.storage.fs import (
     StorageError,
     join,
@@ -54,6 +54,40 @@ def check_output_outside_input(input_spec: InputSpec, output_spec: OutputSpec) -
             f"output.path {output_spec.path} is inside input.path {input_spec.path}: every "
             "run would read the job's own output files as input; choose an output.path "
             "outside the input folder"
+        )
+
+
+def _local_real(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return os.path.realpath(path) if _is_local(fs) else path.rstrip("/")
+
+
+def check_cache_outside_data(
+    cache: CacheSpec, input_spec: InputSpec, output_spec: OutputSpec
+) -> None:
+    """Refuse a translation memory inside the input (its files would be read as input rows
+    by every later run) or inside the output (its rows would sit among the shard files, and
+    output.overwrite would delete it), or an output inside the memory."""
+    if cache.path is None or cache.mode == "off":
+        return
+    mem_fs, mem = open_fs(cache.path, cache.storage_options)
+    mem = _local_real(mem_fs, mem)
+    out_fs, out_root = open_fs(output_spec.path, output_spec.storage_options)
+    if out_fs.protocol == mem_fs.protocol:
+        out_root = _local_real(out_fs, out_root)
+        if _inside(mem, out_root) or _inside(out_root, mem):
+            raise OutputLocationError(
+                f"cache.path {cache.path} and output.path {output_spec.path} overlap: the "
+                "memory's files would mix with the output's (and output.overwrite would "
+                "delete them); put the memory in a folder of its own"
+            )
+    if not input_spec.path.strip():
+        return
+    in_fs, in_path = open_fs(input_spec.path, input_spec.storage_options)
+    base = input_base(in_path)
+    if in_fs.protocol == mem_fs.protocol and base and _inside(mem, _local_real(in_fs, base)):
+        raise OutputLocationError(
+            f"cache.path {cache.path} is inside input.path {input_spec.path}: every later "
+            "run would read the memory's files as input; put the memory outside the input"
         )
 
 

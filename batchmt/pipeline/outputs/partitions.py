@@ -3,6 +3,11 @@
 The planner never lets a shard span two values of the output partition columns
 (`Plan.output_partitions`), so a shard file belongs to exactly one partition: the values of
 those columns in its slices.
+
+A null partition value (a slice without the column: how the sources spell a hive
+`__HIVE_DEFAULT_PARTITION__` folder or a Delta / Iceberg null) is the partition NULL_PARTITION:
+its folder is `col=__HIVE_DEFAULT_PARTITION__` as Hive, Spark and pyarrow write and read it,
+and table commits record it as null (`partition_value`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,18 @@ from batchmt.pipeline.inputs.shards import Shard
 # Characters hive leaves as they are in a partition folder name; anything else is %XX, as
 # Hive, Spark and pyarrow (segment_encoding="uri") decode it.
 _SAFE = "-_.~"
+# A null partition value, as Hive and Spark name its folder (pyarrow reads it back as null).
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+
+
+def partition_value(value: str | None) -> str | None:
+    """A partition value as a table records it: NULL_PARTITION is null."""
+    return None if value is None or value == NULL_PARTITION else value
+
+
+def partition_text(value: object) -> str:
+    """A table's partition value as our partitions spell it: null is NULL_PARTITION."""
+    return NULL_PARTITION if value is None else str(value)
 
 
 class PartitionError(BatchmtError, ValueError):
@@ -43,23 +60,18 @@ def parse_hive_path(path: str) -> dict[str, str]:
 
 
 def shard_partition(shard: Shard, columns: Sequence[str]) -> dict[str, str]:
-    """The output partition of `shard`: its slices' values of `columns` ({} when none).
+    """The output partition of `shard`: its slices' values of `columns` ({} when none); a
+    column a slice has no value for is null (NULL_PARTITION): the planner checked that
+    output.partition_by names partition columns of the input, and leaves nulls out.
 
-    Raises PartitionError when a slice lacks a column or two slices disagree: the plan was
-    not cut on these columns, and writing would mix partitions in one file.
+    Raises PartitionError when two slices disagree: the plan was not cut on these columns,
+    and writing would mix partitions in one file.
     """
     if not columns:
         return {}
     values: dict[str, str] | None = None
     for piece in shard.slices:
-        missing = [c for c in columns if c not in piece.partition]
-        if missing:
-            raise PartitionError(
-                f"shard {shard.shard_id}: rows of {piece.path} have no value for output "
-                f"partition column(s) {', '.join(missing)}; set output.partition_by to "
-                "partition columns of the input"
-            )
-        here = {c: piece.partition[c] for c in columns}
+        here = {c: piece.partition.get(c, NULL_PARTITION) for c in columns}
         if values is None:
             values = here
         elif here != values:

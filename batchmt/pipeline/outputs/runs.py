@@ -276,6 +276,11 @@ def _same_input(run: RunRecord, input_spec: InputSpec, kind: str) -> bool:
     )
 
 
+def _since_mode(run: RunRecord) -> str | None:
+    since = run.source.get(SINCE)
+    return str(since.get("mode")) if isinstance(since, dict) else None
+
+
 def previous_state(runs: list[RunRecord], input_spec: InputSpec) -> PreviousState | None:
     """Where `input.since: last` starts: the input as the last successful run of the same
     input planned it (`runs` oldest first, as successful_runs gives them); None when there
@@ -289,9 +294,20 @@ def previous_state(runs: list[RunRecord], input_spec: InputSpec) -> PreviousStat
             len(runs) - len(matching),
             len(runs),
         )
-    if not matching:
+    # A run from an explicit version or time that planned nothing translated nothing: it
+    # never becomes the start (a `since` past the input's newest file once recorded every
+    # file as seen and hid them from every later run). An empty `since: last` run counts:
+    # its state is the one it started from, and the next run must not reuse its folder.
+    planned = [r for r in matching if r.rows != 0 or _since_mode(r) == "last"]
+    if len(planned) < len(matching):
+        log.info(
+            "input.since last: %d earlier run(s) from an explicit version or time planned no "
+            "rows; not counted",
+            len(matching) - len(planned),
+        )
+    if not planned:
         return None
-    last = matching[-1]
+    last = planned[-1]
     summary: dict[str, Any] = {
         "run_id": last.run_id,
         "job_key": last.job_key,

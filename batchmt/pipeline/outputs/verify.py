@@ -28,9 +28,10 @@ import pyarrow.parquet as pq
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.columns import ERROR, STATUS
 from batchmt.pipeline.ids import JsonScalar, id_keys, ids_to_json
-from batchmt.pipeline.inputs.corpus import input_file_fs
+from batchmt.pipeline.inputs.corpus import CorpusError, input_file_fs
 from batchmt.pipeline.inputs.plan import list_input, plan_input
 from batchmt.pipeline.inputs.shards import Plan, Shard
+from batchmt.pipeline.outputs.id_buckets import IdSpill
 from batchmt.pipeline.outputs.layout import OutputLayout, data_files_found, read_manifest
 from batchmt.pipeline.outputs.records.markers import completed_shards
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
@@ -103,9 +104,14 @@ def _input_ids(shard: Shard, input_spec: InputSpec) -> pa.ChunkedArray:
         def read(path: str = piece.path, rg: int = piece.row_group) -> pa.ChunkedArray:
             fs, inner = input_file_fs(input_spec, path)
             with open_input(fs, inner) as f:
-                return pq.ParquetFile(f).read_row_group(rg, columns=[column]).column(0)
+                parquet = pq.ParquetFile(f)
+                if rg >= parquet.num_row_groups:
+                    raise _changed(path, f"has {parquet.num_row_groups} row group(s)")
+                return parquet.read_row_group(rg, columns=[column]).column(0)
 
         ids = with_retries(f"read ids of {piece.path}", read)
+        if len(ids) < piece.offset + piece.length:
+            raise _changed(piece.path, f"row group {piece.row_group} has {len(ids)} rows")
         parts.extend(ids.slice(piece.offset, piece.length).chunks)
     if not parts:
         return pa.chunked_array([], pa.null())
@@ -115,6 +121,15 @@ def _input_ids(shard: Shard, input_spec: InputSpec) -> pa.ChunkedArray:
         target = pa.unify_schemas([pa.schema([("id", t)]) for t in types]).field("id").type
         parts = [p.cast(target) for p in parts]
     return pa.chunked_array(parts)
+
+
+def _changed(path: str, now: str) -> CorpusError:
+    """The input the job read is not there any more: nothing to compare the output with."""
+    return CorpusError(
+        f"input file {path} changed since the job planned it (it now {now}, fewer than the "
+        "plan names); verify compares the output with the input the job read. Rerun the job "
+        "with --set output.overwrite=true to translate the input as it is now"
+    )
 
 
 def _output_columns(layout: OutputLayout, path: str, id_column: str) -> pa.Table:
@@ -266,38 +281,89 @@ def verify_output(layout: OutputLayout, input_spec: InputSpec, sample: int = 20)
 def verify_runs(runs: list[OutputLayout], input_spec: InputSpec, sample: int = 20) -> VerifyReport:
     """A Parquet output of input.since runs against the input as it is now: every input id
     once across the runs' completed files (an older run's files lost the ids a later run
-    translated again). Ids of the whole input and output are held at once: one comparison,
-    not shard by shard. Rows deleted from the input show as unexpected (not propagated)."""
+    translated again). Rows deleted from the input show as unexpected (not propagated).
+
+    Streamed like verify_output: ids are read one input shard or one output file at a time
+    and spilled to hash buckets on disk (pipeline/outputs/id_buckets.py), which are then
+    counted one by one; memory is one shard's ids plus one bucket."""
     whole = input_spec.model_copy(update={"since": None})
     plan = plan_input(whole, ShardingSpec())
     column = input_spec.id_column
-    ins = [c for shard in plan.shards for c in _input_ids(shard, whole).chunks]
-    outs = []
+    # One id type for every side: files of several writers compare as text, and runs that
+    # wrote the id as another type (string_view from a deltalake-rewritten input file) are
+    # cast to the input's.
+    target = _input_id_type(plan, whole)
     report = VerifyReport()
-    for layout in runs:
-        data = data_files_found(layout)
-        done = set(completed_shards(layout))
-        report.unmarked_shards += sorted(sid for sid in data if sid not in done)[:sample]
-        outs += [_output_columns(layout, data[sid], column) for sid in sorted(done & set(data))]
-    if len({c.type for c in ins}) > 1:  # files of several writers: compare as text
-        ins = [c.cast(pa.string()) for c in ins]
-    in_ids = pa.chunked_array(ins) if ins else None
-    # Runs may have written the id as another type (string_view from a deltalake-rewritten
-    # input file): each run's column is cast to the input's before they are put together.
-    target = in_ids.type if in_ids is not None else pa.string()
-    outs = [
-        t.set_column(t.schema.get_field_index(column), column, t.column(column).cast(target))
-        if column in t.column_names
-        else t
-        for t in outs
-    ]
-    out = pa.concat_tables(outs, promote_options="permissive") if outs else None
-    check = _compare(in_ids, out, column, sample)
-    report.shards_checked = len(outs)
-    report.input_rows, report.output_rows = check.input_rows, check.output_rows
-    report.missing_count, report.duplicated_count = check.missing, check.duplicated
-    report.unexpected_count, report.unexplained_rows = check.unexpected, check.unexplained
-    report.null_id_rows = (check.null_in, check.null_out)
-    report.missing_ids, report.duplicated_ids = check.missing_ids, check.duplicated_ids
-    report.unexpected_ids = check.unexpected_ids
+    nulls = [0, 0]
+    with IdSpill(plan.num_rows) as spill:
+
+        def add(side: int, ids: pa.ChunkedArray) -> None:
+            ids = _as_type(ids, target)
+            keys = id_keys(ids)
+            spellings = ids_to_json(ids)
+            kept = [i for i, k in enumerate(keys) if k is not None]
+            nulls[side] += len(keys) - len(kept)
+            spill.add(("in", "out")[side], [keys[i] for i in kept], [spellings[i] for i in kept])
+
+        for shard in plan.shards:
+            ids = _input_ids(shard, whole)
+            report.input_rows += len(ids)
+            add(0, ids)
+        for layout in runs:
+            data = data_files_found(layout)
+            done = set(completed_shards(layout))
+            report.unmarked_shards += sorted(sid for sid in data if sid not in done)[:sample]
+            for sid in sorted(done & set(data)):
+                table = _output_columns(layout, data[sid], column)
+                report.shards_checked += 1
+                report.output_rows += table.num_rows
+                report.unexplained_rows += _unexplained(table)
+                if column in table.column_names:
+                    add(1, table.column(column))
+                else:
+                    nulls[1] += table.num_rows
+        counts = spill.compare(sample)
+    report.missing_count, report.duplicated_count = counts.missing, counts.duplicated
+    report.unexpected_count = counts.unexpected
+    report.null_id_rows = (nulls[0], nulls[1])
+    report.missing_ids, report.duplicated_ids = counts.missing_ids, counts.duplicated_ids
+    report.unexpected_ids = counts.unexpected_ids
     return report
+
+
+def _input_id_type(plan: Plan, input_spec: InputSpec) -> pa.DataType:
+    """The input's id type from its files' footers: text when files disagree."""
+    column = input_spec.id_column
+    types: set[pa.DataType] = set()
+    paths = set()
+    for shard in plan.shards:
+        for piece in shard.slices:
+            if column in piece.partition:
+                types.add(pa.string())
+            else:
+                paths.add(piece.path)
+
+    def read_type(path: str) -> pa.DataType:
+        fs, inner = input_file_fs(input_spec, path)
+        with open_input(fs, inner) as f:
+            schema = pq.ParquetFile(f).schema_arrow
+        kind = schema.field(column).type if column in schema.names else pa.null()
+        return kind.value_type if pa.types.is_dictionary(kind) else kind
+
+    for path in sorted(paths):
+        types.add(with_retries(f"read footer {path}", partial(read_type, path)))
+    types.discard(pa.null())
+    return types.pop() if len(types) == 1 else pa.string()
+
+
+def _as_type(ids: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    chunks = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in ids.chunks]
+    ids = pa.chunked_array(chunks, type=chunks[0].type) if chunks else pa.chunked_array([], target)
+    if ids.type == target:
+        return ids
+    try:
+        return ids.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise CorpusError(
+            f"ids of type {ids.type} cannot be compared with the input's {target} ids ({exc})"
+        ) from None

@@ -10,6 +10,7 @@ import structlog
 import torch
 
 from batchmt.workers.engines.base import EngineConfig, EngineLoadError, TranslationEngine
+from batchmt.workers.engines.weights import check_finite_weights
 
 log = structlog.get_logger(__name__)
 
@@ -22,6 +23,26 @@ def quiet_progress_bars() -> None:
 
 
 def load_engine(config: EngineConfig, model_path: str, device: torch.device) -> TranslationEngine:
+    """The engine for `model_path`, or EngineLoadError (one line: the job exits 2, and a
+    job that just claimed its output leaves it unclaimed). Any failure to load counts: a
+    garbage tokenizer file or a tensor of the wrong shape is a model problem, not a shard's.
+    """
+    try:
+        if Path(model_path).is_dir():
+            check_finite_weights(model_path, config.model_name)
+        return _load_engine(config, model_path, device)
+    except EngineLoadError:
+        raise
+    except Exception as exc:  # whatever the libraries raise: one line
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
+        raise EngineLoadError(
+            f"model {config.model_name!r} could not be loaded ({reason}); check "
+            "model.name_or_path points at a complete, uncorrupted model"
+        ) from exc
+
+
+def _load_engine(config: EngineConfig, model_path: str, device: torch.device) -> TranslationEngine:
     from batchmt.workers.engines.conversion import is_ct2_folder
 
     backend = config.model.backend

@@ -4,7 +4,8 @@ its config exist, weights are there, and the model can produce the job's languag
 A model that cannot load must fail the job with exit 2 before `_manifest.json` is written:
 otherwise the output is claimed by a spec that never ran, and the fixed rerun is refused
 as a different job. Only what is cheap to tell is checked (a config file, a file listing,
-the tokenizer's language codes); loading the weights stays the replicas' job.
+the tokenizer files open, the tokenizer's language codes); loading the weights stays the
+replicas' job (a replica that cannot load them undoes a fresh claim: jobs/driver.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def check_model(
     for name in weights:
         if name.endswith(".safetensors"):
             _check_safetensors(folder / name, name_or_path)
+    _check_tokenizer_files(folder, name_or_path)
     if "model_type" in config:  # a transformers checkpoint: its languages can be told
         _check_languages(folder, config, name_or_path, source_lang, target_lang)
 
@@ -112,6 +114,37 @@ def _check_safetensors(path: Path, name: str) -> None:
             f"weights file {path.name} of model {name!r} is broken: {problem}; "
             "re-download or re-export the model"
         )
+
+
+# SentencePiece models of the tokenizers the engines load (Marian, M2M100/NLLB, LLaMA-style).
+_SPM_NAMES = ("source.spm", "target.spm", "sentencepiece.bpe.model", "spm.model", "tokenizer.model")
+
+
+def _check_tokenizer_files(folder: Path, name: str) -> None:
+    """A garbage tokenizer file fails every replica after the output is claimed; opening it
+    here costs milliseconds."""
+    for file in _SPM_NAMES:
+        path = folder / file
+        if not path.is_file():
+            continue
+        import sentencepiece
+
+        try:
+            sentencepiece.SentencePieceProcessor(model_file=str(path))
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise EngineLoadError(
+                f"tokenizer file {file} of model {name!r} is unreadable "
+                f"({type(exc).__name__}); re-download or re-export the model"
+            ) from None
+    tokenizer_json = folder / "tokenizer.json"
+    if tokenizer_json.is_file():
+        try:
+            json.loads(tokenizer_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise EngineLoadError(
+                f"tokenizer.json of model {name!r} is unreadable ({type(exc).__name__}); "
+                "re-download or re-export the model"
+            ) from None
 
 
 def _check_languages(

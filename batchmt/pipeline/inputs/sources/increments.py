@@ -66,7 +66,7 @@ def since_mode(since: str | int) -> SinceMode:
 
 def since_time(text: str) -> datetime.datetime:
     """An `input.since` timestamp; one without a zone is UTC (as delta-rs reads it)."""
-    when = datetime.datetime.fromisoformat(text)
+    when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     return when if when.tzinfo is not None else when.replace(tzinfo=datetime.timezone.utc)
 
 
@@ -157,6 +157,14 @@ def explicit_state(input_spec: InputSpec, kind: str, since: int | str) -> Previo
             )
         return PreviousState(version=since, summary={"version": since})
     when = since_time(since)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if when > now:
+        # Nothing is new since a time still to come: the run would plan nothing and, worse,
+        # record every file as seen, so no later `since: last` run would translate them.
+        raise CorpusError(
+            f"input.since {since} is in the future (now {now.isoformat(timespec='seconds')}); "
+            "set a past time, a version, or 'last'"
+        )
     summary: dict[str, Any] = {"timestamp": when.isoformat()}
     if kind == "parquet":
         return PreviousState(after=when.timestamp(), summary=summary)

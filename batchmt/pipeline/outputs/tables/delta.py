@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 
+from batchmt.pipeline.outputs.partitions import partition_text, partition_value
 from batchmt.pipeline.outputs.tables.common import (
     JOB_KEY,
     LAKES_EXTRA,
@@ -109,6 +110,11 @@ def _field_types(schema: Any) -> dict[str, str]:
     return {f["name"]: json.dumps(f["type"]) for f in json.loads(schema.to_json())["fields"]}
 
 
+def _values(partition: Mapping[str, str]) -> dict[str, str | None]:
+    """A file's partition values as the log records them (a null partition is null)."""
+    return {c: partition_value(v) for c, v in partition.items()}
+
+
 def _adds(request: CommitRequest) -> list[Any]:
     dl = _deltalake()
     now = int(time.time() * 1000)
@@ -117,7 +123,7 @@ def _adds(request: CommitRequest) -> list[Any]:
         dl.transaction.AddAction(
             path=f.relpath,  # as stored: deltalake escapes it for the log itself
             size=f.size,
-            partition_values=dict(f.partition),
+            partition_values=_values(f.partition),
             modification_time=now,
             data_change=True,
             stats=json.dumps({"numRecords": f.rows}),
@@ -135,7 +141,7 @@ def _replaced_removes(request: CommitRequest) -> list[Any]:
             path=old,
             data_change=True,
             deletion_timestamp=now,
-            partition_values=dict(new.partition),
+            partition_values=_values(new.partition),
         )
         for old, new in request.replaced
     ]
@@ -150,7 +156,7 @@ def live_files(
         return []
     out = []
     for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
-        values = {c: str(action.get(f"partition.{c}")) for c in partition_by}
+        values = {c: partition_text(action.get(f"partition.{c}")) for c in partition_by}
         out.append((unquote(action["path"]), values))
     return out
 
@@ -165,7 +171,7 @@ def _removes(table: Any, request: CommitRequest) -> list[Any]:
     removes = []
     for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
         values = {c: action.get(f"partition.{c}") for c in request.partition_by}
-        key = tuple(values[c] for c in request.partition_by)
+        key = tuple(partition_text(values[c]) for c in request.partition_by)
         if request.mode == "overwrite" or key in covered:
             removes.append(
                 dl.transaction.RemoveAction(

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from batchmt.pipeline.outputs.partitions import partition_text
 from batchmt.pipeline.outputs.tables.common import (
     JOB_KEY,
     LAKES_EXTRA,
@@ -139,7 +140,10 @@ def _stage(tx: Any, table: Any | None, request: CommitRequest) -> tuple[int, int
         f
         for f in old
         if request.mode == "overwrite"
-        or (request.mode != "append" and tuple(str(f.partition[i]) for i in positions) in covered)
+        or (
+            request.mode != "append"
+            and tuple(partition_text(f.partition[i]) for i in positions) in covered
+        )
         or _under(request.location, f.file_path) in superseded
     ]
     with tx.update_snapshot(snapshot_properties=props).overwrite() as overwrite:
