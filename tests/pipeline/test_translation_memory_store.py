@@ -101,13 +101,12 @@ def test_an_unreadable_file_is_skipped_and_logged_once_the_rest_serve(
     file with 16 flipped bytes each cost only their own rows."""
     root = StorageRoot("local", str(tmp_path))
     writer = memory_at(root)
-    good = {f"g{i}": StoredRow(f"gut {i} " * 4, "ok") for i in range(200)}
+    good = {f"g{i}": StoredRow(RowResult(f"gut {i} " * 4, "ok")) for i in range(200)}
     writer.add(good.items(), job="j")
     folder = tmp_path / "tm"
     for name, rows in (("cut", 200), ("flip", 200)):
-        path = writer.add(
-            [(f"{name}{i}", StoredRow(f"{name} {i} " * 4, "ok")) for i in range(rows)], job="j"
-        )
+        damaged = [(f"{name}{i}", StoredRow(RowResult(f"{name} {i} " * 4, "ok"))) for i in range(rows)]
+        path = writer.add(damaged, job="j")
         assert path is not None
         data = bytearray(Path(path).read_bytes())
         if name == "cut":
