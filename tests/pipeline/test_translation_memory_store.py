@@ -105,7 +105,9 @@ def test_an_unreadable_file_is_skipped_and_logged_once_the_rest_serve(
     writer.add(good.items(), job="j")
     folder = tmp_path / "tm"
     for name, rows in (("cut", 200), ("flip", 200)):
-        damaged = [(f"{name}{i}", StoredRow(RowResult(f"{name} {i} " * 4, "ok"))) for i in range(rows)]
+        damaged = [
+            (f"{name}{i}", StoredRow(RowResult(f"{name} {i} " * 4, "ok"))) for i in range(rows)
+        ]
         path = writer.add(damaged, job="j")
         assert path is not None
         data = bytearray(Path(path).read_bytes())
