@@ -154,10 +154,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_verify(spec: JobSpec, *, as_json: bool = False) -> int:
     job = OutputLayout.for_job(spec)  # the job's own folder, partitions from its manifest
-    if spec.input.since is not None and not job.is_table:
-        # input.since runs of a Parquet output: all of them together against the input now.
+    if spec.input.since is not None:
+        # input.since runs: all of them together (a table: its live files) against the input now.
         view = open_output(spec.output.path, spec.output.storage_options)
-        report = verify_runs([run.layout for run in view.runs], spec.input).to_dict()
+        report = verify_runs(view, spec.input).to_dict()
     else:
         report = verify_output(OutputLayout.read(job.fs, job.root), spec.input).to_dict()
     if as_json:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -34,6 +35,7 @@ from batchmt.pipeline.inputs.shards import Plan, Shard
 from batchmt.pipeline.outputs.id_buckets import IdSpill
 from batchmt.pipeline.outputs.layout import OutputLayout, data_files_found, read_manifest
 from batchmt.pipeline.outputs.records.markers import completed_shards
+from batchmt.pipeline.outputs.runs import OutputView
 from batchmt.pipeline.spec import InputSpec, ShardingSpec
 from batchmt.pipeline.storage.fs import open_fs, open_input, with_retries
 
@@ -132,9 +134,9 @@ def _changed(path: str, now: str) -> CorpusError:
     )
 
 
-def _output_columns(layout: OutputLayout, path: str, id_column: str) -> pa.Table:
+def _output_columns(fs: fsspec.AbstractFileSystem, path: str, id_column: str) -> pa.Table:
     def read() -> pa.Table:
-        with open_input(layout.fs, path) as f:
+        with open_input(fs, path) as f:
             parquet = pq.ParquetFile(f)
             names = [c for c in (id_column, STATUS, ERROR) if c in parquet.schema_arrow.names]
             return parquet.read(columns=names)
@@ -233,14 +235,14 @@ def _checks(
 
     def check_shard(shard: Shard) -> _ShardCheck:
         out = (
-            _output_columns(layout, data[shard.shard_id], column)
+            _output_columns(layout.fs, data[shard.shard_id], column)
             if shard.shard_id in data
             else None
         )
         return _compare(_input_ids(shard, input_spec), out, column, sample)
 
     def check_stray(shard_id: str) -> _ShardCheck:
-        return _compare(None, _output_columns(layout, data[shard_id], column), column, sample)
+        return _compare(None, _output_columns(layout.fs, data[shard_id], column), column, sample)
 
     with ThreadPoolExecutor(max_workers=_THREADS) as pool:
         yield from pool.map(check_shard, plan.shards)
@@ -278,10 +280,11 @@ def verify_output(layout: OutputLayout, input_spec: InputSpec, sample: int = 20)
     return report
 
 
-def verify_runs(runs: list[OutputLayout], input_spec: InputSpec, sample: int = 20) -> VerifyReport:
-    """A Parquet output of input.since runs against the input as it is now: every input id
-    once across the runs' completed files (an older run's files lost the ids a later run
-    translated again). Rows deleted from the input show as unexpected (not propagated).
+def verify_runs(view: OutputView, input_spec: InputSpec, sample: int = 20) -> VerifyReport:
+    """An output of input.since runs against the input as it is now: every input id once
+    across the runs' completed files of a Parquet output (an older run's files lost the ids a
+    later run translated again), or once among the live files of a Delta / Iceberg table (the
+    files its log names now). Rows deleted from the input show as unexpected (not propagated).
 
     Streamed like verify_output: ids are read one input shard or one output file at a time
     and spilled to hash buckets on disk (pipeline/outputs/id_buckets.py), which are then
@@ -309,19 +312,15 @@ def verify_runs(runs: list[OutputLayout], input_spec: InputSpec, sample: int = 2
             ids = _input_ids(shard, whole)
             report.input_rows += len(ids)
             add(0, ids)
-        for layout in runs:
-            data = data_files_found(layout)
-            done = set(completed_shards(layout))
-            report.unmarked_shards += sorted(sid for sid in data if sid not in done)[:sample]
-            for sid in sorted(done & set(data)):
-                table = _output_columns(layout, data[sid], column)
-                report.shards_checked += 1
-                report.output_rows += table.num_rows
-                report.unexplained_rows += _unexplained(table)
-                if column in table.column_names:
-                    add(1, table.column(column))
-                else:
-                    nulls[1] += table.num_rows
+        for fs, path in _published(view, report, sample):
+            table = _output_columns(fs, path, column)
+            report.shards_checked += 1
+            report.output_rows += table.num_rows
+            report.unexplained_rows += _unexplained(table)
+            if column in table.column_names:
+                add(1, table.column(column))
+            else:
+                nulls[1] += table.num_rows
         counts = spill.compare(sample)
     report.missing_count, report.duplicated_count = counts.missing, counts.duplicated
     report.unexpected_count = counts.unexpected
@@ -329,6 +328,25 @@ def verify_runs(runs: list[OutputLayout], input_spec: InputSpec, sample: int = 2
     report.missing_ids, report.duplicated_ids = counts.missing_ids, counts.duplicated_ids
     report.unexpected_ids = counts.unexpected_ids
     return report
+
+
+def _published(
+    view: OutputView, report: VerifyReport, sample: int
+) -> Iterator[tuple[fsspec.AbstractFileSystem, str]]:
+    """The data files a reader of the output reads, one at a time. Parquet runs: each run's
+    completed shards (a data file without a marker is reported, not read). A table: the files
+    its log holds now, whichever job wrote them."""
+    if view.is_table:
+        for published in view.published_files():
+            yield view.fs, published.path
+        return
+    for run in view.runs:
+        layout = run.layout
+        data = data_files_found(layout)
+        done = set(completed_shards(layout))
+        report.unmarked_shards += sorted(sid for sid in data if sid not in done)[:sample]
+        for sid in sorted(done & set(data)):
+            yield layout.fs, data[sid]
 
 
 def _input_id_type(plan: Plan, input_spec: InputSpec) -> pa.DataType:
