@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from batchmt.pipeline.logs import configure_logging
+from batchmt.pipeline.logs import FORMAT_ENV, FORMATS, LEVEL_ENV, configure_logging, resolve_format
 
 EXIT_INCOMPLETE, EXIT_UNUSABLE = 1, 2
 
@@ -20,7 +20,20 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batchmt", description="Distributed batch translation of Parquet corpora on Ray."
     )
-    parser.add_argument("--log-level", default=os.environ.get("BATCHMT_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=os.environ.get(LEVEL_ENV, "INFO").upper(),
+        help=f"driver and workers alike (default INFO, or ${LEVEL_ENV})",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=os.environ.get(FORMAT_ENV, "auto"),
+        help="console: human lines and a progress line; json: one JSON object a line; "
+        "auto (default): console on a terminal, json in a pipe",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -66,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(args.log_level)
+    # The workers read the level from the environment the driver hands them (jobs/ray).
+    os.environ[LEVEL_ENV] = args.log_level
+    configure_logging(args.log_level, json=resolve_format(args.log_format) == "json")
     # Imported here so `batchmt --help` stays fast (Ray and torch take seconds to import).
     from batchmt.jobs import commands
 
