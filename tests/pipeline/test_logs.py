@@ -48,7 +48,7 @@ def test_a_lease_warning_is_a_json_line_like_every_other_event(
     captured = capsys.readouterr()
     assert captured.out == ""  # events never reach stdout
     events = [json.loads(line) for line in captured.err.splitlines()]
-    assert [e["event"] for e in events][0] == "job_planned"
+    assert events[0]["event"] == "job_planned"
     lease = next(e for e in events if e["logger"] == "batchmt.pipeline.outputs.lease")
     assert lease["level"] == "warning" and "lease taken over from" in lease["event"]
     assert lease["timestamp"].endswith("Z") and "\x1b" not in captured.err
@@ -92,7 +92,8 @@ def test_without_configuration_events_are_stdlib_records_not_stdout(
     caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The Python API: batchmt's events go to the host's logging, never to stdout."""
-    logging.getLogger().handlers[:] = [h for h in logging.getLogger().handlers if h is caplog.handler]
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if h is caplog.handler]
     with caplog.at_level(logging.INFO, logger="batchmt"):
         structlog.get_logger("batchmt.jobs.driver").info("job_planned", rows=3)
     assert capsys.readouterr().out == ""
