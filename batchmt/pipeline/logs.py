@@ -41,7 +41,7 @@ _ROOT = "batchmt"
 _NOT_SHOWN = ("event", "level", "logger", "timestamp")
 
 
-class _Event(dict):  # type: ignore[type-arg]
+class _Event(dict[str, Any]):
     """A structlog event as a stdlib record's message: readable through any formatter
     (`job_planned rows=49 shards=1`), and a dict for our own (ProcessorFormatter)."""
 
@@ -261,8 +261,8 @@ def replay(event: Mapping[str, Any], **extra: Any) -> None:
     data["logger"] = name
     record = logger.makeRecord(name, levelno, "(worker)", 0, _Event(data), (), None)
     # Marked as structlog's, so ProcessorFormatter renders it without re-stamping it.
-    record._logger = logger  # type: ignore[attr-defined]
-    record._name = str(data.get("level", "info"))  # type: ignore[attr-defined]
+    record._logger = logger
+    record._name = str(data.get("level", "info"))
     logger.handle(record)
 
 
