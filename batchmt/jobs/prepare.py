@@ -110,7 +110,7 @@ def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
             spec.glossary.path, spec.source_lang, spec.target_lang, spec.glossary.storage_options
         )
     # The output location and the model, before anything is written (jobs/preflight.py).
-    preflight(spec, base_dir)
+    preflight(spec, base_dir, plan)
     fingerprint = spec.fingerprint()
     # Taken after planning so that a job with a bad input leaves nothing in the output.
     lease = acquire(layout.fs, layout.root)

@@ -48,6 +48,16 @@ def check_model(
         _check_languages(folder, config, name_or_path, source_lang, target_lang)
 
 
+def local_model(
+    name_or_path: str, base_dir: str | None = None
+) -> tuple[Path, dict[str, Any]] | None:
+    """A local model folder and its config.json; None for hub ids and remote URLs."""
+    if "://" in name_or_path and not name_or_path.startswith("file://"):
+        return None
+    folder = _local_folder(name_or_path, base_dir)
+    return None if folder is None else (folder, _read_config(folder, name_or_path))
+
+
 def _local_folder(name_or_path: str, base_dir: str | None) -> Path | None:
     local = name_or_path.removeprefix("file://")
     for candidate in (Path(local).expanduser(), Path(base_dir or ".") / local):
