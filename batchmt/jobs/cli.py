@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run = with_config("run", "run a job (resumes a previous run of the same spec)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--max-flag-rate",
+        type=float,
+        metavar="SHARE",
+        help="fail the job (exit 1, no _SUCCESS) when more than this share of rows (0-1) is "
+        "flagged by quality checks; the same as --set quality.max_flag_rate=SHARE",
+    )
     with_config("plan", "print the shard plan without translating")
     verify = with_config("verify", "check every input id appears exactly once in the output")
     verify.add_argument("--json", action="store_true", help="print JSON instead of a report")

@@ -52,7 +52,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from batchmt.jobs.reports.html import cmd_report
 
         return cmd_report(args)
-    spec = load_spec(args.config, [*overrides_from_file(args.overrides_file), *args.overrides])
+    overrides = [*overrides_from_file(args.overrides_file), *args.overrides]
+    if getattr(args, "max_flag_rate", None) is not None:
+        overrides.append(f"quality.max_flag_rate={args.max_flag_rate}")
+    spec = load_spec(args.config, overrides)
     if args.command == "score":
         from batchmt.jobs.score import cmd_score
 

@@ -44,6 +44,7 @@ from batchmt.jobs.ray.cluster import (
     connect,
     pool_shape,
 )
+from batchmt.jobs.reports.text import flag_rate
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.inputs.shards import Plan, Shard
 from batchmt.pipeline.inputs.sources.increments import increment_key, readable_source
@@ -214,6 +215,7 @@ def _run(
         summary["wall_seconds_last_run"] = round(time.perf_counter() - started, 2)
         summary["timings_last_run"] = timings.as_dict()
         summary.update(_output_summary(spec, layout, plan))
+        _refuse_if_too_flagged(spec, summary)
         heartbeat.check()  # a driver that lost the output never commits nor writes _SUCCESS
         if layout.is_table:
             summary["table"].update(_commit(spec, prepared, heartbeat, results))
@@ -246,6 +248,20 @@ def _run(
             "the failed ones"
         )
     return outcome
+
+
+def _refuse_if_too_flagged(spec: JobSpec, summary: dict[str, Any]) -> None:
+    """quality.max_flag_rate: too many flagged rows fail the job before _SUCCESS (and
+    before a table commit); the shards stay, so a rerun with another limit only decides."""
+    limit = spec.quality.max_flag_rate
+    share, flagged, checked = flag_rate(summary)
+    if limit is not None and share > limit:
+        raise JobFailed(
+            f"{flagged:,} of {checked:,} rows ({share:.1%}) were flagged by quality checks, "
+            f"more than quality.max_flag_rate {limit:.1%}; no _SUCCESS written. Inspect with "
+            f"`batchmt report {spec.output.path}`; a rerun with a higher limit (or none) "
+            "finishes without translating again"
+        )
 
 
 def _supersede(spec: JobSpec, layout: OutputLayout, plan: Plan) -> int:

@@ -258,6 +258,9 @@ class QualitySpec(_Section):
     sample_per_shard: int = Field(default=32, ge=0)
     thresholds: QeThresholdsSpec = Field(default_factory=QeThresholdsSpec)
     fallback: FallbackSpec = Field(default_factory=FallbackSpec)
+    # Fail the job (exit 1, no _SUCCESS) when more than this share of rows is flagged by
+    # row-level QE; None: only the summary warns (above 20 %). Not in the fingerprint.
+    max_flag_rate: float | None = Field(default=None, ge=0, le=1)
 
 
 class CacheSpec(_Section):
@@ -312,6 +315,7 @@ class JobSpec(_Section):
         for section in ("input", "output", "glossary"):
             data[section].pop("storage_options")
         data["output"].pop("overwrite")
+        data["quality"].pop("max_flag_rate")  # judges the rows, does not shape them
         for section in ("input", "output"):
             catalog = data[section].get("catalog")
             if catalog:  # which catalog matters, its connection settings do not
