@@ -93,13 +93,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     from batchmt.jobs import commands
 
     try:
-        return int(commands.dispatch(args))
+        code = int(commands.dispatch(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
     except commands.USER_ERRORS as exc:
         print(f"batchmt {args.command}: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     except commands.JobFailed as exc:
         print(f"batchmt {args.command}: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE
+    except BrokenPipeError:
+        # `batchmt status out | head`: the reader left; end quietly, as `yes | head` does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:
+        message = commands.could_not_start(exc)  # storage access, by the client's error
+        if message is None:
+            raise
+        print(f"batchmt {args.command}: {message}", file=sys.stderr)
+        return EXIT_UNUSABLE
     except KeyboardInterrupt:
         print(
             f"batchmt {args.command}: interrupted; committed shards are kept and a rerun resumes",

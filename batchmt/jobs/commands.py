@@ -42,7 +42,27 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     FileNotFoundError,
 )
 
-__all__ = ["USER_ERRORS", "JobFailed", "dispatch"]
+# Storage clients' errors that mean "cannot get in", matched by name (botocore is only
+# there with s3fs): the job cannot start; one line, exit 2.
+_NO_ACCESS = {
+    "NoCredentialsError": "no credentials found",
+    "PartialCredentialsError": "incomplete credentials",
+    "NoRegionError": "no region set",
+}
+
+__all__ = ["USER_ERRORS", "JobFailed", "could_not_start", "dispatch"]
+
+
+def could_not_start(exc: Exception) -> str | None:
+    """The one-line message for a storage client's access error; None for anything else."""
+    what = _NO_ACCESS.get(type(exc).__name__)
+    if what is None:
+        return None
+    return (
+        f"object storage: {what} ({exc}); set credentials in the environment (AWS_* "
+        "variables, ~/.aws, an instance role) or in input/output.storage_options (key, "
+        "secret, endpoint_url, anon: true for public buckets)"
+    )
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -155,6 +175,14 @@ def cmd_run(spec: JobSpec, *, show_progress: bool) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     options = dict(item.split("=", 1) for item in args.storage_option)
     fs, root = open_fs(args.output, options)
+    if not fs.isdir(root):
+        absolute = str(Path(root).absolute())
+        where = f" ({absolute})" if "://" not in args.output and absolute != args.output else ""
+        problem = "is a file, not" if fs.exists(root) else "does not exist; it is not"
+        raise StorageError(
+            f"{args.output}{where} {problem} a job's output folder; pass the output.path of "
+            "a job's config"
+        )
     jobs = table_job_roots(fs, root)
     if jobs:  # a table output: every job that wrote it, each from its own folder
         statuses = [job_status(OutputLayout.read(fs, job)) for job in jobs]

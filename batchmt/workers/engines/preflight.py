@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from batchmt.workers.engines.base import EngineLoadError
+from batchmt.workers.engines.hub import check_hub_model
 from batchmt.workers.engines.hymt.languages import hy_mt_code
 from batchmt.workers.engines.nllb_codes import nllb_code
 
@@ -32,8 +33,9 @@ def check_model(
     if "://" in name_or_path and not name_or_path.startswith("file://"):
         return  # s3://, gs://, https://: fetched by the replicas (engines/checkpoints.py)
     folder = _local_folder(name_or_path, base_dir)
-    if folder is None:
-        return  # a hub id such as Helsinki-NLP/opus-mt-en-de
+    if folder is None:  # a hub id such as Helsinki-NLP/opus-mt-en-de
+        check_hub_model(name_or_path)
+        return
     config = _read_config(folder, name_or_path)
     weights = [p.name for p in folder.iterdir() if p.name.endswith(_WEIGHT_SUFFIXES)]
     if not weights:
