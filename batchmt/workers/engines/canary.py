@@ -49,8 +49,11 @@ def check_output_language(spec: JobSpec, model_folder: Path, texts: list[str]) -
     if not texts:
         return
     quiet_progress_bars()
+    # Greedy on plain transformers weights: the language a model writes does not depend on
+    # the beam or the runtime, and no CTranslate2 conversion is paid for a few rows.
     decoding = spec.decoding.model_copy(update={"num_beams": 1})
-    config = EngineConfig.from_spec(spec.model_copy(update={"decoding": decoding}))
+    model = spec.model.model_copy(update={"backend": "transformers", "quantization": "none"})
+    config = EngineConfig.from_spec(spec.model_copy(update={"decoding": decoding, "model": model}))
     engine = load_engine(config, str(model_folder), torch.device("cpu"))
     outputs = engine.translate_batch([Segment(t) for t in texts])
     target = base_language(spec.target_lang)
