@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from batchmt.pipeline.storage.paths import where
 from batchmt.workers.engines.base import EngineLoadError
 from batchmt.workers.engines.hub import check_hub_model
 from batchmt.workers.engines.hymt.languages import hy_mt_code
@@ -73,8 +74,8 @@ def _local_folder(name_or_path: str, base_dir: str | None) -> Path | None:
     looks_local = local.startswith((".", "/", "~")) or local.count("/") > 1
     if looks_local:
         raise EngineLoadError(
-            f"model folder {name_or_path!r} not found; check model.name_or_path (relative "
-            "paths resolve against the current directory)"
+            f"model folder {name_or_path!r} not found{where(local, base_dir)}; check "
+            "model.name_or_path"
         )
     return None
 
