@@ -11,15 +11,37 @@ import os
 import sys
 from collections.abc import Sequence
 
+from batchmt import __version__
 from batchmt.pipeline.logs import FORMAT_ENV, FORMATS, LEVEL_ENV, configure_logging, resolve_format
 
 EXIT_INCOMPLETE, EXIT_UNUSABLE = 1, 2
 
+_EPILOG = """examples:
+  batchmt run configs/demo.yaml                      translate (a rerun resumes)
+  batchmt run job.yaml --set output.path=/tmp/out    any config key, overridden
+  batchmt plan job.yaml                              the shards, nothing translated
+  batchmt status out/demo-en-de                      progress of a running or finished job
+  batchmt report out/demo-en-de                      one HTML report (report.html)
+  batchmt verify job.yaml                            every input id once in the output
+
+exit codes:
+  0    done
+  1    the job ran but did not complete (failed shards, too many flagged rows, verify
+       found problems); committed shards are kept, the same command resumes
+  2    the job could not start (config, input, model, output, credentials); one line says
+       what to fix, nothing was written
+  130  interrupted (Ctrl-C, SIGTERM); the same command resumes
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="batchmt", description="Distributed batch translation of Parquet corpora on Ray."
+        prog="batchmt",
+        description="Distributed batch translation of Parquet corpora on Ray.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"batchmt {__version__}")
     parser.add_argument(
         "--log-level",
         type=str.upper,
@@ -65,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         help="fail the job (exit 1, no _SUCCESS) when more than this share of rows (0-1) is "
         "flagged by quality checks; the same as --set quality.max_flag_rate=SHARE",
     )
-    with_config("plan", "print the shard plan without translating")
+    plan = with_config("plan", "print the shard plan without translating")
+    plan.add_argument("--json", action="store_true", help="the full plan as JSON on stdout")
     verify = with_config("verify", "check every input id appears exactly once in the output")
     verify.add_argument("--json", action="store_true", help="print JSON instead of a report")
     status = sub.add_parser("status", help="shards done/pending, rows, errors, quality")

@@ -84,8 +84,12 @@ def dispatch(args: argparse.Namespace) -> int:
         return cmd_run(spec, show_progress=not args.no_progress)
     if args.command == "plan":
         plan = make_plan(spec)
-        print(plan.to_json())
-        print(plan_summary(plan), file=sys.stderr)  # stdout stays one JSON document
+        if args.json:
+            print(plan.to_json())
+            print(plan_summary(plan), file=sys.stderr)  # stdout stays one JSON document
+        else:
+            print(plan_summary(plan))
+            print(plan_table(plan))
         return 0
     if args.command == "verify":
         return cmd_verify(spec, as_json=args.json)
@@ -122,6 +126,24 @@ def plan_summary(plan: Plan) -> str:
         f"plan: {what}; {kept}; {since_summary(source)}{plan.num_rows} rows in "
         f"{len(plan.shards)} shard(s){parts if plan.output_partitions else ''}"
     )
+
+
+# Shards listed by `plan` before "... N more": enough to see the pattern on one screen.
+_PLAN_ROWS_SHOWN = 20
+
+
+def plan_table(plan: Plan) -> str:
+    """The shards as a table a person reads: id, rows, files, partition."""
+    lines = [f"{'shard':<8} {'rows':>9} {'files':>5}  partition"]
+    for shard in plan.shards[:_PLAN_ROWS_SHOWN]:
+        files = len({s.path for s in shard.slices})
+        partition = shard.slices[0].partition if shard.slices else {}
+        where = ", ".join(f"{k}={v}" for k, v in sorted(partition.items())) or "-"
+        lines.append(f"{shard.shard_id:<8} {shard.num_rows:>9,} {files:>5}  {where}")
+    hidden = len(plan.shards) - _PLAN_ROWS_SHOWN
+    if hidden > 0:
+        lines.append(f"... {hidden:,} more shard(s); `batchmt plan --json` lists every one")
+    return "\n".join(lines)
 
 
 def since_summary(source: dict[str, Any]) -> str:
