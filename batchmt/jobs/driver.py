@@ -366,6 +366,8 @@ def summarize(
         "quantization": spec.model.quantization,
         "source_lang": spec.source_lang,
         "target_lang": spec.target_lang,
+        "id_column": spec.input.id_column,  # for the report's flagged rows
+        "text_column": spec.input.text_column,
         "shards": shards,
         "shards_done": len(results),
         "rows_in": rows_in,

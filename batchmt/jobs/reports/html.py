@@ -8,11 +8,13 @@ rows, and the data files for each sampled row's `qe_score` / `qe_flags`.
 from __future__ import annotations
 
 import argparse
+import os
 from collections import Counter
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from batchmt.jobs.reports.details import FLAGGED_CSV, flagged_csv, gather_details, sections
 from batchmt.jobs.reports.render import ReportData, ShardLine, WorstRow, render
 from batchmt.pipeline import columns
 from batchmt.pipeline.outputs.commit import OutputLayout, completed_shards, job_status, read_success
@@ -75,7 +77,8 @@ def _glossary(results: dict[str, ShardResult]) -> dict[str, Any] | None:
     return total.to_dict()
 
 
-def gather(layout: OutputLayout) -> ReportData:
+def gather(layout: OutputLayout, csv_name: str | None = None) -> ReportData:
+    """The page's numbers; `csv_name`: the flagged rows' CSV the page links to."""
     results = completed_shards(layout)
     status = job_status(layout)
     success = read_success(layout) or {}
@@ -121,6 +124,7 @@ def gather(layout: OutputLayout) -> ReportData:
         glossary=_glossary(results),
         format_counts=dict(formats),
         worst=_worst(samples),
+        extra=sections(gather_details(layout, results, success), csv_name),
     )
 
 
@@ -133,9 +137,15 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"{args.output} holds no completed shard: run `batchmt run` or `batchmt score` "
             "with this output.path first"
         )
-    page = render(gather(layout))
     target = args.out or f"{root.rstrip('/')}/report.html"
-    with open(target, "w", encoding="utf-8") if args.out else fs.open(target, "w") as out:
-        out.write(page)
-    print(f"batchmt report: wrote {target}")
+    data = gather(layout, FLAGGED_CSV)
+    page = render(data)
+    flagged = gather_details(layout, completed_shards(layout), read_success(layout) or {})
+    csv_target = f"{target.rsplit('/', 1)[0]}/{FLAGGED_CSV}" if "/" in target else FLAGGED_CSV
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    for path, text in ((target, page), (csv_target, flagged_csv(flagged.flagged))):
+        with open(path, "w", encoding="utf-8") if args.out else fs.open(path, "w") as out:
+            out.write(text)
+    print(f"batchmt report: wrote {target} and {csv_target}")
     return 0
