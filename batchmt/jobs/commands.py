@@ -20,7 +20,7 @@ from batchmt.pipeline.outputs.commit import (
     job_status,
     table_job_roots,
 )
-from batchmt.pipeline.outputs.lease import LeaseHeldError
+from batchmt.pipeline.outputs.lease import LeaseHeldError, current_lease
 from batchmt.pipeline.outputs.tables.common import TableCommitError
 from batchmt.pipeline.outputs.verify import verify_output, verify_runs
 from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
@@ -220,11 +220,32 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("\n".join(status_report(job, status) for job, status in zip(jobs, statuses)))
         return 0
     status = job_status(OutputLayout.read(fs, root))
+    if not status.get("success"):
+        status["driver"] = driver_state(fs, root)
     if args.json:
         print_json(status)
     else:
         print(status_report(args.output, status))
     return 0
+
+
+def driver_state(fs: Any, root: str) -> dict[str, Any] | None:
+    """Who holds the output's lease (pipeline/outputs/lease.py), for `status` of a job that
+    has not finished: alive (heartbeat within its TTL) or stopped; None when never leased."""
+    import time
+
+    lease = current_lease(fs, root)
+    if lease is None:
+        return None
+    now = time.time()
+    return {
+        "alive": lease.live(now),
+        "released": lease.released,
+        "run_id": lease.run_id,
+        "host": lease.host,
+        "pid": lease.pid,
+        "heartbeat_s_ago": round(max(0.0, now - lease.heartbeat_at), 1),
+    }
 
 
 def cmd_verify(spec: JobSpec, *, as_json: bool = False) -> int:

@@ -104,15 +104,24 @@ def status_report(path: str, status: dict[str, Any]) -> str:
     lines = [f"{path}"]
     shards = status.get("shards", {})
     lines.append(
-        f"  shards:  {shards.get('done', 0)}/{shards.get('total', 0)} done, "
+        f"  shards:  {shards.get('done', 0)}/{shards.get('total') or '?'} done, "
         f"{shards.get('pending', 0)} pending"
     )
     rows = status.get("rows", {})
     lines.append(
         f"  rows:    {rows.get('input') or 0:,} in, {rows.get('ok', 0):,} translated, "
-        f"{rows.get('failed', 0):,} not ({_counts(rows.get('by_status', {}))})"
+        f"{rows.get('failed', 0):,} failed ({_counts(rows.get('by_status', {}))})"
     )
     lines.append(f"  success: {'yes (_SUCCESS written)' if status.get('success') else 'no'}")
+    driver = status.get("driver")
+    if driver:
+        who = f"run {driver['run_id']} on host {driver['host']}, pid {driver['pid']}"
+        beat = f"last heartbeat {driver['heartbeat_s_ago']:.0f}s ago"
+        if driver.get("alive"):
+            lines.append(f"  driver:  running: {who}, {beat}")
+        else:
+            why = "released" if driver.get("released") else "lease expired"
+            lines.append(f"  driver:  none running (last: {who}, {beat}, {why}); a rerun resumes")
     run = status.get("run") or {}
     if "rows_new" in run:  # an input.since run
         lines.append(
