@@ -4,8 +4,8 @@ lease's run, host, pid and heartbeat (pipeline/outputs/lease.py)."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 from pathlib import Path
 
 import pytest
