@@ -44,7 +44,7 @@ from batchmt.jobs.ray.cluster import (
     connect,
     pool_shape,
 )
-from batchmt.jobs.reports.text import flag_rate
+from batchmt.jobs.reports.flags import flag_rate
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.inputs.shards import Plan, Shard
 from batchmt.pipeline.inputs.sources.increments import increment_key, readable_source
