@@ -21,6 +21,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# Every batchmt event is a stdlib logging record from here on (pipeline/logs.py): a notebook
+# or a host application decides where they go; nothing is printed to stdout.
+from batchmt.pipeline import logs as _logs  # noqa: F401
+
 __version__ = "0.1.0"
 
 __all__ = [

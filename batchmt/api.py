@@ -41,20 +41,41 @@ def run(
 ) -> JobOutcome:
     """Run (or resume) a job and return its outcome; raises `JobFailed` when shards failed.
 
-    `base_dir` is where relative paths in the config resolve on the workers (default: the
-    current directory), as for `batchmt run`.
+    `base_dir` is where every relative path in the config resolves (input, output,
+    glossary, cache, model; default: the current directory), as for `batchmt run`
+    (pipeline/storage/paths.py). Events go to stdlib `logging` under `batchmt`, never to
+    stdout.
     """
     from batchmt.jobs.driver import run_job
 
-    spec = load_config(config, overrides)
+    spec = with_base_dir(load_config(config, overrides), base_dir)
     return run_job(spec, base_dir=str(base_dir or Path.cwd()), show_progress=show_progress)
 
 
-def plan(config: Config, overrides: Sequence[str] = ()) -> Plan:
+def plan(
+    config: Config, overrides: Sequence[str] = (), *, base_dir: str | Path | None = None
+) -> Plan:
     """The shard plan, from Parquet metadata only (nothing is translated or written)."""
     from batchmt.jobs.prepare import make_plan
 
-    return make_plan(load_config(config, overrides))
+    return make_plan(with_base_dir(load_config(config, overrides), base_dir))
+
+
+def with_base_dir(spec: JobSpec, base_dir: str | Path | None) -> JobSpec:
+    """Every relative local path of `spec` made absolute under `base_dir` (None: as is)."""
+    if base_dir is None:
+        return spec
+    from batchmt.pipeline.storage.paths import under
+
+    root = str(Path(base_dir).absolute())
+    data = spec.model_dump(mode="json")
+    for section, key in (("input", "path"), ("output", "path"), ("glossary", "path"),
+                         ("cache", "path")):  # fmt: skip
+        data[section][key] = under(data[section].get(key), root)
+    model = data["model"]["name_or_path"]
+    if (Path(root) / model).is_dir():  # a local folder, not a hub id such as org/name
+        data["model"]["name_or_path"] = under(model, root)
+    return spec_from_dict(data)
 
 
 def read_output(
@@ -71,7 +92,15 @@ def read_output(
     output gives the rows its table holds now.
     """
     from batchmt.pipeline.outputs.runs import open_output
+    from batchmt.pipeline.storage.fs import open_fs
 
+    fs, root = open_fs(str(path), dict(storage_options or {}))
+    if not fs.isdir(root):
+        from batchmt.pipeline.storage.paths import where
+
+        raise FileNotFoundError(
+            f"no job output at {path}{where(str(path))}; pass a job's output.path"
+        )
     view = open_output(str(path), dict(storage_options or {}))
     published = view.published_files()
     files = [f.path for f in published]

@@ -11,16 +11,51 @@ import os
 import sys
 from collections.abc import Sequence
 
-from batchmt.pipeline.logs import configure_logging
+from batchmt import __version__
+from batchmt.pipeline.logs import FORMAT_ENV, FORMATS, LEVEL_ENV, configure_logging, resolve_format
 
 EXIT_INCOMPLETE, EXIT_UNUSABLE = 1, 2
+
+_EPILOG = """examples:
+  batchmt run configs/demo.yaml                      translate (a rerun resumes)
+  batchmt run job.yaml --set output.path=/tmp/out    any config key, overridden
+  batchmt plan job.yaml                              the shards, nothing translated
+  batchmt status out/demo-en-de                      progress of a running or finished job
+  batchmt report out/demo-en-de                      one HTML report (report.html)
+  batchmt verify job.yaml                            every input id once in the output
+
+exit codes:
+  0    done
+  1    the job ran but did not complete (failed shards, too many flagged rows, verify
+       found problems); committed shards are kept, the same command resumes
+  2    the job could not start (config, input, model, output, credentials); one line says
+       what to fix, nothing was written
+  130  interrupted (Ctrl-C, SIGTERM); the same command resumes
+"""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="batchmt", description="Distributed batch translation of Parquet corpora on Ray."
+        prog="batchmt",
+        description="Distributed batch translation of Parquet corpora on Ray.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--log-level", default=os.environ.get("BATCHMT_LOG_LEVEL", "INFO"))
+    parser.add_argument("--version", action="version", version=f"batchmt {__version__}")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=os.environ.get(LEVEL_ENV, "INFO").upper(),
+        help=f"driver and workers alike (default INFO, or ${LEVEL_ENV})",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=os.environ.get(FORMAT_ENV, "auto"),
+        help="console: human lines and a progress line; json: one JSON object a line; "
+        "auto (default): console on a terminal, json in a pipe",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -45,7 +80,15 @@ def _parser() -> argparse.ArgumentParser:
 
     run = with_config("run", "run a job (resumes a previous run of the same spec)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    with_config("plan", "print the shard plan without translating")
+    run.add_argument(
+        "--max-flag-rate",
+        type=float,
+        metavar="SHARE",
+        help="fail the job (exit 1, no _SUCCESS) when more than this share of rows (0-1) is "
+        "flagged by quality checks; the same as --set quality.max_flag_rate=SHARE",
+    )
+    plan = with_config("plan", "print the shard plan without translating")
+    plan.add_argument("--json", action="store_true", help="the full plan as JSON on stdout")
     verify = with_config("verify", "check every input id appears exactly once in the output")
     verify.add_argument("--json", action="store_true", help="print JSON instead of a report")
     status = sub.add_parser("status", help="shards done/pending, rows, errors, quality")
@@ -66,18 +109,32 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(args.log_level)
+    # The workers read the level from the environment the driver hands them (jobs/ray).
+    os.environ[LEVEL_ENV] = args.log_level
+    configure_logging(args.log_level, json=resolve_format(args.log_format) == "json")
     # Imported here so `batchmt --help` stays fast (Ray and torch take seconds to import).
     from batchmt.jobs import commands
 
     try:
-        return int(commands.dispatch(args))
+        code = int(commands.dispatch(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return code
     except commands.USER_ERRORS as exc:
         print(f"batchmt {args.command}: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     except commands.JobFailed as exc:
         print(f"batchmt {args.command}: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE
+    except BrokenPipeError:
+        # `batchmt status out | head`: the reader left; end quietly, as `yes | head` does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:
+        message = commands.could_not_start(exc)  # storage access, by the client's error
+        if message is None:
+            raise
+        print(f"batchmt {args.command}: {message}", file=sys.stderr)
+        return EXIT_UNUSABLE
     except KeyboardInterrupt:
         print(
             f"batchmt {args.command}: interrupted; committed shards are kept and a rerun resumes",

@@ -15,15 +15,37 @@ from batchmt.pipeline.errors import JobFailed, UserError
 from batchmt.pipeline.inputs.duplicates import duplicate_ids
 from batchmt.pipeline.inputs.shards import Plan
 from batchmt.pipeline.outputs.layout import OutputLayout
+from batchmt.pipeline.outputs.lease import current_lease
 from batchmt.pipeline.outputs.runs import open_output
 from batchmt.pipeline.outputs.verify import verify_output, verify_runs
 from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
+from batchmt.pipeline.storage.fs import StorageError, open_fs
 
 # Errors that mean "this job cannot run as configured": one line, exit 2. Every such error
 # of the project derives from UserError; a config file that is not there is the one builtin.
 USER_ERRORS: tuple[type[Exception], ...] = (UserError, FileNotFoundError)
 
-__all__ = ["USER_ERRORS", "JobFailed", "dispatch"]
+# Storage clients' errors that mean "cannot get in", matched by name (botocore is only
+# there with s3fs): the job cannot start; one line, exit 2.
+_NO_ACCESS = {
+    "NoCredentialsError": "no credentials found",
+    "PartialCredentialsError": "incomplete credentials",
+    "NoRegionError": "no region set",
+}
+
+__all__ = ["USER_ERRORS", "JobFailed", "could_not_start", "dispatch"]
+
+
+def could_not_start(exc: Exception) -> str | None:
+    """The one-line message for a storage client's access error; None for anything else."""
+    what = _NO_ACCESS.get(type(exc).__name__)
+    if what is None:
+        return None
+    return (
+        f"object storage: {what} ({exc}); set credentials in the environment (AWS_* "
+        "variables, ~/.aws, an instance role) or in input/output.storage_options (key, "
+        "secret, endpoint_url, anon: true for public buckets)"
+    )
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -33,7 +55,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from batchmt.jobs.reports.html import cmd_report
 
         return cmd_report(args)
-    spec = load_spec(args.config, [*overrides_from_file(args.overrides_file), *args.overrides])
+    overrides = [*overrides_from_file(args.overrides_file), *args.overrides]
+    if getattr(args, "max_flag_rate", None) is not None:
+        overrides.append(f"quality.max_flag_rate={args.max_flag_rate}")
+    spec = load_spec(args.config, overrides)
     if args.command == "score":
         from batchmt.jobs.score import cmd_score
 
@@ -42,8 +67,12 @@ def dispatch(args: argparse.Namespace) -> int:
         return cmd_run(spec, show_progress=not args.no_progress)
     if args.command == "plan":
         plan = make_plan(spec)
-        print(plan.to_json())
-        print(plan_summary(plan), file=sys.stderr)  # stdout stays one JSON document
+        if args.json:
+            print(plan.to_json())
+            print(plan_summary(plan), file=sys.stderr)  # stdout stays one JSON document
+        else:
+            print(plan_summary(plan))
+            print(plan_table(plan))
         repeated = duplicate_ids(plan, spec.input).describe()
         if repeated:
             print(f"plan: {repeated}", file=sys.stderr)
@@ -83,6 +112,24 @@ def plan_summary(plan: Plan) -> str:
         f"plan: {what}; {kept}; {since_summary(source)}{plan.num_rows} rows in "
         f"{len(plan.shards)} shard(s){parts if plan.output_partitions else ''}"
     )
+
+
+# Shards listed by `plan` before "... N more": enough to see the pattern on one screen.
+_PLAN_ROWS_SHOWN = 20
+
+
+def plan_table(plan: Plan) -> str:
+    """The shards as a table a person reads: id, rows, files, partition."""
+    lines = [f"{'shard':<8} {'rows':>9} {'files':>5}  partition"]
+    for shard in plan.shards[:_PLAN_ROWS_SHOWN]:
+        files = len({s.path for s in shard.slices})
+        partition = shard.slices[0].partition if shard.slices else {}
+        where = ", ".join(f"{k}={v}" for k, v in sorted(partition.items())) or "-"
+        lines.append(f"{shard.shard_id:<8} {shard.num_rows:>9,} {files:>5}  {where}")
+    hidden = len(plan.shards) - _PLAN_ROWS_SHOWN
+    if hidden > 0:
+        lines.append(f"... {hidden:,} more shard(s); `batchmt plan --json` lists every one")
+    return "\n".join(lines)
 
 
 def since_summary(source: dict[str, Any]) -> str:
@@ -135,6 +182,15 @@ def cmd_run(spec: JobSpec, *, show_progress: bool) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     options = dict(item.split("=", 1) for item in args.storage_option)
+    fs, root = open_fs(args.output, options)
+    if not fs.isdir(root):
+        absolute = str(Path(root).absolute())
+        where = f" ({absolute})" if "://" not in args.output and absolute != args.output else ""
+        problem = "is a file, not" if fs.exists(root) else "does not exist; it is not"
+        raise StorageError(
+            f"{args.output}{where} {problem} a job's output folder; pass the output.path of "
+            "a job's config"
+        )
     view = open_output(args.output, options)
     if view.kind != "parquet":  # every job (or input.since run) that wrote the output
         statuses = [run.status().to_dict() for run in view.runs]
@@ -145,11 +201,32 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("\n".join(reports))
         return 0
     status = view.runs[0].status().to_dict()
+    if not status.get("success"):
+        status["driver"] = driver_state(fs, root)
     if args.json:
         print_json(status)
     else:
         print(status_report(args.output, status))
     return 0
+
+
+def driver_state(fs: Any, root: str) -> dict[str, Any] | None:
+    """Who holds the output's lease (pipeline/outputs/lease.py), for `status` of a job that
+    has not finished: alive (heartbeat within its TTL) or stopped; None when never leased."""
+    import time
+
+    lease = current_lease(fs, root)
+    if lease is None:
+        return None
+    now = time.time()
+    return {
+        "alive": lease.live(now),
+        "released": lease.released,
+        "run_id": lease.run_id,
+        "host": lease.host,
+        "pid": lease.pid,
+        "heartbeat_s_ago": round(max(0.0, now - lease.heartbeat_at), 1),
+    }
 
 
 def cmd_verify(spec: JobSpec, *, as_json: bool = False) -> int:

@@ -44,11 +44,13 @@ from batchmt.jobs.ray.cluster import (
     connect,
     pool_shape,
 )
+from batchmt.jobs.reports.flags import flag_rate
 from batchmt.pipeline import status as row_status
 from batchmt.pipeline.errors import JobFailed
 from batchmt.pipeline.inputs.duplicates import DuplicateIds, duplicate_ids
 from batchmt.pipeline.inputs.shards import Plan, Shard
 from batchmt.pipeline.inputs.sources.increments import increment_key, readable_source
+from batchmt.pipeline.logs import replay
 from batchmt.pipeline.outputs.commit import mark_complete, unclaim, write_success
 from batchmt.pipeline.outputs.layout import (
     LAYOUT_ENV,
@@ -187,15 +189,16 @@ def _run(
     if pending and layout.is_table:
         _refuse_if_committed(spec, layout)
     if pending:
-        mark = time.perf_counter()
-        connect(spec)
-        _trap_sigterm()
-        check_paths_reachable(spec, ray.nodes())
-        timings.connect = time.perf_counter() - mark
-        shape = pool_shape(spec, len(pending), ray.cluster_resources())
-        log.info("actor_pool", shape=shape.describe())
         progress = Progress(len(plan.shards), plan.num_rows, done, enabled=show_progress)
         try:
+            mark = time.perf_counter()
+            progress.start_phase("starting Ray")
+            connect(spec)
+            _trap_sigterm()
+            check_paths_reachable(spec, ray.nodes())
+            timings.connect = time.perf_counter() - mark
+            shape = pool_shape(spec, len(pending), ray.cluster_resources())
+            log.info("actor_pool", shape=shape.describe())
             failed = _run_pool(
                 spec,
                 layout,
@@ -224,6 +227,7 @@ def _run(
         summary.update(_output_summary(spec, layout, plan))
         if repeated.ids:
             summary["duplicate_ids"] = repeated.as_dict()
+        _refuse_if_too_flagged(spec, summary)
         heartbeat.check()  # a driver that lost the output never commits nor writes _SUCCESS
         if layout.is_table:
             summary["table"].update(_commit(spec, prepared, heartbeat, results))
@@ -256,6 +260,20 @@ def _run(
             "the failed ones"
         )
     return outcome
+
+
+def _refuse_if_too_flagged(spec: JobSpec, summary: dict[str, Any]) -> None:
+    """quality.max_flag_rate: too many flagged rows fail the job before _SUCCESS (and
+    before a table commit); the shards stay, so a rerun with another limit only decides."""
+    limit = spec.quality.max_flag_rate
+    share, flagged, checked = flag_rate(summary)
+    if limit is not None and share > limit:
+        raise JobFailed(
+            f"{flagged:,} of {checked:,} rows ({share:.1%}) were flagged by quality checks, "
+            f"more than quality.max_flag_rate {limit:.1%}; no _SUCCESS written. Inspect with "
+            f"`batchmt report {spec.output.path}`; a rerun with a higher limit (or none) "
+            "finishes without translating again"
+        )
 
 
 def _supersede(spec: JobSpec, layout: OutputLayout, plan: Plan) -> int:
@@ -360,6 +378,8 @@ def summarize(
         "quantization": spec.model.quantization,
         "source_lang": spec.source_lang,
         "target_lang": spec.target_lang,
+        "id_column": spec.input.id_column,  # for the report's flagged rows
+        "text_column": spec.input.text_column,
         "shards": shards,
         "shards_done": len(results),
         "rows_in": rows_in,
@@ -409,7 +429,8 @@ def _start_pool(spec: JobSpec, shape: PoolShape, base_dir: str, env: dict[str, s
     """
     handles = [_new_actor(spec, shape, base_dir, env) for _ in range(shape.num_workers)]
     try:
-        infos = ray.get([h.info.remote() for h in handles], timeout=_ACTOR_START_TIMEOUT_S)
+        # Returns once every replica has loaded its model (or one failed to).
+        ray.get([h.info.remote() for h in handles], timeout=_ACTOR_START_TIMEOUT_S)
     except RayActorError as exc:
         for handle in handles:
             ray.kill(handle)
@@ -422,8 +443,10 @@ def _start_pool(spec: JobSpec, shape: PoolShape, base_dir: str, env: dict[str, s
             f"workers did not start within {_ACTOR_START_TIMEOUT_S:.0f}s; the cluster may "
             f"lack the resources asked for ({shape.describe()})"
         ) from None
-    for info in infos:
-        log.info("worker_ready", **info)
+    # What each replica logged while loading (its `replica_loaded` line among them).
+    for index, events in enumerate(ray.get([h.events.remote() for h in handles])):
+        for event in events:
+            replay(event, worker=index)
     return [_Slot(i, h) for i, h in enumerate(handles)]
 
 
@@ -440,9 +463,11 @@ def _run_pool(
     """Dispatch shards to idle replicas until all are committed or out of attempts."""
     queue: deque[Shard] = deque(pending)
     mark = time.perf_counter()
+    progress.start_phase(f"loading the model on {shape.num_workers} worker(s)")
     slots = _start_pool(spec, shape, base_dir, _actor_env(layout, heartbeat.record.generation))
     timings.pool_start = time.perf_counter() - mark
     timings.workers = len(slots)
+    progress.start_translation()
     try:
         return _dispatch(spec, layout, heartbeat, queue, slots, shape, base_dir, progress, timings)
     finally:
@@ -496,6 +521,8 @@ def _dispatch(
                 reason = f"shard raised: {_root_cause(exc)}"
                 log.warning("shard_error", shard=shard.shard_id, error=reason)
             else:
+                for event in result.events:
+                    replay(event, worker=slot.index)
                 heartbeat.check()  # LeaseLostError: the shard is not ours to commit any more
                 mark_complete(layout, result, heartbeat.record)
                 timings.worker_busy += result.seconds

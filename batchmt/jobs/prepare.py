@@ -93,6 +93,17 @@ def _cannot_write(spec: JobSpec, what: str, exc: OSError) -> StorageError:
     )
 
 
+def _claimed_by(layout: OutputLayout, spec: JobSpec) -> bool:
+    """Whether the output's manifest is this spec's (a resume, or a finished job)."""
+    if spec.output.overwrite:
+        return False
+    try:
+        stored = read_manifest(layout)
+    except (OutputConflictError, ValueError, OSError):
+        return False
+    return stored is not None and stored[0] == spec.fingerprint()
+
+
 def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
     """Plan, check the glossary, take the output's lease, then claim the output: new,
     resume, or OutputConflictError (LeaseHeldError while another driver holds it)."""
@@ -114,7 +125,8 @@ def prepare(spec: JobSpec, base_dir: str | None = None) -> Prepared:
             spec.glossary.path, spec.source_lang, spec.target_lang, spec.glossary.storage_options
         )
     # The output location and the model, before anything is written (jobs/preflight.py).
-    preflight(spec, base_dir)
+    # The language canary ran when this spec claimed the output: a resume skips it.
+    preflight(spec, base_dir, None if _claimed_by(layout, spec) else plan)
     fingerprint = spec.fingerprint()
     # Taken after planning so that a job with a bad input leaves nothing in the output.
     try:

@@ -187,6 +187,9 @@ class ShardResult:
     glossary: GlossaryAdherence | None = None  # None when the job used no glossary
     qe: QeCounts | None = None  # None in markers written before row-level QE
     memory: MemoryCounts | None = None  # None without a translation memory
+    # What the worker logged for this shard, for the driver to print (pipeline/logs.py);
+    # not part of the marker.
+    events: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from batchmt.pipeline.errors import UserError
+from batchmt.pipeline.text.languages import check_tag
 
 
 class SpecError(UserError, ValueError):
@@ -259,6 +260,9 @@ class QualitySpec(_Section):
     sample_per_shard: int = Field(default=32, ge=0)
     thresholds: QeThresholdsSpec = Field(default_factory=QeThresholdsSpec)
     fallback: FallbackSpec = Field(default_factory=FallbackSpec)
+    # Fail the job (exit 1, no _SUCCESS) when more than this share of rows is flagged by
+    # row-level QE; None: only the summary warns (above 20 %). Not in the fingerprint.
+    max_flag_rate: float | None = Field(default=None, ge=0, le=1)
 
 
 class CacheSpec(_Section):
@@ -296,7 +300,7 @@ class JobSpec(_Section):
     def _lang_code(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must be a language code such as 'en' or 'zh'")
-        return value.strip()
+        return check_tag(value.strip())  # `german` names `de` as the fix (text/languages.py)
 
     def fingerprint(self) -> str:
         """Hash of every setting that shapes the output rows.
@@ -313,6 +317,7 @@ class JobSpec(_Section):
         for section in ("input", "output", "glossary"):
             data[section].pop("storage_options")
         data["output"].pop("overwrite")
+        data["quality"].pop("max_flag_rate")  # judges the rows, does not shape them
         for section in ("input", "output"):
             catalog = data[section].get("catalog")
             if catalog:  # which catalog matters, its connection settings do not
@@ -411,17 +416,47 @@ def _describe(error: ValidationError) -> str:
             expected = expected.replace("'", "").replace(" or ", ", ")
             lines.append(f"{key}: {err['input']!r} is not allowed (allowed: {expected})")
         else:
-            lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}: {message} (got {err.get('input')!r})")
     return "; ".join(lines)
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping: YAML keeps the last one
+    silently, so the first value a person wrote would be ignored without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKeyError(
+                    f"key {key!r} appears twice in one mapping (lines {seen[key]} and "
+                    f"{key_node.start_mark.line + 1}); keep one"
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
     """Read a YAML job config, apply `--set` overrides and validate, or raise SpecError."""
     config_path = Path(path)
     try:
-        data = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(config_path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError:
-        raise SpecError(f"config file {str(config_path)!r} not found") from None
+        raise SpecError(
+            f"config file {str(config_path)!r} not found (looked for {config_path.absolute()})"
+        ) from None
+    except IsADirectoryError:
+        raise SpecError(
+            f"config path {str(config_path)!r} is a folder; pass the YAML file in it"
+        ) from None
+    except _DuplicateKeyError as exc:
+        raise SpecError(f"config file {str(config_path)!r}: {exc}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"config file {str(config_path)!r} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):

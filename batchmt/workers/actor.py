@@ -20,7 +20,7 @@ import torch
 from batchmt.pipeline import columns
 from batchmt.pipeline.inputs.reader import read_shard_data
 from batchmt.pipeline.inputs.shards import Shard
-from batchmt.pipeline.logs import configure_logging
+from batchmt.pipeline.logs import LEVEL_ENV, configure_logging, take_events
 from batchmt.pipeline.outputs.commit import write_quality, write_shard_data
 from batchmt.pipeline.outputs.layout import OutputLayout, load_manifest
 from batchmt.pipeline.quality.samples import QualitySettings, ShardRows, shard_quality
@@ -53,8 +53,9 @@ log = structlog.get_logger(__name__)
 class TranslatorActor:
     def __init__(self, spec_json: str, base_dir: str, num_cpus: int) -> None:
         self.spec = JobSpec.model_validate_json(spec_json)
-        # Actor output goes to Ray's log files and the driver's stream: one JSON per line.
-        configure_logging(os.environ.get("BATCHMT_LOG_LEVEL", "INFO"), json=True)
+        # JSON lines in Ray's log files; each event is also kept and travels back to the
+        # driver (`events`, ShardResult.events), which prints it in the job's one format.
+        configure_logging(os.environ.get(LEVEL_ENV, "INFO"), json=True, capture=True)
         quiet_progress_bars()
         structlog.contextvars.bind_contextvars(job=self.spec.job_name)
         self.placement = place(num_cpus)
@@ -93,12 +94,21 @@ class TranslatorActor:
         """Where this replica runs (device, Ray GPU ids, pid): for logs and tests."""
         return {**self.placement.as_dict(), **self.engine.signature}
 
+    def events(self) -> list[dict[str, Any]]:
+        """Events logged since the last call (the model load's, after `info`)."""
+        return take_events()
+
     def process_shard(self, shard: Shard, attempt: int) -> ShardResult:
-        """Translate one shard, publish its data and quality files, return its counts.
+        """Translate one shard, publish its data and quality files, return its counts and
+        the events it logged (for the driver to print).
 
         The completion marker is the driver's to write, after this returns: a shard whose
         actor died after publishing is simply redone, overwriting the same key.
         """
+        result = self._process_shard(shard, attempt)
+        return dataclasses.replace(result, events=tuple(take_events()))
+
+    def _process_shard(self, shard: Shard, attempt: int) -> ShardResult:
         maybe_inject_fault(shard.shard_id)
         started = time.perf_counter()
         spec = self.spec

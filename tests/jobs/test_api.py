@@ -76,7 +76,8 @@ def job(tmp_path_factory: pytest.TempPathFactory, tiny_marian: Path) -> dict[str
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"project": project, **json.loads(done.stdout.strip().splitlines()[-1])}
+    (line,) = done.stdout.strip().splitlines()  # the API logs to stdlib logging, not stdout
+    return {"project": project, **json.loads(line)}
 
 
 def test_run_from_a_plain_interpreter_beside_user_packages(job: dict[str, Any]) -> None:
@@ -101,6 +102,50 @@ def test_read_output_as_a_ray_dataset(job: dict[str, Any]) -> None:
 
 def test_read_output_of_an_empty_output_is_an_empty_table(tmp_path: Path) -> None:
     assert batchmt.read_output(tmp_path).num_rows == 0
+
+
+def test_read_output_of_a_missing_path_raises_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"looked for {tmp_path}/out-typo"):
+        batchmt.read_output("out-typo")
+
+
+def test_base_dir_reaches_every_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_marian: Path
+) -> None:
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "models" / "m").symlink_to(tiny_marian)
+    pq.write_table(corpus_table(10, awkward=False), project / "corpus.parquet")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = {
+        "source_lang": "en",
+        "target_lang": "de",
+        "input": {"path": "corpus.parquet"},
+        "output": {"path": "out"},
+        "glossary": {"path": "terms.tsv"},
+        "cache": {"path": "memory"},
+        "model": {"name_or_path": "models/m"},
+    }
+    assert batchmt.plan(config, base_dir=project).num_rows == 10
+    from batchmt.api import with_base_dir
+
+    spec = with_base_dir(batchmt.load_config(config), project)
+    assert spec.input.path == str(project / "corpus.parquet")
+    assert spec.output.path == str(project / "out")
+    assert spec.glossary.path == str(project / "terms.tsv")
+    assert spec.cache.path == str(project / "memory")
+    assert spec.model.name_or_path == str(project / "models/m")
+    hub = with_base_dir(
+        batchmt.load_config({**config, "model": {"name_or_path": "org/x"}}), project
+    )
+    assert hub.model.name_or_path == "org/x"  # a hub id stays one
+    with pytest.raises(Exception, match=f"looked for {elsewhere}/corpus.parquet"):
+        batchmt.plan(config)  # without base_dir: the working directory, said in the message
 
 
 def test_import_batchmt_does_not_load_ray_or_torch() -> None:

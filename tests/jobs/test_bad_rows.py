@@ -171,7 +171,7 @@ def test_a_doc_id_only_in_a_later_file_plans_whole_documents(
         tmp_path / "in" / "2.parquet",
     )
     config = job(tmp_path, tmp_path / "no-model", sharding={"rows_per_shard": 2})
-    assert main(["plan", config]) == 0
+    assert main(["plan", config, "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["num_rows"] == 10
     # Documents of three rows are never split, even with two rows per shard.
@@ -195,5 +195,5 @@ def test_uuid_document_ids_plan_whole_documents(
         tmp_path / "in" / "1.parquet",
     )
     config = job(tmp_path, tmp_path / "no-model", sharding={"rows_per_shard": 2})
-    assert main(["plan", config]) == 0
+    assert main(["plan", config, "--json"]) == 0
     assert [s["num_rows"] for s in json.loads(capsys.readouterr().out)["shards"]] == [3, 3]

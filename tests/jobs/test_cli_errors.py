@@ -65,7 +65,7 @@ def test_bad_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_plan_prints_json_with_shards(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     table = pa.table({"id": [str(i) for i in range(10)], "text": ["x"] * 10})
     pq.write_table(table, tmp_path / "in.parquet", row_group_size=3)
-    assert main(["plan", config(tmp_path), "--set", "sharding.rows_per_shard=4"]) == 0
+    assert main(["plan", config(tmp_path), "--json", "--set", "sharding.rows_per_shard=4"]) == 0
     import json
 
     plan = json.loads(capsys.readouterr().out)

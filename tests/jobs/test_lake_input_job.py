@@ -51,7 +51,7 @@ def test_run_from_a_delta_table_translates_exactly_the_live_rows(
     live = sorted(i for i in table.slice(30).column("id").to_pylist() if i != "r00031")
 
     job = config(tmp_path, tiny_marian, filter="region in ('eu', 'us')")
-    assert main(["plan", job]) == 0
+    assert main(["plan", job, "--json"]) == 0
     printed = capsys.readouterr()
     plan = json.loads(printed.out)
     assert plan["num_rows"] == len(live) and plan["source"]["version"] == 2

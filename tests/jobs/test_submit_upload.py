@@ -125,7 +125,7 @@ def test_the_set_file_the_cluster_reads_applies_like_set(
     pq.write_table(pa.table({"id": [str(i) for i in range(6)], "text": ["x"] * 6}), "in.parquet")
     overrides = tmp_path / "o.json"
     overrides.write_text(json.dumps(["sharding.rows_per_shard=2"]))
-    assert main(["plan", "configs/job.yaml", "--set-file", str(overrides)]) == 0
+    assert main(["plan", "configs/job.yaml", "--json", "--set-file", str(overrides)]) == 0
     assert len(json.loads(capsys.readouterr().out)["shards"]) == 3
 
 

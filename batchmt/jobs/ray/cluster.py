@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ import ray
 import structlog
 
 from batchmt.jobs.ray.watchdog import start_watchdog
+from batchmt.pipeline.logs import adopt_logger
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.storage.fs import StorageError
 from batchmt.workers.faults import FAULT_MARKER_ENV, FAULT_SHARD_ENV
@@ -43,22 +45,40 @@ def connect(spec: JobSpec) -> None:
 
     Under `ray job submit` Ray itself sets RAY_ADDRESS, so the same command works there.
     An already-initialised Ray (tests, notebooks) is reused as it is.
+
+    Logging is batchmt's (pipeline/logs.py): Ray's own logger goes through the job's one
+    handler (errors only for a local instance, whose start-up notices are noise; warnings
+    too on a cluster), and actors' output is not forwarded (log_to_driver=False): their
+    events travel back with each shard result. What an actor prints outside them stays
+    in Ray's worker logs (`ray logs`, /tmp/ray/session_latest/logs/worker-*.err).
     """
     global _watchdog
     if ray.is_initialized():
         return
     address = spec.ray.address or os.environ.get("RAY_ADDRESS")
+    adopt_logger("ray", logging.WARNING if address else logging.ERROR)
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
         # address="local": a new instance of our own. Without it ray.init() joins whatever
         # Ray already runs on this machine (another user's, a test cluster), so the job's
         # local paths could be read on nodes that cannot see them. The dashboard is for
         # clusters; a local job starts faster without it.
-        ray.init(address="local", include_dashboard=False, log_to_driver=True)
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
         # A SIGKILLed driver would otherwise leave Ray's agents running (ray_watchdog.py).
         _watchdog = start_watchdog()
-    log.info("ray_connected", address=address or "local", resources=ray.cluster_resources())
+    resources = ray.cluster_resources()
+    log.info(
+        "ray_connected",
+        address=address or "local",
+        cpus=resources.get("CPU", 0),
+        gpus=resources.get("GPU", 0),
+    )
 
 
 def _is_node_local(url: str) -> bool:

@@ -11,11 +11,20 @@ quality files for the sampled rows, and the data files for each sampled row's `q
 from __future__ import annotations
 
 import argparse
+import os
 from collections import Counter
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from batchmt.jobs.reports.details import (
+    FLAGGED_CSV,
+    Details,
+    flagged_csv,
+    gather_details,
+    merge_details,
+    sections,
+)
 from batchmt.jobs.reports.render import ReportData, ShardLine, WorstRow, render
 from batchmt.pipeline import columns
 from batchmt.pipeline.outputs.layout import OutputLayout
@@ -83,7 +92,8 @@ def _label(run: Run, shard_id: str, several: bool) -> str:
     return f"{run.key}/{shard_id}" if several else shard_id
 
 
-def gather(view: OutputView) -> ReportData:
+def gather(view: OutputView, csv_name: str | None = None) -> ReportData:
+    """The page's numbers over every run; `csv_name`: the flagged rows' CSV the page links to."""
     several = len(view.runs) > 1
     statuses: list[tuple[Run, JobStatus]] = [(run, run.status()) for run in view.runs]
     results = {
@@ -145,7 +155,17 @@ def gather(view: OutputView) -> ReportData:
         glossary=_glossary(list(results.values())),
         format_counts=dict(formats),
         worst=_worst(samples),
+        extra=sections(details_of(view), csv_name),
     )
+
+
+def details_of(view: OutputView) -> Details:
+    """The detail sections over every run of the output, oldest run first."""
+    parts = [
+        gather_details(run.layout, run.status().done, run.success.body if run.success else {})
+        for run in view.runs
+    ]
+    return merge_details(parts)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -156,9 +176,16 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"{args.output} holds no completed shard: run `batchmt run` or `batchmt score` "
             "with this output.path first"
         )
-    page = render(gather(view))
     target = args.out or f"{view.root.rstrip('/')}/report.html"
-    with open(target, "w", encoding="utf-8") if args.out else view.fs.open(target, "w") as out:
-        out.write(page)
-    print(f"batchmt report: wrote {target}")
+    data = gather(view, FLAGGED_CSV)
+    page = render(data)
+    flagged = details_of(view).flagged
+    csv_target = f"{target.rsplit('/', 1)[0]}/{FLAGGED_CSV}" if "/" in target else FLAGGED_CSV
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    fs = view.fs
+    for path, text in ((target, page), (csv_target, flagged_csv(flagged))):
+        with open(path, "w", encoding="utf-8") if args.out else fs.open(path, "w") as out:
+            out.write(text)
+    print(f"batchmt report: wrote {target} and {csv_target}")
     return 0

@@ -57,6 +57,8 @@ class ReportData:
     glossary: Mapping[str, Any] | None = None  # terms, honoured, adherence; None = no glossary
     format_counts: Mapping[str, int] = field(default_factory=dict)
     worst: list[WorstRow] = field(default_factory=list)
+    # Further sections (id, title, html), after the others: reports/details.py.
+    extra: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _e(value: Any) -> str:
@@ -169,6 +171,7 @@ def render(data: ReportData) -> str:
         ("glossary", "Glossary adherence", glossary),
         ("formats", "Format statuses", formats),
         ("worst", "Worst sampled rows", _worst(data.worst)),
+        *data.extra,
     ]
     body = "".join(
         f'<section id="{key}"><h2>{_e(title)}</h2>{content}</section>'

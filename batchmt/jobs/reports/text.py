@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from batchmt.jobs.reports.flags import flag_warning
 from batchmt.pipeline.ids import printable
 from batchmt.pipeline.inputs.duplicates import DuplicateIds
 
@@ -27,12 +28,15 @@ def job_report(outcome: JobOutcome) -> str:
     }[outcome.state]
     lines = [
         f"batchmt: job {s['job_name']!r} succeeded ({verb}) in {outcome.wall_seconds:.1f}s",
-        f"  rows:    {s['rows_in']:,} in -> {s['ok']:,} translated, {s['failed']:,} not "
-        f"({_counts(s['by_status'])})",
+        f"  rows:    {s['rows_in']:,} in -> {s['ok']:,} translated, {s['failed']:,} failed, "
+        f"{_untranslated(s):,} left as they were ({_counts(s['by_status'])})",
         f"  model:   {s['model']} ({s['quantization']}), {s['source_lang']} -> {s['target_lang']}",
         _output_line(outcome),
         f"  inspect: batchmt status {outcome.output_path}",
     ]
+    warning = flag_warning(s)
+    if warning:
+        lines.insert(2, f"  WARNING: {warning}")
     if "rows_new" in s:  # an input.since run
         lines.insert(
             2,
@@ -57,6 +61,11 @@ def job_report(outcome: JobOutcome) -> str:
     return "\n".join(lines)
 
 
+def _untranslated(s: dict[str, Any]) -> int:
+    """Rows written but neither translated nor failed (empty or whitespace-only input)."""
+    return max(0, int(s.get("rows_out", 0)) - int(s["ok"]) - int(s["failed"]))
+
+
 def _output_line(outcome: JobOutcome) -> str:
     table = outcome.summary.get("table")
     if table:
@@ -75,15 +84,24 @@ def status_report(path: str, status: dict[str, Any]) -> str:
     lines = [f"{path}"]
     shards = status.get("shards", {})
     lines.append(
-        f"  shards:  {shards.get('done', 0)}/{shards.get('total', 0)} done, "
+        f"  shards:  {shards.get('done', 0)}/{shards.get('total') or '?'} done, "
         f"{shards.get('pending', 0)} pending"
     )
     rows = status.get("rows", {})
     lines.append(
         f"  rows:    {rows.get('input') or 0:,} in, {rows.get('ok', 0):,} translated, "
-        f"{rows.get('failed', 0):,} not ({_counts(rows.get('by_status', {}))})"
+        f"{rows.get('failed', 0):,} failed ({_counts(rows.get('by_status', {}))})"
     )
     lines.append(f"  success: {'yes (_SUCCESS written)' if status.get('success') else 'no'}")
+    driver = status.get("driver")
+    if driver:
+        who = f"run {driver['run_id']} on host {driver['host']}, pid {driver['pid']}"
+        beat = f"last heartbeat {driver['heartbeat_s_ago']:.0f}s ago"
+        if driver.get("alive"):
+            lines.append(f"  driver:  running: {who}, {beat}")
+        else:
+            why = "released" if driver.get("released") else "lease expired"
+            lines.append(f"  driver:  none running (last: {who}, {beat}, {why}); a rerun resumes")
     run = status.get("run") or {}
     if "rows_new" in run:  # an input.since run
         lines.append(

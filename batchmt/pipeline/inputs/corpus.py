@@ -24,6 +24,7 @@ from batchmt.pipeline.columns import written_columns
 from batchmt.pipeline.errors import UserError
 from batchmt.pipeline.spec import InputSpec
 from batchmt.pipeline.storage.fs import open_fs, with_retries
+from batchmt.pipeline.storage.paths import where
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -75,7 +76,7 @@ def list_files(fs: fsspec.AbstractFileSystem, path: str, url: str) -> tuple[list
             info = with_retries(f"stat {url}", lambda: fs.info(path))
         except FileNotFoundError:
             raise CorpusError(
-                f"input.path {url} not found; check the path and its storage_options"
+                f"input.path {url} not found{where(url)}; check the path and its storage_options"
             ) from None
         if info.get("type") == "directory":
             base = path.rstrip("/")

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -37,6 +36,7 @@ from batchmt.pipeline.errors import BatchmtError, UserError
 from batchmt.pipeline.storage.fs import (
     join,
     list_names,
+    local_temp,
     read_json,
     remove,
     with_retries,
@@ -152,7 +152,7 @@ def _create_exclusive(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> 
     if isinstance(fs, LocalFileSystem):
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".lease.", suffix=".tmp", dir=folder)
+        fd, tmp = local_temp(folder, ".lease.")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

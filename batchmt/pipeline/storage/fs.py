@@ -194,7 +194,7 @@ def _publish_local(path: str) -> Iterator[IO[bytes]]:
     os.makedirs(folder, exist_ok=True)
     # Same folder as the target so os.replace never crosses filesystems; the dot prefix keeps
     # readers (and our corpus listing) from ever picking the temp file up.
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    fd, tmp_path = local_temp(folder, f".{os.path.basename(path)}.")
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -205,6 +205,32 @@ def _publish_local(path: str) -> Iterator[IO[bytes]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_path)
         raise
+
+
+def local_temp(folder: str, prefix: str) -> tuple[int, str]:
+    """A temp file in `folder` (a dot name, never listed) whose mode is what the umask gives.
+
+    `mkstemp` makes it 0600 whatever the umask; published under that mode, another user, a
+    Spark or Trino service account or a web server on a shared filesystem could not read it.
+    """
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    os.fchmod(fd, 0o666 & ~current_umask())
+    return fd, path
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux says it (/proc), since
+    `os.umask` can only be read by setting it, which races other threads creating files."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def open_input(fs: fsspec.AbstractFileSystem, path: str) -> IO[bytes]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from batchmt.pipeline.errors import UserError
 from batchmt.pipeline.storage.fs import open_fs
+from batchmt.pipeline.storage.paths import where
 from batchmt.pipeline.text.glossary import Glossary, Term
 from batchmt.pipeline.text.languages import describe, same_language
 
@@ -55,7 +56,9 @@ def load_glossary(
         with fs.open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        raise GlossaryError(f"{url}: glossary file not found; check glossary.path") from None
+        raise GlossaryError(
+            f"{url}: glossary file not found{where(url)}; check glossary.path"
+        ) from None
     suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
     skipped = _Skipped()
     if suffix == ".tmx":

@@ -50,6 +50,25 @@ def parse(tag: str) -> langcodes.Language:
     return language
 
 
+def check_tag(value: str) -> str:
+    """`value` unchanged when it is a registered BCP 47 tag (`de`, `zh-Hant`, `deu_Latn`);
+    else LanguageTagError naming the tag to write (`german` -> `de`)."""
+    try:
+        language = parse(value)
+        valid = language.is_valid()
+    except LanguageTagError:
+        valid = False
+    if valid:
+        return value
+    hint = "a BCP 47 tag such as 'en', 'de', 'zh-Hant' or 'pt-BR'"
+    try:
+        found = langcodes.find(value.strip())
+        hint = f"'{found.to_tag()}' ({found.display_name()})"
+    except (LookupError, ImportError, ValueError):
+        pass  # not a language name either; language_data missing: the generic hint
+    raise LanguageTagError(f"{value!r} is not a BCP 47 language tag; write {hint}")
+
+
 def normalize(tag: str) -> str:
     """The tag as BCP 47 spells it today: `iw` -> `he`, `zh_tw` -> `zh-TW`, `eng` -> `en`."""
     return parse(tag).to_tag()

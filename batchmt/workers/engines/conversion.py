@@ -274,6 +274,5 @@ def _vocabulary_by_id(model: Any, tokenizer: Any) -> list[str]:
     tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
     unk, unk_id = tokenizer.unk_token, tokenizer.unk_token_id
     return [
-        token if token != unk or i == unk_id else f"madeupword{i}"
-        for i, token in enumerate(tokens)
+        token if token != unk or i == unk_id else f"madeupword{i}" for i, token in enumerate(tokens)
     ]

@@ -3,6 +3,7 @@ runtime from `model.backend`."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,13 @@ log = structlog.get_logger(__name__)
 
 
 def quiet_progress_bars() -> None:
-    """Loading bars from transformers/hub inside actors only clutter the job's log stream."""
+    """Loading bars from transformers/hub inside actors only clutter the job's log stream,
+    and so does Marian's tokenizer advice to install sacremoses, which it never uses for
+    detokenizing SentencePiece output."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
 
 
 def load_engine(config: EngineConfig, model_path: str, device: torch.device) -> TranslationEngine:

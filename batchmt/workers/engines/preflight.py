@@ -14,7 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from batchmt.pipeline.storage.paths import where
 from batchmt.workers.engines.base import EngineLoadError
+from batchmt.workers.engines.hub import check_hub_model
 from batchmt.workers.engines.hymt.languages import hy_mt_code
 from batchmt.workers.engines.nllb_codes import nllb_code
 
@@ -33,8 +35,9 @@ def check_model(
     if "://" in name_or_path and not name_or_path.startswith("file://"):
         return  # s3://, gs://, https://: fetched by the replicas (engines/checkpoints.py)
     folder = _local_folder(name_or_path, base_dir)
-    if folder is None:
-        return  # a hub id such as Helsinki-NLP/opus-mt-en-de
+    if folder is None:  # a hub id such as Helsinki-NLP/opus-mt-en-de
+        check_hub_model(name_or_path)
+        return
     config = _read_config(folder, name_or_path)
     weights = [p.name for p in folder.iterdir() if p.name.endswith(_WEIGHT_SUFFIXES)]
     if not weights:
@@ -50,6 +53,16 @@ def check_model(
         _check_languages(folder, config, name_or_path, source_lang, target_lang)
 
 
+def local_model(
+    name_or_path: str, base_dir: str | None = None
+) -> tuple[Path, dict[str, Any]] | None:
+    """A local model folder and its config.json; None for hub ids and remote URLs."""
+    if "://" in name_or_path and not name_or_path.startswith("file://"):
+        return None
+    folder = _local_folder(name_or_path, base_dir)
+    return None if folder is None else (folder, _read_config(folder, name_or_path))
+
+
 def _local_folder(name_or_path: str, base_dir: str | None) -> Path | None:
     local = name_or_path.removeprefix("file://")
     for candidate in (Path(local).expanduser(), Path(base_dir or ".") / local):
@@ -63,8 +76,8 @@ def _local_folder(name_or_path: str, base_dir: str | None) -> Path | None:
     looks_local = local.startswith((".", "/", "~")) or local.count("/") > 1
     if looks_local:
         raise EngineLoadError(
-            f"model folder {name_or_path!r} not found; check model.name_or_path (relative "
-            "paths resolve against the current directory)"
+            f"model folder {name_or_path!r} not found{where(local, base_dir)}; check "
+            "model.name_or_path"
         )
     return None
 
