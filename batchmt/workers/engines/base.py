@@ -16,6 +16,7 @@ defaults that an engine overrides when it has them:
 |                       | decoding)                    |                           |
 | `fallback_engine`     | None (no second decode)      | seq2seq (wider beam, no   |
 |                       |                              | repeated n-grams)         |
+| `schedules_batches`   | False (token-budget batches) | vllm (its own scheduler)  |
 
 Engines receive an `EngineConfig`: the languages, model, decoding and context settings, not
 the whole job spec.
@@ -164,6 +165,13 @@ class TranslationEngine(ABC):
     def constrain(self, segments: list[Segment]) -> list[Translation]:
         """Rows that `translate_or_defer` deferred, decoded with every term placed."""
         return self.translate(segments)
+
+    @property
+    def schedules_batches(self) -> bool:
+        """Whether the engine batches by itself (vLLM's scheduler): the shard loop then
+        hands it all of a shard's segments of one prompt shape in one call, rather than
+        token-budget batches."""
+        return False
 
     @property
     def translates_marked(self) -> bool:
