@@ -27,6 +27,7 @@ from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
 from batchmt.pipeline.storage.fs import StorageError, open_fs
 from batchmt.pipeline.text.glossary_files import GlossaryError
 from batchmt.workers.engines.base import EngineLoadError
+from batchmt.workers.engines.vllm_backend.runtime import resolved_backend
 
 # Errors that mean "this job cannot run as configured": one line, exit 2.
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -60,9 +61,11 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return cmd_run(spec, show_progress=not args.no_progress)
     if args.command == "plan":
+        backend = resolved_backend(spec.model, str(Path.cwd()))
         plan = make_plan(spec)
         print(plan.to_json())
-        print(plan_summary(plan), file=sys.stderr)  # stdout stays one JSON document
+        # stdout stays one JSON document
+        print(f"{plan_summary(plan)}; backend {backend}", file=sys.stderr)
         return 0
     if args.command == "verify":
         return cmd_verify(spec, as_json=args.json)

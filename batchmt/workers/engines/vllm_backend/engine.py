@@ -24,8 +24,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import structlog
 import torch
@@ -49,6 +49,7 @@ from batchmt.workers.engines.vllm_backend.settings import (
 )
 
 log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
 
 
 class VllmEngine(TranslationEngine):
@@ -172,11 +173,14 @@ class VllmEngine(TranslationEngine):
         if decoding.num_beams > 1 and not decoding.do_sample:
             return self._beam_search(prompts, bounds, segments)
         params = [
-            self._sampling(n=self._candidates, **sampling_kwargs(decoding, b, self.stop_ids))
+            self._sampling(
+                n=self._candidates,
+                **sampling_kwargs(decoding, b, self.stop_ids, self.device.type),
+            )
             for b in bounds
         ]
         requests = [{"prompt_token_ids": ids} for ids in prompts]
-        results = self.llm.generate(requests, params, use_tqdm=False)
+        results = self._run(lambda: self.llm.generate(requests, params, use_tqdm=False))
         found: list[Translation] = []
         for result, segment in zip(results, segments, strict=True):
             options = [
@@ -210,7 +214,8 @@ class VllmEngine(TranslationEngine):
         from vllm.sampling_params import BeamSearchParams
 
         params = BeamSearchParams(beam_width=self.config.decoding.num_beams, max_tokens=max(bounds))
-        results = self.llm.beam_search([{"prompt_token_ids": p} for p in prompts], params)
+        requests = [{"prompt_token_ids": p} for p in prompts]
+        results = self._run(lambda: self.llm.beam_search(requests, params))
         found = []
         for result, prompt, bound, segment in zip(results, prompts, bounds, segments, strict=True):
             best = result.sequences[0]
@@ -220,6 +225,22 @@ class VllmEngine(TranslationEngine):
             logprob = _mean(best.cum_logprob, len(best.tokens) - len(prompt))
             found.append(Translation(self._text(ids, segment), logprob=logprob))
         return found
+
+    def _run(self, call: Callable[[], _T]) -> _T:
+        """One vLLM call; when it raises, its unfinished requests are aborted first, or they
+        would stay in the scheduler and the shard loop's retry of the halves would wait on
+        them for ever."""
+        try:
+            return call()
+        except Exception:
+            engine = self.llm.llm_engine
+            try:
+                unfinished = list(engine.output_processor.request_states)
+                if unfinished:
+                    engine.abort_request(unfinished, internal=True)
+            except Exception as exc:  # noqa: BLE001 - the original error is the one to raise
+                log.warning("vllm_abort_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            raise
 
     # -- glossary terms ------------------------------------------------------------------------
 
@@ -245,7 +266,8 @@ class VllmEngine(TranslationEngine):
 
         prompts = self.chat.ids([self.prompts.plain(t) for t in texts])
         params = BeamSearchParams(beam_width=PROBE_BEAMS, max_tokens=PROBE_MAX_TOKENS)
-        results = self.llm.beam_search([{"prompt_token_ids": p} for p in prompts], params)
+        requests = [{"prompt_token_ids": p} for p in prompts]
+        results = self._run(lambda: self.llm.beam_search(requests, params))
         found = []
         for result, prompt in zip(results, prompts, strict=True):
             answers = []
@@ -260,12 +282,17 @@ class VllmEngine(TranslationEngine):
     def constrained_engine(self) -> TranslationEngine:
         """The transformers engine on the same checkpoint, loaded on first use."""
         if self._constrained is None:
+            from vllm.config import set_current_vllm_config
+
             from batchmt.workers.engines.causal import CausalEngine
 
             log.info("constrained_model_loading", model=self.config.model_name)
-            self._constrained = CausalEngine(
-                self.config, self.model_path, self.device, hf_config=self.hf_config
-            )
+            # vLLM's transformers backend decorates the model classes it runs in place
+            # (HunYuanDenseV1Model among them): building one here needs its config current.
+            with set_current_vllm_config(self.llm.llm_engine.vllm_config):
+                self._constrained = CausalEngine(
+                    self.config, self.model_path, self.device, hf_config=self.hf_config
+                )
         return self._constrained
 
     # -- QE ----------------------------------------------------------------------------------
@@ -282,7 +309,7 @@ class VllmEngine(TranslationEngine):
         ]
         params = self._sampling(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
         requests = [{"prompt_token_ids": p + a} for p, a in zip(prompts, answers, strict=True)]
-        results = self.llm.generate(requests, params, use_tqdm=False)
+        results = self._run(lambda: self.llm.generate(requests, params, use_tqdm=False))
         found: list[float | None] = []
         for result, prompt, answer in zip(results, prompts, answers, strict=True):
             positions = (result.prompt_logprobs or [])[len(prompt) :]

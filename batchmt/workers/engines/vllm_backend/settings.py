@@ -108,7 +108,9 @@ def engine_args(
     return args
 
 
-def sampling_kwargs(decoding: DecodingSpec, max_tokens: int, stop_ids: list[int]) -> dict[str, Any]:
+def sampling_kwargs(
+    decoding: DecodingSpec, max_tokens: int, stop_ids: list[int], device_type: str
+) -> dict[str, Any]:
     """One row's `SamplingParams`: greedy, or HY-MT's recommended sampling (the spec's
     defaults); the sampled token's log-prob for QE; no detokenizing (done once, here)."""
     kwargs: dict[str, Any] = {
@@ -124,9 +126,12 @@ def sampling_kwargs(decoding: DecodingSpec, max_tokens: int, stop_ids: list[int]
             top_k=decoding.top_k if decoding.top_k > 0 else -1,
             top_p=decoding.top_p,
             repetition_penalty=decoding.repetition_penalty,
-            # Per request: a row samples the same answer whatever batch it lands in.
-            seed=decoding.seed,
         )
+        if device_type == "cuda":
+            # Per request: a row samples the same answer whatever batch it lands in. Not on
+            # CPU: vLLM 0.32's CPU runner fails such requests ("CPU Generator does not use
+            # offset"); there the engine's seed (decoding.seed) makes a run repeatable.
+            kwargs["seed"] = decoding.seed
     else:
         kwargs["temperature"] = 0.0
     return kwargs
