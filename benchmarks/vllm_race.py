@@ -116,7 +116,13 @@ def raw_generate(model: Path, lines: list[str], dtype: str, device: str) -> dict
     from batchmt.workers.engines.base import EngineConfig
     from batchmt.workers.engines.hymt.chat import ChatPrompts
 
+    # The replica's settings (workers/engines/vllm_backend/settings.py): in-process engine,
+    # the same KV-cache size on CPU (vLLM's CPU default asks for 90 % of the host's RAM).
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    if device == "cpu":
+        from batchmt.workers.engines.vllm_backend.settings import cpu_kv_gib
+
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kv_gib()))
     config = EngineConfig("en", "de", ModelSpec(name_or_path=str(model)))
     chat = ChatPrompts(config, str(model), _hf_config(model))
     prompts = chat.ids([chat.prompts.plain(t) for t in lines])
