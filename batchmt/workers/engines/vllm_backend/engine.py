@@ -85,7 +85,8 @@ class VllmEngine(TranslationEngine):
                 f"vLLM could not load {config.model_name!r} on {device.type}: {exc}"
             ) from exc
         self._sampling = vllm.SamplingParams
-        self._constrained: TranslationEngine | None = None
+        # The constrained search's transformers engine, shared with the fallback's view.
+        self._constrained: dict[str, TranslationEngine] = {}
         # Set on the QE fallback's view (fallback_engine): samples per row, n-gram size.
         self._candidates = 1
         self._no_repeat = 0
@@ -281,7 +282,7 @@ class VllmEngine(TranslationEngine):
 
     def constrained_engine(self) -> TranslationEngine:
         """The transformers engine on the same checkpoint, loaded on first use."""
-        if self._constrained is None:
+        if "engine" not in self._constrained:
             from vllm.config import set_current_vllm_config
 
             from batchmt.workers.engines.causal import CausalEngine
@@ -290,10 +291,10 @@ class VllmEngine(TranslationEngine):
             # vLLM's transformers backend decorates the model classes it runs in place
             # (HunYuanDenseV1Model among them): building one here needs its config current.
             with set_current_vllm_config(self.llm.llm_engine.vllm_config):
-                self._constrained = CausalEngine(
+                self._constrained["engine"] = CausalEngine(
                     self.config, self.model_path, self.device, hf_config=self.hf_config
                 )
-        return self._constrained
+        return self._constrained["engine"]
 
     # -- QE ----------------------------------------------------------------------------------
 
