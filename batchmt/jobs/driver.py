@@ -376,6 +376,9 @@ def summarize(
         "fingerprint": fingerprint,
         "model": spec.model.name_or_path,
         "quantization": spec.model.quantization,
+        # What the replicas decoded with (auto resolves per replica).
+        "backend": ", ".join(sorted({r.backend for r in results.values() if r.backend}))
+        or spec.model.backend,
         "source_lang": spec.source_lang,
         "target_lang": spec.target_lang,
         "id_column": spec.input.id_column,  # for the report's flagged rows

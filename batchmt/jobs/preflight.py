@@ -16,6 +16,7 @@ from batchmt.pipeline.outputs.locations import (
 from batchmt.pipeline.spec import JobSpec
 from batchmt.workers.engines.canary import check_output_language, needs_canary, pick_texts
 from batchmt.workers.engines.preflight import check_model, local_model
+from batchmt.workers.engines.vllm_backend.runtime import resolved_backend
 
 
 def preflight(spec: JobSpec, base_dir: str | None = None, plan: Plan | None = None) -> None:
@@ -24,6 +25,7 @@ def preflight(spec: JobSpec, base_dir: str | None = None, plan: Plan | None = No
     check_cache_outside_data(spec.cache, spec.input, spec.output)
     check_output_writable(spec.output)
     check_model(spec.model.name_or_path, spec.source_lang, spec.target_lang, base_dir)
+    resolved_backend(spec.model, base_dir)  # backend=vllm without vLLM: the install line
     if plan is not None and plan.shards and spec.input.translation_column is None:
         language_canary(spec, plan, base_dir)
 

@@ -187,6 +187,7 @@ class ShardResult:
     glossary: GlossaryAdherence | None = None  # None when the job used no glossary
     qe: QeCounts | None = None  # None in markers written before row-level QE
     memory: MemoryCounts | None = None  # None without a translation memory
+    backend: str = ""  # the replica's decoding runtime (vllm, ctranslate2, transformers)
     # What the worker logged for this shard, for the driver to print (pipeline/logs.py);
     # not part of the marker.
     events: tuple[dict[str, Any], ...] = field(default=(), compare=False)
@@ -209,6 +210,8 @@ class ShardResult:
             data["qe"] = self.qe.to_dict()
         if self.memory is not None:
             data["memory"] = self.memory.to_dict()
+        if self.backend:
+            data["backend"] = self.backend
         return data
 
     @classmethod
@@ -231,6 +234,7 @@ class ShardResult:
             else None,
             qe=QeCounts.from_dict(qe) if isinstance(qe, Mapping) else None,
             memory=MemoryCounts.from_dict(memory) if isinstance(memory, Mapping) else None,
+            backend=str(data.get("backend", "")),
         )
 
     @staticmethod

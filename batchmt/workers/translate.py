@@ -250,7 +250,7 @@ def translate_rows(
         costs = engine.batch_costs([u.segment for u in units], costs)
     for formatted in (False, True):  # one prompt shape per batch
         group = [j for j, u in enumerate(units) if u.formatted == formatted]
-        for batch in plan_batches([costs[j] for j in group], max_batch_tokens, max_batch_size):
+        for batch in _batches(engine, [costs[j] for j in group], max_batch_tokens, max_batch_size):
             _run_batch(engine, [units[group[j]] for j in batch], stats)
     # Rows whose glossary terms the engine's fast path missed, all at once: the constrained
     # search costs per step, not per row, so few full batches beat many small ones.
@@ -262,6 +262,16 @@ def translate_rows(
     aligner = engine.aligner() if any(r.plan is not None for r in prepared.values()) else None
     _finish_rows(engine, prepared, results, glue, aligner, max_batch_tokens, max_batch_size, stats)
     return [r for r in results if r is not None], stats
+
+
+def _batches(
+    engine: TranslationEngine, costs: list[int], max_batch_tokens: int, max_batch_size: int
+) -> list[list[int]]:
+    """Token-budget batches, or everything at once for an engine whose own scheduler
+    batches (vLLM: its continuous batching beats any split made here)."""
+    if engine.schedules_batches:
+        return [list(range(len(costs)))] if costs else []
+    return [list(b) for b in plan_batches(costs, max_batch_tokens, max_batch_size)]
 
 
 def _prepare_row(
@@ -486,6 +496,6 @@ def _translate_plain(
 ) -> list[str]:
     """Translate loose text runs (format fallback); a run that fails stays untranslated."""
     units = [_Unit(-1, Segment(t), n) for t, n in zip(texts, engine.count_tokens(texts))]
-    for batch in plan_batches([u.tokens for u in units], max_batch_tokens, max_batch_size):
+    for batch in _batches(engine, [u.tokens for u in units], max_batch_tokens, max_batch_size):
         _run_batch(engine, [units[j] for j in batch], stats)
     return [u.output if u.output is not None else u.segment.text for u in units]

@@ -30,7 +30,8 @@ def job_report(outcome: JobOutcome) -> str:
         f"batchmt: job {s['job_name']!r} succeeded ({verb}) in {outcome.wall_seconds:.1f}s",
         f"  rows:    {s['rows_in']:,} in -> {s['ok']:,} translated, {s['failed']:,} failed, "
         f"{_untranslated(s):,} left as they were ({_counts(s['by_status'])})",
-        f"  model:   {s['model']} ({s['quantization']}), {s['source_lang']} -> {s['target_lang']}",
+        f"  model:   {s['model']} ({s['quantization']}, backend {s.get('backend', '?')}), "
+        f"{s['source_lang']} -> {s['target_lang']}",
         _output_line(outcome),
         f"  inspect: batchmt status {outcome.output_path}",
     ]

