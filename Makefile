@@ -63,8 +63,9 @@ $(VLLM_VENV)/.installed: pyproject.toml | $(VLLM_PY)
 test-vllm: $(VLLM_VENV)/.installed
 	$(VLLM_PY) -m pytest -q $(VLLM_TESTS)
 
-# The fault suite (tests/faults/, ~10 minutes on 2 cores; not part of `make test`): killed
-# replicas and drivers, racing drivers, 5 % S3 errors, a node removed. Replay a run with
+# The fault suite (tests/faults/, ~15 minutes on 2 cores; not part of `make test`): killed
+# replicas and drivers, racing drivers, 5 % S3 errors, a node removed, and nightly
+# input.since runs into Delta and Iceberg tables with drivers killed around the table commit. Replay a run with
 # `make faults BATCHMT_FAULT_SEED=<seed it printed>`.
 faults: install-test
 	BATCHMT_FAULTS=1 BATCHMT_FAULT_SEED=$(BATCHMT_FAULT_SEED) $(VENV)/bin/python -m pytest -s -q tests/faults
