@@ -72,7 +72,9 @@ def test_a_model_that_cannot_load_leaves_the_output_unclaimed(
     rewrite_weights(nan, lambda _k, v: torch.full_like(v, float("nan")))
     assert main(["run", config(tmp_path, nan), "--no-progress"]) == 2
     err = one_line(capsys)
-    assert "NaN" in err and "tensor '" in err and "unclaimed" in err
+    # Refused before the claim (the language canary loads a Marian model in the driver) or by
+    # the replica, which then removes its fresh claim: either way no manifest is left.
+    assert "NaN" in err and "tensor '" in err
     assert "EngineLoadError" not in err  # the message, not Ray's class path
     assert not (tmp_path / "out" / "_manifest.json").exists()
 

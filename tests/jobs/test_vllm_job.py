@@ -97,7 +97,7 @@ def test_vllm_job_terms_tags_context_qe_and_a_killed_replica(
     monkeypatch.setenv("BATCHMT_FAULT_MARKER", str(marker))
 
     assert main(["plan", str(config)]) == 0
-    assert "backend vllm" in capsys.readouterr().err
+    assert "backend vllm" in capsys.readouterr().out  # the readable plan
     assert main(["run", str(config), "--no-progress"]) == 0
     assert "backend vllm" in capsys.readouterr().out
     assert marker.exists()
