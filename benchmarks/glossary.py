@@ -18,7 +18,8 @@ form: the term was bolted on beside the model's own rendering instead of replaci
     python -m benchmarks.glossary --limit 100            # quick
     python -m benchmarks.glossary                        # full sets (678 + 498 rows)
     python -m benchmarks.glossary --show 20              # and print 20 rows' outputs
-    python -m benchmarks.glossary --placement --override-file out/glossary/test_2016_flickr_override.jsonl --show 20
+    python -m benchmarks.glossary --placement --show 20 \
+        --override-file out/glossary/test_2016_flickr_override.jsonl
 
 `--placement`: the default backend (CTranslate2) on the override sets, before and after
 term placement (#22): appended terms, stubs, terms outside the aligned span, BLEU against
@@ -129,7 +130,9 @@ def has_default(text: str, forms: tuple[str, ...]) -> bool:
 
 
 def swapped_references(
-    rows: list[dict[str, object]], terms_per_row: list[tuple[tuple[str, str], ...]], table_path: Path
+    rows: list[dict[str, object]],
+    terms_per_row: list[tuple[tuple[str, str], ...]],
+    table_path: Path,
 ) -> tuple[list[int], list[str]]:
     """The rows where every term's swap applies, and their swapped references."""
     table = load_defaults(table_path)
@@ -242,10 +245,18 @@ def main() -> None:
         action="store_true",
         help="constraints without default-rendering avoidance (the behaviour before #10)",
     )
-    parser.add_argument("--placement", action="store_true",
-                        help="CTranslate2, before/after term placement, on override sets")
-    parser.add_argument("--override-file", type=Path, action="append", default=[],
-                        help="override sets for --placement (default: dev_override)")
+    parser.add_argument(
+        "--placement",
+        action="store_true",
+        help="CTranslate2, before/after term placement, on override sets",
+    )
+    parser.add_argument(
+        "--override-file",
+        type=Path,
+        action="append",
+        default=[],
+        help="override sets for --placement (default: dev_override)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -87,8 +87,10 @@ def run(engine: Any, path: Path, limit: int, rounds: int, show: int, swap: Any) 
     free = [r.translation or "" for r in outputs["free"]]
     kept, swapped = swap(data, terms)
     free_bleu = sacrebleu.corpus_bleu([free[i] for i in kept], [[refs[i] for i in kept]]).score
-    print(f"\n{path.name}: {len(data)} rows, {sum(map(len, terms))} terms; BLEU on the "
-          f"{len(kept)} rows where every swap applies; free vs original refs {free_bleu:.2f}")  # fmt: skip
+    print(
+        f"\n{path.name}: {len(data)} rows, {sum(map(len, terms))} terms; BLEU on the "
+        f"{len(kept)} rows where every swap applies; free vs original refs {free_bleu:.2f}"
+    )
     print(f"{'run':<7} {'adher.':>7} {'BLEU':>6} {'gap':>5} {'appended':>8} {'stubs':>5} "
           f"{'outside':>8} {'flagged':>7} {'CPU s':>7} {'ratio':>6}")  # fmt: skip
     for name in ("before", "after"):

@@ -27,7 +27,6 @@ still miss a term, are left to the constrained search; the caller checks.
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -64,7 +63,7 @@ ALTERNATIVES = 4
 # Sentence-first words tried in front of a term to learn its agreement; words tried in
 # place of a phrase word in front of a noun (the model's most frequent ones).
 ARTICLES = 8
-NOUN_WORDS = 8
+NOUN_WORDS = 12
 # A word further left than the one next to the noun belongs to its phrase when it is one
 # of this many words the model writes most often in front of a noun.
 FREQUENT_WORDS = 40
@@ -226,6 +225,11 @@ class TermPlacer:
         keys: dict[tuple[str, str], _Slot] = {}
         for slot in inner:
             keys.setdefault(self._ending_key(slot, words, slots), slot)
+        for key in keys:
+            # A term the vocabulary writes in several pieces is a word the model does not
+            # know ("Velo"): what it glues on is another piece of a word, not an ending.
+            if key not in self._endings and self._count(key[0]) > 1:
+                self._endings[key] = ""
         ask = [(k, slot) for k, slot in keys.items() if k not in self._endings]
         prefixes = []
         for _, slot in ask:
@@ -311,7 +315,7 @@ class TermPlacer:
             head = best_target[at + len(src.split()) - 1]
             word = strip_punctuation(row_words[head]) if head < len(row_words) else ""
             # A function word ("am", "die") is not the rendering of a noun term.
-            if head in taken or len(word) < 3 or not word[:1].isupper() and tgt[:1].isupper():
+            if head in taken or len(word) < 3 or (not word[:1].isupper() and tgt[:1].isupper()):
                 return False
             taken.add(head)
             slots[i].append(_Slot(i, src, tgt, head, word))
@@ -362,11 +366,13 @@ class TermPlacer:
     ) -> None:
         single = [s for s in changing if s.head - s.start == 1]
         starts = self._phrase_alternatives(sources, words, single)
-        rounds: list[Callable[[_Slot], list[list[str]]]] = [lambda slot: self._shapes(slot, starts)]
-        for depth in range(MAX_PHRASE_WORDS):
-            rounds.append(lambda slot, depth=depth: self._endings_at(slot, depth))
-        for make in rounds:
-            options = [(slot, found) for slot in changing if len(found := make(slot)) > 1]
+        for depth in range(-1, MAX_PHRASE_WORDS):
+            options = []
+            for slot in changing:
+                # Round -1: the phrase's shape; then each word's ending, right to left.
+                found = self._shapes(slot, starts) if depth < 0 else self._endings_at(slot, depth)
+                if len(found) > 1:
+                    options.append((slot, found))
             if not options:
                 continue
             targets: list[str] = []
@@ -399,6 +405,8 @@ class TermPlacer:
         model most often writes in front of a noun ("an einem" -> "an der")."""
         term = slot.choice[-1]
         shapes = [slot.choice[:-1], *starts.get(id(slot), [])]  # single words only
+        if slot.start == 0:  # the sentence's first word keeps its capital
+            shapes = [s for s in shapes if s and s[0][:1].isupper()]
         found = []
         for shape in shapes:
             found.append([*shape, term])
@@ -465,7 +473,11 @@ class TermPlacer:
         for slot, options in zip(slots, found, strict=True):
             starts = []
             for option in options:
-                lead = list(itertools.takewhile(lambda w: not _noun_like(w, slot.start), option.split()))
+                lead = []
+                for word in option.split():
+                    if _noun_like(word, slot.start):
+                        break
+                    lead.append(word)
                 # Never fewer words than the free output's phrase: a shorter start would
                 # drop an adjective (or a verb the phrase began with).
                 wanted = slot.head - slot.start
@@ -556,9 +568,7 @@ def _find_renderings(
     return slots, missing
 
 
-def _phrase_start(
-    words: list[str], head: int, row_slots: list[_Slot], common: Counter[str]
-) -> int:
+def _phrase_start(words: list[str], head: int, row_slots: list[_Slot], common: Counter[str]) -> int:
     """First word of the phrase whose head is `words[head]`: the lower-case word right in
     front of it (article or adjective), and before that up to MAX_PHRASE_WORDS in all of
     the words the model writes most often in front of a noun (articles, prepositions:

@@ -368,7 +368,8 @@ class CTranslate2Engine(TranslationEngine):
             tokens,
             target_prefix=heads,
             beam_size=self.config.decoding.num_beams,
-            max_decoding_length=max(bound, max(len(h) for h in heads) + 1) + len(self.target_prefix),
+            max_decoding_length=max(bound, max(len(h) for h in heads) + 1)
+            + len(self.target_prefix),
             max_input_length=0,
             max_batch_size=self._sub_batch,
             return_scores=True,
