@@ -488,9 +488,9 @@ class TermPlacer:
 
 
 def _phrase_key(slot: _Slot) -> tuple[str, tuple[str, ...]]:
-    """The term and the free output's phrase in front of it, lower-cased: the model's
-    choice for one is its choice for the next."""
-    return slot.target, tuple(w.casefold() for w in slot.origin)
+    """The term and the free output's phrase in front of it: the model's choice for one
+    is its choice for the next (as written: "Eine" starts a sentence, "eine" does not)."""
+    return slot.target, tuple(slot.origin)
 
 
 def _noun_like(word: str, at: int) -> bool:
