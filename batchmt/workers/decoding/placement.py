@@ -67,6 +67,13 @@ NOUN_WORDS = 12
 # A word further left than the one next to the noun belongs to its phrase when it is one
 # of this many words the model writes most often in front of a noun.
 FREQUENT_WORDS = 40
+# A phrase is chosen by log P(phrase, term) - PHRASE_WEIGHT * log P(phrase): half of the
+# phrase's own probability is discounted, because the model wrote it planning its default
+# noun ("Eine" for "Menschenmenge"); at 1 only the term's fit after the phrase would count
+# and the phrase could be anything. On the demo model, 0.5 picks "Ein Publikum" (not
+# "Eine"), "an der Küste" (not "am", "im"), "einem" before "Herr", "Ein brauner
+# Vierbeiner"; 0 kept "Eine Publikum" and "im Küste".
+PHRASE_WEIGHT = 0.5
 # Sentence-first words tried in front of a term and its default to learn its agreement.
 ARTICLES = 6
 # A default rendering with up to this many more letters is still it ("Hund" -> "Hunde").
@@ -387,13 +394,15 @@ class TermPlacer:
                     upto = _term_end(slot, slots[slot.row])
                     text = _rebuilt(words[slot.row], slots[slot.row])[:upto]
                     text[-1] = strip_punctuation(text[-1])
-                    targets.append(" ".join(text))
-                    rows.append(sources[slot.row])
+                    # The phrase alone too: see PHRASE_WEIGHT.
+                    targets += [" ".join(text), " ".join(text[:-1])]
+                    rows += [sources[slot.row]] * 2
                     owners.append((n, choice))
                 slot.choice = kept
             scores = self._score(rows, targets)
             best: dict[int, tuple[float, list[str]]] = {}
-            for (n, choice), (total, _) in zip(owners, scores, strict=True):
+            for k, (n, choice) in enumerate(owners):
+                total = scores[2 * k][0] - PHRASE_WEIGHT * scores[2 * k + 1][0]
                 if n not in best or total > best[n][0]:
                     best[n] = (total, choice)
             for n, (slot, _) in enumerate(options):
