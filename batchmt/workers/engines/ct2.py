@@ -3,9 +3,12 @@
 CTranslate2's C++ beam search is 1.6-1.9x our Python one on CPU, but it knows no lexical
 constraints. So every row is decoded free here and its glossary terms are checked; a row
 that misses a term takes the best of the beam's other hypotheses that writes every term,
-and only when none does is it re-decoded by our constrained search on the transformers
-model, loaded lazily in this replica the first time a row needs it: the term guarantee is
-the same as on the transformers path, and jobs without a glossary never load torch weights.
+else its terms are placed where the free output rendered the source terms, the model
+choosing the words around them and finishing the sentence (`decoding/placement.py`, #22);
+only a row that cannot be placed is re-decoded by our constrained search on the
+transformers model, loaded lazily in this replica the first time a row needs it: the term
+guarantee is the same as on the transformers path, and jobs without a glossary never load
+torch weights.
 
 Engine semantics follow `Seq2SeqEngine`: the same tokenizer (so `count_tokens` agrees),
 the output bound per row, the target language as forced first token, context behind the
