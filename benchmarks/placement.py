@@ -82,6 +82,10 @@ def run(engine: Any, path: Path, limit: int, rounds: int, show: int, swap: Any) 
             outputs[name], seconds = _translate(engine, rows)
             best[name] = min(best[name], seconds)
     engine.place_terms = True
+    for name in ("before", "after"):
+        for row, result in zip(data, outputs[name], strict=True):
+            if result.status not in ("ok", "ok_split"):
+                print(f"{name} [{row['id']}] {result.status}: {result.error}")
     sources = [str(r["source"]) for r in data]
     refs = [str(r["reference"]) for r in data]
     free = [r.translation or "" for r in outputs["free"]]

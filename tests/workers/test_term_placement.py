@@ -241,3 +241,16 @@ def test_demo_placement_off_defers_to_the_constrained_search(
         assert demo.translate([segment])[0].text == "Vierbeiner (search)." and calls == [1]
     finally:
         demo.place_terms = True
+
+
+def test_two_terms_in_a_row_each_take_the_models_ending() -> None:
+    """An ending glued to the first term changes the word in front of the second: each
+    term's ending is still the one asked for (no lookup of a key that changed)."""
+    model = Scripted({}, glued="n")
+    placed = model.placer().place(
+        ["A man talks to a man."],
+        ["Ein Mann spricht mit einem Mann Mann."],
+        [(("man", "Herr"),)],
+        {"man": ("Mann",)},
+    )
+    assert placed[0].text == "Ein Herrn spricht mit einem Herrn Herrn."

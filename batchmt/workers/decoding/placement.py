@@ -229,9 +229,12 @@ class TermPlacer:
     ) -> None:  # fmt: skip
         """The model's ending for terms followed by more text: the piece it writes right
         after the term, when that piece is glued to it."""
+        # Each slot's key before any ending is added (an ending changes the word in front
+        # of a later term of the same row).
+        slot_keys = {id(slot): self._ending_key(slot, words, slots) for slot in inner}
         keys: dict[tuple[str, str], _Slot] = {}
         for slot in inner:
-            keys.setdefault(self._ending_key(slot, words, slots), slot)
+            keys.setdefault(slot_keys[id(slot)], slot)
         for key in keys:
             # A term the vocabulary writes in several pieces is a word the model does not
             # know ("Velo"): what it glues on is another piece of a word, not an ending.
@@ -249,7 +252,7 @@ class TermPlacer:
             fits = glued.isalpha() and glued.islower() and len(glued) <= _ENDING_LETTERS
             self._endings[key] = glued if fits else ""
         for slot in inner:
-            glued = self._endings[self._ending_key(slot, words, slots)]
+            glued = self._endings[slot_keys[id(slot)]]
             if glued:
                 raw = slot.choice[-1]
                 core = strip_punctuation(raw)
