@@ -295,7 +295,13 @@ class TermPlacer:
             rows, prefixes, self._finish([sources[i] for i in rows], prefixes), strict=True
         ):
             tail = text[len(prefix) :] if text.startswith(prefix) else ""
-            fine = bool(tail.strip()) and _keeps_terms(text, terms[i], renderings)
+            # Letters glued to the term are its ending only for a word the vocabulary
+            # knows ("Küste" + "n"); on a term it writes in pieces they make another word
+            # ("Velo" + "sschild").
+            glued = len(tail) - len(tail.lstrip("abcdefghijklmnopqrstuvwxyzäöüß"))
+            term = strip_punctuation(last[i].choice[-1])
+            ending = glued <= _ENDING_LETTERS and (glued == 0 or self._count(term) == 1)
+            fine = bool(tail.strip()) and ending and _keeps_terms(text, terms[i], renderings)
             if fine:
                 found[i] = (text, logprob)
             else:
