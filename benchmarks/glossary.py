@@ -18,6 +18,12 @@ form: the term was bolted on beside the model's own rendering instead of replaci
     python -m benchmarks.glossary --limit 100            # quick
     python -m benchmarks.glossary                        # full sets (678 + 498 rows)
     python -m benchmarks.glossary --show 20              # and print 20 rows' outputs
+    python -m benchmarks.glossary --placement --show 20 \
+        --override-file out/glossary/test_2016_flickr_override.jsonl
+
+`--placement`: the default backend (CTranslate2) on the override sets, before and after
+term placement (#22): appended terms, stubs, terms outside the aligned span, BLEU against
+swapped references, time against free decoding (`benchmarks/placement.py`).
 """
 
 from __future__ import annotations
@@ -123,6 +129,26 @@ def has_default(text: str, forms: tuple[str, ...]) -> bool:
     return any(w.startswith(form) for w in _words(text) for form in forms)
 
 
+def swapped_references(
+    rows: list[dict[str, object]],
+    terms_per_row: list[tuple[tuple[str, str], ...]],
+    table_path: Path,
+) -> tuple[list[int], list[str]]:
+    """The rows where every term's swap applies, and their swapped references."""
+    table = load_defaults(table_path)
+    kept: list[int] = []
+    swapped: list[str] = []
+    for i, (row, terms_i) in enumerate(zip(rows, terms_per_row, strict=True)):
+        reference: str | None = str(row["reference"])
+        for source, target in terms_i:
+            if reference is not None:
+                reference = swap_reference(reference, table[source.casefold()][1], target)
+        if reference is not None:
+            kept.append(i)
+            swapped.append(reference)
+    return kept, swapped
+
+
 def override_report(
     rows: list[dict[str, object]],
     terms_per_row: list[tuple[tuple[str, str], ...]],
@@ -219,13 +245,44 @@ def main() -> None:
         action="store_true",
         help="constraints without default-rendering avoidance (the behaviour before #10)",
     )
+    parser.add_argument(
+        "--placement",
+        action="store_true",
+        help="CTranslate2, before/after term placement, on override sets",
+    )
+    parser.add_argument(
+        "--override-file",
+        type=Path,
+        action="append",
+        default=[],
+        help="override sets for --placement (default: dev_override)",
+    )
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.placement:
+        placement_main(args)
+        return
     engine = make_engine(args.model)
     engine.term_defaults.enabled = not args.no_defaults
     print(f"beam {engine.config.decoding.num_beams}, CPU threads {args.threads}")
     for name in args.sets:
         bench_set(engine, args.data_dir / "glossary" / f"{name}.jsonl", args.limit, args.show)
+
+
+def placement_main(args: argparse.Namespace) -> None:
+    from functools import partial
+
+    from benchmarks.common import demo_engine
+    from benchmarks.placement import run as run_placement
+
+    engine, _ = demo_engine(args.model, quantization="int8", backend="ctranslate2")
+    table = args.data_dir / "glossary" / "default_renderings.tsv"
+    swap = partial(swapped_references, table_path=table)
+    files = args.override_file or [args.data_dir / "glossary" / "dev_override.jsonl"]
+    print(f"{engine.signature}, CPU threads {args.threads}")
+    for path in files:
+        run_placement(engine, path, args.limit or 0, args.rounds, args.show, swap)
 
 
 if __name__ == "__main__":

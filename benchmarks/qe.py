@@ -1,7 +1,8 @@
 """Row-level QE on a faulty set: flag rates of `batchmt score` with the demo model.
 
     python -m benchmarks.qe                      # Multi30k test_2016_flickr, all 1,000 rows
-    python -m benchmarks.qe --split val          # the calibration split
+    python -m benchmarks.qe --split val          # a calibration split
+    python -m benchmarks.qe --rows odd           # test_2016 odd lines, held out (#22)
     python -m benchmarks.qe --size 200 --set quality.thresholds.min_logprob=-3
 
 Builds the set of `benchmarks/qe_faults.py` (half correct references, half one injected
@@ -30,8 +31,8 @@ from benchmarks.qe_faults import CORRECT, FAULTS, faulty_set
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_input(path: Path, split: str, size: int | None) -> dict[int, str]:
-    rows = faulty_set(split, size)
+def write_input(path: Path, split: str, size: int | None, rows_of: str = "all") -> dict[int, str]:
+    rows = faulty_set(split, size, half=rows_of)
     table = pa.table(
         {
             "id": [r.id for r in rows],
@@ -69,11 +70,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="test_2016_flickr")
     parser.add_argument("--size", type=int, default=None)
+    parser.add_argument(
+        "--rows",
+        default="all",
+        choices=("all", "even", "odd"),
+        help="odd: test_2016's lines that calibration (qe_calibrate) never saw",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        faults = write_input(work / "faulty.parquet", args.split, args.size)
+        faults = write_input(work / "faulty.parquet", args.split, args.size, args.rows)
         config = {
             "job_name": "qe-faulty-set",
             "source_lang": "en",

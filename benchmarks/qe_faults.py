@@ -51,10 +51,17 @@ def _inject(fault: str, i: int, en: list[str], de: list[str], fr: list[str]) -> 
     raise ValueError(f"unknown fault {fault!r}")
 
 
-def faulty_set(split: str = "val", size: int | None = None, data: Path = DATA) -> list[FaultyRow]:
-    """`size` rows of `split` (all by default): half correct, half faulty."""
+def faulty_set(
+    split: str = "val", size: int | None = None, data: Path = DATA, half: str = "all"
+) -> list[FaultyRow]:
+    """`size` rows of `split` (all by default): half correct, half faulty. `half`: "all",
+    or the "even" / "odd" lines only (one half calibrates, the other checks)."""
     en, de, fr = (_lines(split, lang, data) for lang in ("en", "de", "fr"))
     order = list(range(len(en)))
+    if half != "all":
+        if half not in ("even", "odd"):
+            raise ValueError(f"half must be all, even or odd, got {half!r}")
+        order = order[half == "odd" :: 2]
     random.Random(12).shuffle(order)
     order = order[: size or len(order)]
     rows = []

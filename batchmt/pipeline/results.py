@@ -29,10 +29,16 @@ _ARROW_TYPES = {
 }
 
 
+# Field metadata: False keeps a row field out of the output and memory columns.
+COLUMN = "column"
+
+
 def arrow_types(row_class: type) -> dict[str, pa.DataType]:
     """{field: Arrow type} of a row dataclass (RowResult, quality.qe.RowQe), in field order."""
     out = {}
     for item in fields(row_class):
+        if not item.metadata.get(COLUMN, True):
+            continue
         annotation = str(item.type).removesuffix(" | None")
         if annotation not in _ARROW_TYPES:
             raise TypeError(f"{row_class.__name__}.{item.name}: no Arrow type for {item.type}")
@@ -55,6 +61,10 @@ class RowResult:
     # The model's confidence: mean token log-prob of the row's least confident piece, as the
     # decoder reported it (None when it did not); row-level QE reads it.
     logprob: float | None = None
+    # A glossary term sits in the translation as a fragment (a sentence of its own, after a
+    # cut copy of itself): QE adds `term_placement` to the row's flags, which is what the
+    # output and the memory keep (so this field is no column of either).
+    term_placement: bool = field(default=False, metadata={COLUMN: False})
 
 
 def result_columns(results: Sequence[RowResult], names: Sequence[str]) -> dict[str, pa.Array]:

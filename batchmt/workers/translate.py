@@ -34,6 +34,7 @@ from batchmt.pipeline.status import (
     TRANSLATED,
 )
 from batchmt.pipeline.text.glossary import Glossary, Term, check_terms
+from batchmt.pipeline.text.term_checks import term_fragments
 from batchmt.workers.batching import plan_batches
 from batchmt.workers.engines.base import Aligner, Segment, TranslationEngine
 from batchmt.workers.formats.plan import FormatOptions, FormatPlan, FormatResult, prepare_formats
@@ -111,6 +112,7 @@ class _Unit:
     error: str | None = None
     logprob: float | None = None
     deferred: bool = False  # waits for engine.constrain (see translate_or_defer)
+    term_placement: bool = False  # a glossary term could only be written as a fragment
 
 
 @dataclass
@@ -356,6 +358,7 @@ def _run_batch(
     for unit, translation in zip(batch, translations, strict=True):
         unit.output, unit.logprob = translation.text, translation.logprob
         unit.deferred = translation.deferred and not constrain
+        unit.term_placement = translation.term_placement
 
 
 def _block_text(block: _Block, glue: str) -> str:
@@ -448,6 +451,11 @@ def _row_result(
     stats: TranslateStats,
 ) -> RowResult:
     hits, missed = check_terms(text, list(row.terms)) if row.terms else ([], [])
+    # The engine's flag, or the text itself (any engine): a term written as a fragment.
+    source = " ".join(b.text.strip() for b in row.blocks)
+    fragment = any(u.term_placement for b in row.blocks for u in b.units) or bool(
+        row.terms and term_fragments(source, text, [t.target for t in row.terms])
+    )
     stats.glossary_terms += len(row.terms)
     stats.glossary_hits += len(hits)
     pieces = sum(len(b.units) for b in row.blocks)
@@ -477,6 +485,7 @@ def _row_result(
         format_status=format_status,
         format_detail=format_detail,
         logprob=_least_confident([u.logprob for b in row.blocks for u in b.units]),
+        term_placement=fragment,
     )
 
 

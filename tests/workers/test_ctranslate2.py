@@ -180,7 +180,9 @@ def test_a_converted_folder_is_accepted_as_the_model(tiny_marian: Path, tmp_path
     assert engine.translate_batch(segments) == reference.translate_batch(segments)
     with pytest.raises(EngineLoadError, match="converted CTranslate2 model"):
         load_engine(config(out, "transformers"), str(out), CPU)
-    # No checkpoint, no constrained search: the row says which term is missing.
+    # No checkpoint, no constrained search: the row says which term is missing (placement
+    # off: on the random model it may find a word to put the term in place of).
+    engine.place_terms = False
     missed = engine.translate([Segment("a dog is walking.", terms=(("dog", "hund"),))])[0]
     assert missed.unmet_terms == ["hund"] and missed.text
 
@@ -213,10 +215,12 @@ def test_terms_are_guaranteed_through_our_search(tiny_marian: Path) -> None:
     without (whose rows then say which terms are missing, and nothing loads mid-job)."""
     free = load_engine(config(tiny_marian, "ctranslate2", num_beams=2), str(tiny_marian), CPU)
     assert free.constrained is None
+    free.place_terms = False  # the deferred path (placement: test_term_placement.py)
     missed = free.translate([Segment("a dog is walking.", terms=(("dog", "hund"),))])[0]
     assert missed.unmet_terms == ["hund"] and free.constrained is None
     _, engine = engines(tiny_marian, num_beams=2, max_new_tokens=40)
     assert isinstance(engine.constrained, Seq2SeqEngine)
+    engine.place_terms = False  # the deferred path (placement: test_term_placement.py)
     plain = engine.translate([Segment("a man is walking.")])
     assert plain[0].unmet_terms == []
     out = engine.translate(
@@ -255,6 +259,7 @@ def test_a_term_beside_the_models_own_rendering_is_re_decoded(
     """#10 on this backend: a free output holding the forced term *and* the model's own
     rendering of its source is not accepted; the constrained search decodes the row."""
     _, engine = engines(tiny_marian)
+    engine.place_terms = False  # the deferred path (placement: test_term_placement.py)
     free = engine.translate_batch([Segment("a man is walking.")])[0]
     words = free.split()
     assert len(words) >= 2, free
@@ -323,6 +328,7 @@ def test_the_shard_loop_sends_every_deferred_row_to_one_constrained_search(
     """Rows that miss a term in many small batches meet in one `constrain` call; the rows
     without terms keep CTranslate2's translation, and every row keeps its place."""
     _, engine = engines(tiny_marian, num_beams=2, max_new_tokens=40)
+    engine.place_terms = False  # every term row deferred (placement: test_term_placement.py)
     calls: list[int] = []
 
     class Recorder:

@@ -100,6 +100,9 @@ class Translation:
     # Only from `translate_or_defer`: the engine's fast path missed a glossary term and the
     # row waits for `constrain`; `text` holds the free translation meanwhile.
     deferred: bool = False
+    # A glossary term could only be written as a fragment (a sentence of its own, after a
+    # cut copy of itself: `pipeline/text/term_checks.py`); QE adds `term_placement`.
+    term_placement: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 CTranslate2's C++ beam search is 1.6-1.9x our Python one on CPU, but it knows no lexical
 constraints. So every row is decoded free here and its glossary terms are checked; a row
 that misses a term takes the best of the beam's other hypotheses that writes every term,
-and only when none does is it deferred to the engine's `constrained` collaborator: our
+else its terms are placed where the free output rendered the source terms, the model
+choosing the words around them and finishing the sentence (`decoding/placement.py`, #22);
+only a row that cannot be placed is deferred to the engine's `constrained` collaborator: our
 constrained search on the transformers model, which the loader builds at replica start when
 the job has terms (workers/engines/loading.py), so the term guarantee is the same as on the
 transformers path, and jobs without a glossary never load torch weights.
@@ -28,6 +30,8 @@ import structlog
 import torch
 
 from batchmt.pipeline.text.glossary import Term, check_terms, term_variants
+from batchmt.pipeline.text.term_checks import term_fragments
+from batchmt.workers.decoding.placement import TermPlacer
 from batchmt.workers.decoding.renderings import PROBE_BEAMS, TermDefaults
 from batchmt.workers.engines.base import (
     Aligner,
@@ -111,6 +115,18 @@ class CTranslate2Engine(TranslationEngine):
         # The model's own renderings of each forced source term (#10): a free hypothesis that
         # writes the forced term *beside* one of them ("Vierbeiner Hund") is not accepted.
         self.term_defaults = TermDefaults(self.tokenizer, self._n_best)
+        # Rows that miss a term get it placed where the free output rendered the source
+        # term (placement.py), on CTranslate2; only what that cannot place is deferred to
+        # the constrained search. False: every such row is deferred (the behaviour before).
+        self.place_terms = True
+        self.placer = TermPlacer(
+            self._score_texts,
+            self._continuations,
+            self._source_links,
+            self._piece_count,
+            self._finish_texts,
+            self._next_glued,
+        )
         self.no_repeat_ngram_size = 0  # set on a QE fallback view (fallback_engine)
         # On CPU, CTranslate2 splits the shard loop's batches (up to 64 rows, 256 beams) into
         # its own batches of 32 rows: 512 sorted test sentences, int8, 2 threads, best of 3:
@@ -211,6 +227,8 @@ class CTranslate2Engine(TranslationEngine):
                 redo.append(i)
             else:
                 out[i] = met
+        if redo and self.place_terms:
+            redo = self._place(segments, out, redo)
         if redo and self.constrained is None:
             # No constrained decoder (a converted folder without its checkpoint, or a job
             # declared without terms): the rows keep their free translation and say which
@@ -225,6 +243,38 @@ class CTranslate2Engine(TranslationEngine):
         for i in redo:
             out[i] = dataclasses.replace(out[i], deferred=True)
         return out
+
+    def constrain(self, segments: list[Segment]) -> list[Translation]:
+        """The constrained search; a row whose term it could only write as a fragment
+        (a sentence of its own, after a cut copy of itself) says so (`term_placement`)."""
+        found = super().constrain(segments)
+        for k, (segment, result) in enumerate(zip(segments, found, strict=True)):
+            if term_fragments(segment.text, result.text, [t for _, t in segment.terms]):
+                found[k] = dataclasses.replace(result, term_placement=True)
+        return found
+
+    def _place(self, segments: list[Segment], out: list[Translation], rows: list[int]) -> list[int]:
+        """Place the terms of `rows` in their free translations (`out`, updated); the rows
+        it could not place, for the constrained search."""
+        placed = self.placer.place(
+            [segments[i].text for i in rows],
+            [out[i].text for i in rows],
+            [segments[i].terms for i in rows],
+            self.term_defaults.renderings,
+        )
+        left = []
+        for i, found in zip(rows, placed, strict=True):
+            text = found.text
+            targets = [t for _, t in segments[i].terms]
+            if (
+                text is None
+                or not self._meets_terms(text, segments[i])
+                or term_fragments(segments[i].text, text, targets)
+            ):
+                left.append(i)
+                continue
+            out[i] = Translation(text, logprob=found.logprob)
+        return left
 
     def _meets_terms(self, text: str, segment: Segment) -> bool:
         """Every term is in `text`, and no forced term sits beside the model's own rendering
@@ -262,6 +312,102 @@ class CTranslate2Engine(TranslationEngine):
             self._source_tokens(segments), targets, max_input_length=0
         )
         return [float(sum(r.log_probs) / max(1, len(r.log_probs))) for r in results]
+
+    # -- what the term placer asks of the model ----------------------------------------------
+
+    def _target_tokens(self, texts: list[str]) -> list[list[str]]:
+        """Target pieces of each text, without the EOS (CTranslate2 adds it when scoring)."""
+        tok = self.tokenizer
+        labels = tok(text_target=texts, add_special_tokens=True, truncation=False)["input_ids"]
+        bodies = [ids[:-1] if ids and ids[-1] == tok.eos_token_id else ids for ids in labels]
+        return [tok.convert_ids_to_tokens(ids) for ids in bodies]
+
+    def _score_texts(self, sources: list[str], targets: list[str]) -> list[tuple[float, int]]:
+        """(sum of token log-probs, tokens) of each target as a prefix (its EOS left out)
+        given its source."""
+        if not sources:
+            return []
+        prefix = self.target_prefix
+        results = self.translator.score_batch(
+            self._source_tokens([Segment(s) for s in sources]),
+            [[*prefix, *t] for t in self._target_tokens(targets)],
+            max_input_length=0,
+            max_batch_size=self._sub_batch * 4,
+        )
+        return [(float(sum(r.log_probs[:-1])), len(r.log_probs) - 1) for r in results]
+
+    def _continuations(self, sources: list[str], prefixes: list[str], k: int) -> list[list[str]]:
+        """The k likeliest next words after each target prefix: CTranslate2's alternatives
+        at the first free position, each run on for two more pieces."""
+        if not sources:
+            return []
+        heads = [
+            [*self.target_prefix, *(t if p else [])]
+            for p, t in zip(prefixes, self._target_tokens(prefixes), strict=True)
+        ]
+        results = self.translator.translate_batch(
+            self._source_tokens([Segment(s) for s in sources]),
+            target_prefix=heads,
+            beam_size=k,
+            num_hypotheses=k,
+            return_alternatives=True,
+            max_decoding_length=max(len(h) for h in heads) + 3,
+            max_input_length=0,
+            max_batch_size=self._sub_batch,
+        )
+        found = []
+        for head, result in zip(heads, results, strict=True):
+            tails = [list(h)[len(head) :] for h in result.hypotheses]
+            found.append([t.strip() for t in self._detokenize(tails)])
+        return found
+
+    def _finish_texts(self, sources: list[str], prefixes: list[str]) -> list[tuple[str, float]]:
+        """Each prefix finished by beam search under its row's output bound."""
+        if not sources:
+            return []
+        tokens = self._source_tokens([Segment(s) for s in sources])
+        heads = [[*self.target_prefix, *t] for t in self._target_tokens(prefixes)]
+        bound = max(self._content_bound(len(t)) for t in tokens)
+        results = self.translator.translate_batch(
+            tokens,
+            target_prefix=heads,
+            beam_size=self.config.decoding.num_beams,
+            max_decoding_length=max(bound, max(len(h) for h in heads) + 1)
+            + len(self.target_prefix),
+            max_input_length=0,
+            max_batch_size=self._sub_batch,
+            return_scores=True,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
+        )
+        pieces = [list(r.hypotheses[0])[len(self.target_prefix) :] for r in results]
+        texts = self._detokenize(pieces)
+        return [(t, float(r.scores[0])) for t, r in zip(texts, results, strict=True)]
+
+    def _next_glued(self, sources: list[str], prefixes: list[str]) -> list[str]:
+        """The piece the model writes after each prefix, when glued to its last word."""
+        if not sources:
+            return []
+        heads = [[*self.target_prefix, *t] for t in self._target_tokens(prefixes)]
+        results = self.translator.translate_batch(
+            self._source_tokens([Segment(s) for s in sources]),
+            target_prefix=heads,
+            beam_size=1,
+            max_decoding_length=max(len(h) for h in heads) + 1,
+            max_input_length=0,
+            max_batch_size=self._sub_batch,
+        )
+        found = []
+        for head, result in zip(heads, results, strict=True):
+            tail = list(result.hypotheses[0])[len(head) :]
+            piece = tail[0] if tail else ""
+            found.append("" if piece.startswith("\u2581") else piece)
+        return found
+
+    def _source_links(self, sources: list[str], targets: list[str]) -> list[tuple[int, ...]]:
+        return [a.best_target for a in self._align(sources, targets)]
+
+    def _piece_count(self, text: str) -> int:
+        return len(self._target_tokens([text])[0])
 
     def fallback_engine(self, num_beams: int, no_repeat_ngram_size: int) -> CTranslate2Engine:
         """A view of this replica (same translator, no copy) with another search."""

@@ -3,12 +3,13 @@ flagged rows their fallback, and add `qe_score` / `qe_flags` to the output table
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
 from batchmt.pipeline import columns
-from batchmt.pipeline.quality.qe import QeThresholds, RowQe, needs_fallback
+from batchmt.pipeline.quality.qe import TERM_PLACEMENT, QeThresholds, RowQe, needs_fallback
 from batchmt.pipeline.results import QeCounts, RowResult
 from batchmt.pipeline.spec import JobSpec
 from batchmt.pipeline.status import is_translated
@@ -85,6 +86,11 @@ class QeStage:
                 same_model=self._same_model,
                 formats_mode=self.spec.formats.mode,
             )
+        for i, result in enumerate(results):
+            found = qes[i]
+            if result.term_placement and found is not None and TERM_PLACEMENT not in found.flags:
+                # Not hidden: the row's glossary term could only be written as a fragment.
+                qes[i] = dataclasses.replace(found, flags=[*found.flags, TERM_PLACEMENT])
         return qes, count_qe(qes, tried, won)
 
 
