@@ -179,8 +179,7 @@ def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module")
-def demo() -> CTranslate2Engine:
+def _demo_engine() -> CTranslate2Engine:
     spec = spec_from_dict({
         "source_lang": "en", "target_lang": "de", "input": {"path": "unused"},
         "output": {"path": "unused"},
@@ -192,10 +191,37 @@ def demo() -> CTranslate2Engine:
     return engine
 
 
-def test_demo_override_rows_finish_on_ctranslate2_in_place(demo: CTranslate2Engine) -> None:
+@pytest.fixture(scope="module")
+def demo() -> CTranslate2Engine:
+    return _demo_engine()
+
+
+@pytest.fixture
+def fresh_demo() -> CTranslate2Engine:
+    """An engine whose placer has seen no output yet: what it counts over the outputs it
+    sees (first words, noun words) steers later placements."""
+    return _demo_engine()
+
+
+class _Searches:
+    """Stands in for the constrained collaborator and counts the rows sent to it."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def translate(self, segments: list[Segment]) -> list[Translation]:
+        self.rows += len(segments)
+        return [Translation("(search)") for _ in segments]
+
+
+def test_demo_override_rows_finish_on_ctranslate2_in_place(
+    demo: CTranslate2Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """dog -> Vierbeiner, man -> Herr, street -> Gasse: each term where the free output
-    had the model's own word, the row finished on CTranslate2 (the transformers model for
-    the constrained search is never loaded)."""
+    had the model's own word, the row finished on CTranslate2 (no row is sent to the
+    constrained search on the transformers model)."""
+    searches = _Searches()
+    monkeypatch.setattr(demo, "constrained", searches)
     sources = [
         "A homeless man and his dog take a nap.",
         "A woman talks to a man.",
@@ -210,7 +236,7 @@ def test_demo_override_rows_finish_on_ctranslate2_in_place(demo: CTranslate2Engi
     results, _ = translate_rows(
         demo, rows, target_lang="de", max_batch_tokens=512, max_batch_size=8, formats_mode="text"
     )
-    assert demo._fallback is None
+    assert searches.rows == 0
     for source, before, after in zip(sources, free, results, strict=True):
         assert after.status == OK and not after.term_placement, after
         text, old = after.translation or "", before.translation or ""
@@ -223,8 +249,9 @@ def test_demo_override_rows_finish_on_ctranslate2_in_place(demo: CTranslate2Engi
 
 
 def test_demo_placement_off_defers_to_the_constrained_search(
-    demo: CTranslate2Engine, monkeypatch: pytest.MonkeyPatch
+    fresh_demo: CTranslate2Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    demo = fresh_demo
     calls: list[int] = []
 
     class Recorder:
@@ -232,7 +259,7 @@ def test_demo_placement_off_defers_to_the_constrained_search(
             calls.append(len(segments))
             return [Translation("Vierbeiner (search).") for _ in segments]
 
-    monkeypatch.setattr(demo, "constrained_engine", lambda: Recorder())
+    monkeypatch.setattr(demo, "constrained", Recorder())
     segment = Segment("A dog sleeps.", terms=(("dog", "Vierbeiner"),))
     placed = demo.translate([segment])[0].text
     assert "Vierbeiner" in placed and "search" not in placed and calls == []
