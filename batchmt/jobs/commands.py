@@ -27,6 +27,7 @@ from batchmt.pipeline.spec import JobSpec, SpecError, load_spec
 from batchmt.pipeline.storage.fs import StorageError, open_fs
 from batchmt.pipeline.text.glossary_files import GlossaryError
 from batchmt.workers.engines.base import EngineLoadError
+from batchmt.workers.quantization import QuantizationError
 
 # Errors that mean "this job cannot run as configured": one line, exit 2.
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -40,6 +41,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     UploadError,  # submit: a config outside the folder, or one that looks like a secret
     TableCommitError,  # the output table or its catalog does not fit the job
     FileNotFoundError,
+    QuantizationError,  # quantize: calibration file, formats, budget, output folder
 )
 
 __all__ = ["USER_ERRORS", "JobFailed", "dispatch"]
@@ -52,6 +54,11 @@ def dispatch(args: argparse.Namespace) -> int:
         from batchmt.jobs.reports.html import cmd_report
 
         return cmd_report(args)
+    if args.command == "quantize":
+        from batchmt.jobs.quantize.command import cmd_quantize
+
+        overrides = [*overrides_from_file(args.overrides_file), *args.overrides]
+        return cmd_quantize(args.config, overrides, show_progress=not args.no_progress)
     spec = load_spec(args.config, [*overrides_from_file(args.overrides_file), *args.overrides])
     if args.command == "score":
         from batchmt.jobs.score import cmd_score

@@ -36,6 +36,7 @@ from batchmt.workers.engines.hymt.prompts import (
 from batchmt.workers.engines.memory import available_bytes, check_fit, footprint
 from batchmt.workers.engines.prequantized import prequantized_config, without_quantization
 from batchmt.workers.engines.quantize import CAUSAL_LINEARS, quantize_model
+from batchmt.workers.quantization.folder import is_quantized_folder, load_quantized
 
 # Special-token spellings that survive skip_special_tokens when a checkpoint registers them
 # as plain added tokens (HY-MT's "<｜hy_...｜>" family).
@@ -152,7 +153,8 @@ class CausalEngine(TranslationEngine):
         if hf_config is None:
             hf_config = AutoConfig.from_pretrained(model_path, **options)
         quantization = config.model.quantization
-        load_config = prequantized_config(hf_config, quantization, device, name)
+        ours = is_quantized_folder(model_path)  # `batchmt quantize`'s output: packed layers
+        load_config = hf_config if ours else prequantized_config(hf_config, quantization, device, name)
         dtype = compute_dtype(config, device)
 
         # Refuse before loading gigabytes: weights + KV cache for the batch budget.
@@ -169,7 +171,9 @@ class CausalEngine(TranslationEngine):
         )
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_path, **options)
-            model = AutoModelForCausalLM.from_pretrained(
+            model = load_quantized(
+                model_path, "causal", dtype, device, trust_remote_code=config.model.trust_remote_code
+            ) if ours else AutoModelForCausalLM.from_pretrained(
                 model_path,
                 config=load_config,
                 dtype=dtype,
@@ -225,6 +229,9 @@ class CausalEngine(TranslationEngine):
         }
 
     # -- sizes -----------------------------------------------------------------------------
+
+    def torch_model(self) -> tuple[Any, Any]:
+        return self.model, self.tokenizer
 
     def _stop_ids(self, model: Any) -> set[int]:
         """Every id that ends an answer: generation_config's (HY-MT lists its own), the
