@@ -285,7 +285,9 @@ class QuantizeSpec(_Section):
     # Weight bytes of the result / weight bytes of the checkpoint it starts from.
     max_size_ratio: float = Field(default=0.25, gt=0, le=1)
     # int8 | int4 | int3 | int2, optionally -g<group> or -ch (workers/quantization/formats.py).
-    formats: list[str] = Field(default_factory=lambda: ["int8", "int4", "int3", "int2"], min_length=1)
+    formats: list[str] = Field(
+        default_factory=lambda: ["int8", "int4", "int3", "int2"], min_length=1
+    )
     # A unit whose output KL (that unit alone in int4) reaches this is marked sensitive and
     # never gets 4 bits or fewer.
     sensitive_kl: float = Field(default=0.05, gt=0)

@@ -71,7 +71,7 @@ def read_calibration(path: str, rows: int) -> list[tuple[str, str]]:
         )
     try:
         schema = pq.read_schema(path)
-    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+    except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
         raise QuantizeError(f"calibration file {path} is not readable Parquet ({exc})") from None
     missing = [c for c in ("text", "reference") if c not in schema.names]
     if missing:
@@ -298,8 +298,8 @@ def _card(result: dict[str, Any], out: Path) -> str:
     return (
         f"# {out.name}: {result['source']} quantized by `batchmt quantize`\n\n"
         f"Weights only, per-unit formats ({_plan_summary(result)}), "
-        f"{result['size_ratio']:.4f} of the checkpoint's weight bytes. Layer formats, sensitivities and "
-        f"bytes: `{PLAN_FILE}`; `config.json` holds them as a compressed-tensors "
+        f"{result['size_ratio']:.4f} of the checkpoint's weight bytes. Layer formats, "
+        f"sensitivities and bytes: `{PLAN_FILE}`; `config.json` holds them as a compressed-tensors "
         "`quantization_config` (pack-quantized). `batchmt run` takes this folder as "
         "`model.name_or_path` (transformers backend, chosen automatically).\n\n"
         f"Held-back calibration pairs ({result['calibration']['held_out_pairs']}):\n\n"

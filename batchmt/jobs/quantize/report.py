@@ -9,7 +9,8 @@ from typing import Any
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}.sens{color:#b00;font-weight:600}
 .int8{fill:#4a7}.int4{fill:#7b5}.int3{fill:#db3}.int2{fill:#e73}.none{fill:#68c}
 """
@@ -70,10 +71,15 @@ def _chart(layers: list[dict[str, Any]]) -> str:
         bars.append(
             f"<text x='0' y='{y + 11}' font-size='11'>{escape(layer['name'])}{mark}</text>"
             f"<rect class='{cls}' x='{label}' y='{y + 2}' width='{length:.1f}' height='{row - 4}'>"
-            f"<title>{value:.3g} nats/token ({escape(layer['format'] or 'unquantized')})</title></rect>"
+            f"<title>{value:.3g} nats/token ({escape(_fmt(layer))})</title></rect>"
         )
     height = len(layers) * row + 4
-    return f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}'>{''.join(bars)}</svg>"
+    svg = "<svg xmlns='http://www.w3.org/2000/svg'"
+    return f"{svg} width='{width}' height='{height}'>{''.join(bars)}</svg>"
+
+
+def _fmt(layer: dict[str, Any]) -> str:
+    return str(layer["format"] or "unquantized")
 
 
 def _measured(layer: dict[str, Any]) -> float:
@@ -87,10 +93,12 @@ def _plan(layers: list[dict[str, Any]], formats: list[str]) -> str:
         kls = "".join(f"<td>{layer['sensitivity_by_format'].get(f, 0.0):.2e}</td>" for f in formats)
         cls = " class='sens'" if layer["sensitive"] else ""
         body.append(
-            f"<tr><td class='l'>{escape(layer['name'])}</td><td class='l'>{escape(layer['role'])}</td>"
+            f"<tr><td class='l'>{escape(layer['name'])}</td>"
+            f"<td class='l'>{escape(layer['role'])}</td>"
             f"<td{cls}>{'yes' if layer['sensitive'] else ''}</td>"
-            f"<td class='l'>{escape(layer['format'] or 'unquantized')}</td><td>{layer['bytes']:,}</td>"
-            f"{kls}<td>{layer['activation_abs_p999']:.3g}</td><td>{layer['activation_abs_max']:.3g}</td></tr>"
+            f"<td class='l'>{escape(_fmt(layer))}</td><td>{layer['bytes']:,}</td>{kls}"
+            f"<td>{layer['activation_abs_p999']:.3g}</td><td>{layer['activation_abs_max']:.3g}</td>"
+            "</tr>"
         )
     return (
         "<table><tr><th class='l'>unit</th><th class='l'>role</th><th>sensitive</th>"

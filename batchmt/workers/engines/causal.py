@@ -125,6 +125,9 @@ def clean_output(text: str, context: Sequence[str]) -> str:
     return strip_echoed_context(text, context).strip()
 
 
+PREQUANTIZED = ("fp8", "gptq-int4")
+
+
 class CausalEngine(TranslationEngine):
     """A transformers `AutoModelForCausalLM` translator replica (HY-MT1.5 prompts)."""
 
@@ -154,7 +157,8 @@ class CausalEngine(TranslationEngine):
             hf_config = AutoConfig.from_pretrained(model_path, **options)
         quantization = config.model.quantization
         ours = is_quantized_folder(model_path)  # `batchmt quantize`'s output: packed layers
-        load_config = hf_config if ours else prequantized_config(hf_config, quantization, device, name)
+        if not ours:
+            hf_config = prequantized_config(hf_config, quantization, device, name)
         dtype = compute_dtype(config, device)
 
         # Refuse before loading gigabytes: weights + KV cache for the batch budget.
@@ -171,16 +175,18 @@ class CausalEngine(TranslationEngine):
         )
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_path, **options)
-            model = load_quantized(
-                model_path, "causal", dtype, device, trust_remote_code=config.model.trust_remote_code
-            ) if ours else AutoModelForCausalLM.from_pretrained(
-                model_path,
-                config=load_config,
-                dtype=dtype,
-                # Pre-quantized weights are placed by their quantizer, straight on the GPU.
-                **({"device_map": {"": device}} if quantization in ("fp8", "gptq-int4") else {}),
-                **options,
-            )
+            if ours:
+                trust = config.model.trust_remote_code
+                model = load_quantized(model_path, "causal", dtype, device, trust_remote_code=trust)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(
+                    model_path,
+                    config=hf_config,
+                    dtype=dtype,
+                    # Pre-quantized weights are placed by their quantizer, straight on the GPU.
+                    **({"device_map": {"": device}} if quantization in PREQUANTIZED else {}),
+                    **options,
+                )
         except (OSError, ValueError, ImportError) as exc:
             raise EngineLoadError(f"could not load causal LM {name!r}: {exc}") from exc
         if not getattr(tokenizer, "chat_template", None):
