@@ -89,7 +89,7 @@ def measure(
     before = _vm("VmRSS")
     src, tgt = args.pair.split("-")
     engine, translate = demo_engine(
-        str(folder), backend="transformers", source_lang=src, target_lang=tgt
+        str(folder), backend="transformers", device=args.device, source_lang=src, target_lang=tgt
     )
     sources, refs = data
     translate(sources[:16])  # warm-up
@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--pair", default="en-de")
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -131,7 +132,7 @@ def main() -> None:
     data = (sources[: args.limit], refs[: args.limit])
     source = Path(json.loads((args.plan / PLAN_FILE).read_text())["source"])
     variants = {"checkpoint": source, **uniform_folders(args.plan), "plan": args.plan}
-    print(f"{test_name}, first {len(data[0])} sentences, beam 4, CPU {args.threads} threads")
+    print(f"{test_name}, first {len(data[0])} sentences, beam 4, {args.device}")
     for name, folder in variants.items():
         print(json.dumps(measure(name, folder, args, data)), flush=True)
 
