@@ -76,12 +76,12 @@ def _seq2seq_units(model: nn.Module) -> Iterator[Unit]:
     for owner in owners.values():
         if owner in heads:
             continue  # an untied output head: kept, it decides every argmax
-        weight = model.get_submodule(owner).weight
+        weight: torch.Tensor = model.get_submodule(owner).weight  # type: ignore[assignment]
         yield Unit(
             name=owner,
             role="embedding",
             modules=[owner],
-            shapes=[tuple(weight.shape)],  # type: ignore[list-item]
+            shapes=[(int(weight.shape[0]), int(weight.shape[1]))],
             aliases={a: o for a, o in aliases.items() if o == owner},
         )
     for name, module in model.named_modules():
@@ -101,7 +101,3 @@ def _causal_units(model: nn.Module) -> Iterator[Unit]:
         unit.modules.append(name)
         unit.shapes.append(tuple(module.weight.shape))  # type: ignore[arg-type]
     yield from grouped.values()
-
-
-def unit_weights(model: nn.Module, unit: Unit) -> list[torch.Tensor]:
-    return [model.get_submodule(m).weight for m in unit.modules]
