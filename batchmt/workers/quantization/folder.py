@@ -26,7 +26,7 @@ from torch import nn
 from batchmt.workers.quantization import QuantizationError
 from batchmt.workers.quantization.formats import QuantFormat, pack, parse_format, quantize_weight
 from batchmt.workers.quantization.layers import PackedEmbedding, PackedLinear, PackedWeight
-from batchmt.workers.quantization.units import Unit
+from batchmt.workers.quantization.units import Unit, weight_of
 
 PLAN_FILE = "quantization.json"
 PRODUCER = "batchmt quantize"
@@ -83,7 +83,7 @@ def quantized_state(
         if fmt is None:
             continue
         for module_name in unit.modules:
-            weight = model.get_submodule(module_name).weight
+            weight = weight_of(model, module_name)
             q, scale = quantize_weight(weight, fmt)
             tensors[f"{module_name}.weight_packed"] = pack(q, fmt.bits)
             tensors[f"{module_name}.weight_scale"] = scale

@@ -29,7 +29,7 @@ from torch import nn
 
 from batchmt.workers.quantization.calibration import Batch
 from batchmt.workers.quantization.formats import QuantFormat, fake_quantize
-from batchmt.workers.quantization.units import Unit
+from batchmt.workers.quantization.units import Unit, weight_of
 
 # Values sampled per unit and batch for the percentile (torch.quantile's input limit is 16M).
 _SAMPLE = 65536
@@ -54,7 +54,7 @@ def quantized_unit(model: nn.Module, unit: Unit, fmt: QuantFormat) -> Any:
     saved = []
     with torch.no_grad():
         for name in unit.modules:
-            weight = model.get_submodule(name).weight
+            weight = weight_of(model, name)
             saved.append((weight, weight.detach().clone()))
             weight.copy_(fake_quantize(weight, fmt))
     try:
@@ -124,7 +124,7 @@ def _weight_error(
     outputs on the calibration inputs."""
     total = 0.0
     for name in unit.modules:
-        weight = model.get_submodule(name).weight.detach().float()
+        weight = weight_of(model, name).detach().float()
         delta = (fake_quantize(weight, fmt).float() - weight).double()
         total += float(((delta @ hessians[unit.name]) * delta).sum())
     return total

@@ -101,3 +101,11 @@ def _causal_units(model: nn.Module) -> Iterator[Unit]:
         unit.modules.append(name)
         unit.shapes.append(tuple(module.weight.shape))  # type: ignore[arg-type]
     yield from grouped.values()
+
+
+def weight_of(model: nn.Module, name: str) -> torch.Tensor:
+    """The weight matrix of the Linear / Embedding layer `name`."""
+    weight = model.get_submodule(name).weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{name} has no weight tensor")
+    return weight
