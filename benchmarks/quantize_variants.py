@@ -28,7 +28,7 @@ from batchmt.workers.quantization.folder import (
     quantized_state,
     write_folder,
 )
-from batchmt.workers.quantization.formats import parse_format
+from batchmt.workers.quantization.formats import QuantFormat, parse_format
 from batchmt.workers.quantization.units import family_units
 
 
@@ -49,7 +49,7 @@ def uniform_folders(plan_dir: Path) -> dict[str, Path]:
         if out.exists():
             continue
         fmt = parse_format(name)
-        variant = {u.name: fmt for u in units}
+        variant: dict[str, QuantFormat | None] = {u.name: fmt for u in units}
         tensors = quantized_state(model, units, variant, set(base))
         layers = [
             {"name": u.name, "modules": u.modules, "aliases": sorted(u.aliases), "format": name}

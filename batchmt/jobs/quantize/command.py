@@ -222,6 +222,12 @@ def _is_replaced(key: str, units: list[Unit], plan: dict[str, QuantFormat | None
     return key in names
 
 
+def _variant_bytes(unit: Unit, choice: alloc.UnitChoice, fmt: QuantFormat | None) -> int:
+    if fmt is not None:
+        return _unit_bytes(unit, fmt)
+    return sum(o.nbytes for o in choice.options if o.format is None)
+
+
 def _unit_bytes(unit: Unit, fmt: QuantFormat) -> int:
     return sum(fmt.nbytes(shape) for shape in unit.shapes)
 
@@ -260,10 +266,7 @@ def _evaluate(
     rows = []
     for name, variant in variants:
         nbytes = fixed + sum(
-            _unit_bytes(u, variant[u.name])
-            if variant.get(u.name)
-            else sum(o.nbytes for o in c.options if o.format is None)
-            for u, c in zip(units, choices)
+            _variant_bytes(u, c, variant.get(u.name)) for u, c in zip(units, choices)
         )
         start = time.perf_counter()
         with evaluate.quantized_plan(model, units, variant):

@@ -205,7 +205,7 @@ class CausalEngine(TranslationEngine):
         if quantization == "int8":
             self.model = quantize_model(model, "int8", device, CAUSAL_LINEARS)
         elif quantization == "none":
-            self.model = model.to(device)  # type: ignore[arg-type]
+            self.model = model.to(device)
         self.stop_ids = self._stop_ids(self.model)
         # The search ends a hypothesis at one EOS id: the generation config's own.
         eos = self.model.generation_config.eos_token_id

@@ -176,7 +176,7 @@ def load_quantized(
     device: torch.device,
     *,
     trust_remote_code: bool = False,
-) -> nn.Module:
+) -> Any:
     """Build the architecture from config.json, put each quantized layer in its packed format,
     load every other tensor, and check nothing is left uninitialised."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
