@@ -254,7 +254,7 @@ def test_bad_inputs_fail_in_one_line(
             config,
             "--no-progress",
             "--set",
-            "quantize.sensitive_kl=1e-12",
+            "quantize.sensitive_kl=1.0e-12",
             "--set",
             "quantize.max_size_ratio=0.2",
         ],
