@@ -33,3 +33,18 @@ if "$VLLM_PY" -c "import vllm" 2>/dev/null; then
 else
   echo "vllm race skipped: vLLM is not importable by $VLLM_PY (pip install 'batchmt[vllm]')"
 fi
+
+# Issue #25: `batchmt quantize` variants on the GPU (UNRUN: no GPU was lent when it was
+# written). Quantizes the demo model on CPU (0.10x budget, Multi30k val), then the checkpoint,
+# every uniform format and the plan through the worker's engine on cuda: tokens/s, resident
+# weights (packed layers dequantize per call; no grouped int2/int3 kernel), BLEU.
+QDIR=$(mktemp -d)
+"$PY" - "$QDIR" <<'PY'
+import sys, pyarrow as pa, pyarrow.parquet as pq
+d = "../shared/data/multi30k/"
+en, de = (open(d + f"val.{l}").read().splitlines() for l in ("en", "de"))
+pq.write_table(pa.table({"text": en, "reference": de}), sys.argv[1] + "/val.parquet")
+PY
+printf 'source_lang: en\ntarget_lang: de\nmodel: {name_or_path: models/demo-en-de}\nquantize: {calibration: %s/val.parquet, max_size_ratio: 0.1, out: %s/q010}\n' "$QDIR" "$QDIR" > "$QDIR/q.yaml"
+"$PY" -m batchmt.jobs.cli quantize "$QDIR/q.yaml" --no-progress
+"$PY" -m benchmarks.quantize_variants --plan "$QDIR/q010" --pair en-de --limit 1000 --device cuda

@@ -1,4 +1,4 @@
-"""The `batchmt` command line: run, plan, status, verify, submit.
+"""The `batchmt` command line: run, plan, status, verify, score, report, quantize, submit.
 
 Exit codes: 0 success; 1 the job ran but did not complete (failed shards, verify found
 problems); 2 the job could not start (bad config, bad input, output conflict).
@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("output", help="the job's output.path")
     report.add_argument("--out", help="where to write the HTML (default OUTPUT/report.html)")
     report.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE")
+    quantize = with_config("quantize", "per-layer mixed-precision weights under a size budget")
+    quantize.add_argument("--no-progress", action="store_true", help="no progress bar")
     submit = with_config("submit", "run the job on a Ray cluster through the Ray Jobs API")
     submit.add_argument("--address", required=True, help="Ray dashboard, e.g. http://head:8265")
     submit.add_argument("--no-wait", action="store_true", help="return after submitting")

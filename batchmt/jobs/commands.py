@@ -56,6 +56,11 @@ def dispatch(args: argparse.Namespace) -> int:
         from batchmt.jobs.reports.html import cmd_report
 
         return cmd_report(args)
+    if args.command == "quantize":
+        from batchmt.jobs.quantize.command import cmd_quantize
+
+        overrides = [*overrides_from_file(args.overrides_file), *args.overrides]
+        return cmd_quantize(args.config, overrides, show_progress=not args.no_progress)
     overrides = [*overrides_from_file(args.overrides_file), *args.overrides]
     if getattr(args, "max_flag_rate", None) is not None:
         overrides.append(f"quality.max_flag_rate={args.max_flag_rate}")

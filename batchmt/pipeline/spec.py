@@ -279,6 +279,52 @@ class RaySpec(_Section):
     address: str | None = None
 
 
+class QuantizeSpec(_Section):
+    """`batchmt quantize`: calibrated per-layer bit widths under a size budget (issue #25)."""
+
+    # Parquet with `text` and `reference` columns (real sentence pairs of the job's direction).
+    calibration: str
+    # The first rows are used: 3/4 to measure sensitivity, the last 1/4 held back for the
+    # report's BLEU / chrF table.
+    calibration_rows: int = Field(default=512, ge=8)
+    # Pairs (from the start of the calibration rows) that the sensitivity passes read: one
+    # pass per unit is ~29 s for 384 demo pairs on a loaded 2-core CPU, ~10 s for 128.
+    sensitivity_rows: int = Field(default=128, ge=4)
+    # Weight bytes of the result / weight bytes of the checkpoint it starts from.
+    max_size_ratio: float = Field(default=0.25, gt=0, le=1)
+    # int8 | int4 | int3 | int2, optionally -g<group> or -ch (workers/quantization/formats.py).
+    formats: list[str] = Field(
+        default_factory=lambda: ["int8", "int4", "int3", "int2"], min_length=1
+    )
+    # A unit whose output KL (that unit alone in int4) reaches this is marked sensitive and
+    # never gets 4 bits or fewer.
+    sensitive_kl: float = Field(default=0.05, gt=0)
+    out: str
+
+
+class QuantizeJob(_Section):
+    """What `batchmt quantize` reads from a job config: the run's own keys stay valid in the
+    same file (one config serves `run` and `quantize`), only these are checked here."""
+
+    job_name: str = "batchmt"
+    source_lang: str
+    target_lang: str
+    model: ModelSpec
+    decoding: DecodingSpec = Field(default_factory=DecodingSpec)
+    quantize: QuantizeSpec
+    # Sections `run` uses; the quantizer does not read them.
+    input: dict[str, Any] | None = None
+    output: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    glossary: dict[str, Any] | None = None
+    formats: dict[str, Any] | None = None
+    workers: dict[str, Any] | None = None
+    sharding: dict[str, Any] | None = None
+    quality: dict[str, Any] | None = None
+    cache: dict[str, Any] | None = None
+    ray: dict[str, Any] | None = None
+
+
 class JobSpec(_Section):
     job_name: str = "batchmt"
     source_lang: str
@@ -295,6 +341,8 @@ class JobSpec(_Section):
     quality: QualitySpec = Field(default_factory=QualitySpec)
     cache: CacheSpec = Field(default_factory=CacheSpec)
     ray: RaySpec = Field(default_factory=RaySpec)
+    # `batchmt quantize`'s section; a run ignores it (not part of the fingerprint).
+    quantize: QuantizeSpec | None = None
 
     @field_validator("source_lang", "target_lang")
     @classmethod
@@ -313,6 +361,7 @@ class JobSpec(_Section):
         data.pop("workers")
         data.pop("ray")
         data.pop("job_name")
+        data.pop("quantize", None)
         # A memory returns what the model would write: it changes speed, not output.
         data.pop("cache")
         for section in ("input", "output", "glossary"):
@@ -445,6 +494,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
     """Read a YAML job config, apply `--set` overrides and validate, or raise SpecError."""
+    return spec_from_dict(_read_config(path), overrides)
+
+
+def _read_config(path: str | Path) -> dict[str, Any]:
     config_path = Path(path)
     try:
         data = yaml.load(config_path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
@@ -462,7 +515,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
         raise SpecError(f"config file {str(config_path)!r} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise SpecError(f"config file {str(config_path)!r} must hold a mapping of keys")
-    return spec_from_dict(data, overrides)
+    return data
 
 
 def spec_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> JobSpec:
@@ -474,3 +527,15 @@ def spec_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> 
         return JobSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"invalid job config: {_describe(exc)}") from None
+
+
+def load_quantize_job(path: str | Path, overrides: list[str] | None = None) -> QuantizeJob:
+    """`batchmt quantize`'s view of a config (input/output may be absent), or SpecError."""
+    data = _read_config(path)
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        _apply_override(data, keys, value)
+    try:
+        return QuantizeJob.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"invalid quantize config: {_describe(exc)}") from None

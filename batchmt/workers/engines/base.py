@@ -34,6 +34,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from batchmt.pipeline.errors import UserError
 from batchmt.pipeline.spec import ContextSpec, DecodingSpec, JobSpec, ModelSpec
@@ -223,6 +224,11 @@ class TranslationEngine(ABC):
         `Translation.logprob`. None per row when the engine cannot score (quality checks then
         run without the model's confidence)."""
         return [None] * len(segments)
+
+    def torch_model(self) -> tuple[Any, Any] | None:
+        """(the transformers model, its tokenizer) that decodes, for `batchmt quantize`'s
+        calibration passes; None when the replica is not a torch model (CTranslate2)."""
+        return None
 
     def fallback_engine(
         self, num_beams: int, no_repeat_ngram_size: int

@@ -36,6 +36,7 @@ from batchmt.workers.engines.hymt.prompts import (
 from batchmt.workers.engines.memory import available_bytes, check_fit, footprint
 from batchmt.workers.engines.prequantized import prequantized_config, without_quantization
 from batchmt.workers.engines.quantize import CAUSAL_LINEARS, quantize_model
+from batchmt.workers.quantization.folder import is_quantized_folder, load_quantized
 
 # Special-token spellings that survive skip_special_tokens when a checkpoint registers them
 # as plain added tokens (HY-MT's "<｜hy_...｜>" family).
@@ -124,6 +125,9 @@ def clean_output(text: str, context: Sequence[str]) -> str:
     return strip_echoed_context(text, context).strip()
 
 
+PREQUANTIZED = ("fp8", "gptq-int4")
+
+
 class CausalEngine(TranslationEngine):
     """A transformers `AutoModelForCausalLM` translator replica (HY-MT1.5 prompts)."""
 
@@ -152,7 +156,9 @@ class CausalEngine(TranslationEngine):
         if hf_config is None:
             hf_config = AutoConfig.from_pretrained(model_path, **options)
         quantization = config.model.quantization
-        load_config = prequantized_config(hf_config, quantization, device, name)
+        ours = is_quantized_folder(model_path)  # `batchmt quantize`'s output: packed layers
+        if not ours:
+            hf_config = prequantized_config(hf_config, quantization, device, name)
         dtype = compute_dtype(config, device)
 
         # Refuse before loading gigabytes: weights + KV cache for the batch budget.
@@ -169,14 +175,18 @@ class CausalEngine(TranslationEngine):
         )
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_path, **options)
-            model = AutoModelForCausalLM.from_pretrained(
-                model_path,
-                config=load_config,
-                dtype=dtype,
-                # Pre-quantized weights are placed by their quantizer, straight on the GPU.
-                **({"device_map": {"": device}} if quantization in ("fp8", "gptq-int4") else {}),
-                **options,
-            )
+            if ours:
+                trust = config.model.trust_remote_code
+                model = load_quantized(model_path, "causal", dtype, device, trust_remote_code=trust)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(
+                    model_path,
+                    config=hf_config,
+                    dtype=dtype,
+                    # Pre-quantized weights are placed by their quantizer, straight on the GPU.
+                    **({"device_map": {"": device}} if quantization in PREQUANTIZED else {}),
+                    **options,
+                )
         except (OSError, ValueError, ImportError) as exc:
             raise EngineLoadError(f"could not load causal LM {name!r}: {exc}") from exc
         if not getattr(tokenizer, "chat_template", None):
@@ -195,7 +205,7 @@ class CausalEngine(TranslationEngine):
         if quantization == "int8":
             self.model = quantize_model(model, "int8", device, CAUSAL_LINEARS)
         elif quantization == "none":
-            self.model = model.to(device)  # type: ignore[arg-type]
+            self.model = model.to(device)
         self.stop_ids = self._stop_ids(self.model)
         # The search ends a hypothesis at one EOS id: the generation config's own.
         eos = self.model.generation_config.eos_token_id
@@ -225,6 +235,9 @@ class CausalEngine(TranslationEngine):
         }
 
     # -- sizes -----------------------------------------------------------------------------
+
+    def torch_model(self) -> tuple[Any, Any]:
+        return self.model, self.tokenizer
 
     def _stop_ids(self, model: Any) -> set[int]:
         """Every id that ends an answer: generation_config's (HY-MT lists its own), the

@@ -4,6 +4,7 @@ runtime from `model.backend`."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 from batchmt.workers.engines.base import EngineConfig, EngineLoadError, TranslationEngine
 from batchmt.workers.engines.vllm_backend.runtime import vllm_serves
 from batchmt.workers.engines.weights import check_finite_weights
+from batchmt.workers.quantization.folder import is_quantized_folder
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +61,10 @@ def _load_engine(config: EngineConfig, model_path: str, device: torch.device) ->
                 "model.name_or_path at the Hugging Face checkpoint"
             )
         return _converted_folder_engine(config, model_path, device)
+    if Path(model_path).is_dir() and is_quantized_folder(model_path):
+        _check_quantized_folder(config)
+        # Packed int layers run on transformers (CTranslate2 has no int2/int3/grouped int4).
+        config = replace(config, model=config.model.model_copy(update={"backend": "transformers"}))
 
     from transformers import AutoConfig
 
@@ -102,6 +108,20 @@ def _load_engine(config: EngineConfig, model_path: str, device: torch.device) ->
     from batchmt.workers.engines.causal import CausalEngine
 
     return CausalEngine(config, model_path, device, hf_config=hf_config)
+
+
+def _check_quantized_folder(config: EngineConfig) -> None:
+    if config.model.backend == "ctranslate2":
+        raise EngineLoadError(
+            f"{config.model_name!r} is a `batchmt quantize` folder (per-layer int formats), "
+            "which CTranslate2 cannot load; set model.backend=auto or transformers"
+        )
+    if config.model.quantization != "none":
+        raise EngineLoadError(
+            f"{config.model_name!r} is already quantized by `batchmt quantize` (its layers' "
+            f"formats are in quantization.json); set model.quantization=none, not "
+            f"{config.model.quantization}"
+        )
 
 
 def _checkpoint_dtype(hf_config: Any) -> str | None:

@@ -27,6 +27,7 @@ from batchmt.workers.engines.base import (
 from batchmt.workers.engines.dtypes import requested_dtype
 from batchmt.workers.engines.nllb_codes import nllb_code
 from batchmt.workers.engines.quantize import SEQ2SEQ_LINEARS, quantize_model
+from batchmt.workers.quantization.folder import is_quantized_folder, load_quantized
 
 # Headroom under the position limit for the special tokens the tokenizer adds.
 _SPECIAL_TOKEN_MARGIN = 2
@@ -53,9 +54,18 @@ class Seq2SeqEngine(TranslationEngine):
         }
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path, **options)
-            model = AutoModelForSeq2SeqLM.from_pretrained(
-                model_path, dtype=requested_dtype(model_spec, device) or "auto", **options
-            )
+            if is_quantized_folder(model_path):  # `batchmt quantize`'s output: packed layers
+                model = load_quantized(
+                    model_path,
+                    "seq2seq",
+                    requested_dtype(model_spec, device) or torch.float32,
+                    device,
+                    trust_remote_code=model_spec.trust_remote_code,
+                )
+            else:
+                model = AutoModelForSeq2SeqLM.from_pretrained(
+                    model_path, dtype=requested_dtype(model_spec, device) or "auto", **options
+                )
         except (OSError, ValueError) as exc:
             raise EngineLoadError(
                 f"could not load seq2seq model {config.model_name!r}: {exc}"
@@ -180,6 +190,9 @@ class Seq2SeqEngine(TranslationEngine):
             Translation(t, list(r.unmet), logprob=r.score)
             for t, r in zip(texts, results, strict=True)
         ]
+
+    def torch_model(self) -> tuple[Any, Any]:
+        return self.model, self.tokenizer
 
     def fallback_engine(self, num_beams: int, no_repeat_ngram_size: int) -> Seq2SeqEngine:
         """A view of this replica (same weights, no copy) with other search settings."""

@@ -1,0 +1,141 @@
+"""Speed, memory and BLEU of each variant of a `batchmt quantize` output, in one process:
+the checkpoint (transformers backend), every uniform format, and the plan, each loaded from
+its folder through the worker's engine and run over the worker's shard loop (beam 4).
+
+    python -m benchmarks.quantize_variants --plan /tmp/ende-q010 --pair en-de --limit 300
+
+Uniform folders are written next to the plan's (`<plan>-uniform/<format>`). Peak memory is
+the process's VmHWM growth while a variant loads and translates (reset between variants via
+/proc/self/clear_refs); resident weights are the loaded model's parameter and buffer bytes
+(packed layers count their packed words and scales).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from batchmt.workers.quantization.folder import (
+    PLAN_FILE,
+    checkpoint_tensors,
+    compressed_tensors_config,
+    quantized_state,
+    write_folder,
+)
+from batchmt.workers.quantization.formats import QuantFormat, parse_format
+from batchmt.workers.quantization.units import family_units
+
+
+def uniform_folders(plan_dir: Path) -> dict[str, Path]:
+    """One folder per uniform format of the plan's format list (written once, then reused)."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    plan = json.loads((plan_dir / PLAN_FILE).read_text())
+    source = Path(plan["source"])
+    root = plan_dir.with_name(plan_dir.name + "-uniform")
+    model = AutoModelForSeq2SeqLM.from_pretrained(str(source)).eval()
+    units = family_units(model, plan["family"])
+    base = checkpoint_tensors(source)
+    folders = {}
+    for name in plan["formats"]:
+        out = root / name
+        folders[f"{name} everywhere"] = out
+        if out.exists():
+            continue
+        fmt = parse_format(name)
+        variant: dict[str, QuantFormat | None] = {u.name: fmt for u in units}
+        tensors = quantized_state(model, units, variant, set(base))
+        layers = [
+            {"name": u.name, "modules": u.modules, "aliases": sorted(u.aliases), "format": name}
+            for u in units
+        ]
+        written = sum(t.numel() * t.element_size() for t in tensors.values())
+        meta = {
+            "producer": plan["producer"],
+            "source": str(source),
+            "family": plan["family"],
+            "size_ratio": written / sum(b for _, b in base.values()),
+            "layers": layers,
+            "computed_tensors": plan["computed_tensors"],
+        }
+        root.mkdir(exist_ok=True)
+        card = f"{name} everywhere (benchmarks/quantize_variants.py)\n"
+        write_folder(source, out, tensors, compressed_tensors_config(units, variant), meta, card)
+    return folders
+
+
+def _vm(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure(
+    name: str, folder: Path, args: argparse.Namespace, data: tuple[list[str], list[str]]
+) -> dict[str, Any]:
+    from batchmt.workers.engines.quantize import weight_bytes
+    from benchmarks.common import demo_engine
+    from tools.train_demo.evaluate import score
+
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
+    before = _vm("VmRSS")
+    src, tgt = args.pair.split("-")
+    engine, translate = demo_engine(
+        str(folder), backend="transformers", device=args.device, source_lang=src, target_lang=tgt
+    )
+    sources, refs = data
+    translate(sources[:16])  # warm-up
+    start = time.perf_counter()
+    hyps = translate(sources)
+    seconds = time.perf_counter() - start
+    tokens = sum(len(ids) for ids in engine.tokenizer(text_target=hyps)["input_ids"])
+    model = engine.torch_model()[0]
+    ratio = (
+        json.loads((folder / PLAN_FILE).read_text())["size_ratio"]
+        if (folder / PLAN_FILE).exists()
+        else 1.0
+    )
+    row = {
+        "variant": name,
+        "size_ratio": round(ratio, 4),
+        "resident_weights_mib": round(weight_bytes(model) / 2**20, 2),
+        "peak_rss_growth_mib": round((_vm("VmHWM") - before) / 2**20, 1),
+        "tokens_per_s": round(tokens / seconds, 1),
+        **score(hyps, refs),
+    }
+    del engine, translate, model
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--plan", type=Path, required=True)
+    parser.add_argument("--pair", default="en-de")
+    parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from tools.train_demo.data import load_splits
+
+    splits = load_splits(args.pair, args.data_dir)
+    test_name, (sources, refs) = next(iter(splits.tests.items()))
+    data = (sources[: args.limit], refs[: args.limit])
+    source = Path(json.loads((args.plan / PLAN_FILE).read_text())["source"])
+    variants = {"checkpoint": source, **uniform_folders(args.plan), "plan": args.plan}
+    print(f"{test_name}, first {len(data[0])} sentences, beam 4, {args.device}")
+    for name, folder in variants.items():
+        print(json.dumps(measure(name, folder, args, data)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
