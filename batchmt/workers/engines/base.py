@@ -175,6 +175,18 @@ class TranslationEngine(ABC):
 
     # -- capabilities with defaults ------------------------------------------------------------
 
+    def resolve_deferred(
+        self, segments: list[Segment], out: list[Translation]
+    ) -> list[Translation]:
+        """`out` (from `translate_or_defer`) with every deferred row decoded by `constrain`:
+        what `translate` is for an engine that defers."""
+        redo = [i for i, t in enumerate(out) if t.deferred]
+        if redo:
+            for i, found in zip(redo, self.constrain([segments[i] for i in redo]), strict=True):
+                out[i] = found
+        return out
+
+
     def translate_or_defer(
         self, segments: list[Segment], *, marked: bool = False
     ) -> list[Translation]:
@@ -243,3 +255,19 @@ class TranslationEngine(ABC):
     def translate_batch(self, segments: list[Segment]) -> list[str]:
         """Translated texts only (callers that do not track unmet terms)."""
         return [t.text for t in self.translate(segments)]
+
+
+def newest_context(
+    segment: Segment, count_tokens: Callable[[list[str]], list[int]], limit: int
+) -> Segment:
+    """`segment` with the newest context segments that fit within `limit` tokens."""
+    if not segment.context:
+        return segment
+    counts = count_tokens(list(segment.context))
+    kept, total = 0, 0
+    for count in reversed(counts):
+        if total + count > limit:
+            break
+        kept, total = kept + 1, total + count
+    context = segment.context[len(segment.context) - kept :] if kept else ()
+    return Segment(segment.text, context, segment.terms)

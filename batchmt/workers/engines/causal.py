@@ -26,6 +26,7 @@ from batchmt.workers.engines.base import (
     Segment,
     Translation,
     TranslationEngine,
+    newest_context,
 )
 from batchmt.workers.engines.dtypes import requested_dtype
 from batchmt.workers.engines.hymt.prompts import (
@@ -340,16 +341,7 @@ class CausalEngine(TranslationEngine):
 
     def _with_context(self, segment: Segment) -> Segment:
         """Keep the newest context segments that fit within max_input_tokens tokens."""
-        if not segment.context:
-            return segment
-        counts = self.count_tokens(list(segment.context))
-        kept, total = 0, 0
-        for count in reversed(counts):
-            if total + count > self.max_input_tokens:
-                break
-            kept, total = kept + 1, total + count
-        context = segment.context[len(segment.context) - kept :] if kept else ()
-        return Segment(segment.text, context, segment.terms)
+        return newest_context(segment, self.count_tokens, self.max_input_tokens)
 
     # -- translation -----------------------------------------------------------------------
 

@@ -191,12 +191,7 @@ class CTranslate2Engine(TranslationEngine):
 
     def translate(self, segments: list[Segment], *, marked: bool = False) -> list[Translation]:
         """Free decoding for every row; rows that miss a glossary term go to our search."""
-        out = self.translate_or_defer(segments, marked=marked)
-        redo = [i for i, t in enumerate(out) if t.deferred]
-        if redo:
-            for i, result in zip(redo, self.constrain([segments[i] for i in redo]), strict=True):
-                out[i] = result
-        return out
+        return self.resolve_deferred(segments, self.translate_or_defer(segments, marked=marked))
 
     def translate_or_defer(
         self, segments: list[Segment], *, marked: bool = False

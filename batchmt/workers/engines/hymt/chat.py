@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from batchmt.workers.engines.base import EngineConfig, EngineLoadError, Segment
+from batchmt.workers.engines.base import EngineConfig, EngineLoadError, Segment, newest_context
 from batchmt.workers.engines.hymt.prompts import PromptBuilder
 
 # A source shorter than this could not be translated within max_new_tokens (causal.py).
@@ -65,16 +65,7 @@ class ChatPrompts:
 
     def with_context(self, segment: Segment) -> Segment:
         """The newest context segments that fit within max_input_tokens tokens."""
-        if not segment.context:
-            return segment
-        counts = self.count_tokens(list(segment.context))
-        kept, total = 0, 0
-        for count in reversed(counts):
-            if total + count > self.max_input_tokens:
-                break
-            kept, total = kept + 1, total + count
-        context = segment.context[len(segment.context) - kept :] if kept else ()
-        return Segment(segment.text, context, segment.terms)
+        return newest_context(segment, self.count_tokens, self.max_input_tokens)
 
     def _input_limit(self) -> int:
         """Longest source whose prompt and full translation fit: the output bound within

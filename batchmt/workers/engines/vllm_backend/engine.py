@@ -130,12 +130,7 @@ class VllmEngine(TranslationEngine):
     # -- translation ---------------------------------------------------------------------------
 
     def translate(self, segments: list[Segment], *, marked: bool = False) -> list[Translation]:
-        out = self.translate_or_defer(segments, marked=marked)
-        redo = [i for i, t in enumerate(out) if t.deferred]
-        if redo:
-            for i, found in zip(redo, self.constrain([segments[i] for i in redo]), strict=True):
-                out[i] = found
-        return out
+        return self.resolve_deferred(segments, self.translate_or_defer(segments, marked=marked))
 
     def translate_or_defer(
         self, segments: list[Segment], *, marked: bool = False
