@@ -8,8 +8,9 @@ CPU (greedy, a small model) and their language identified; the job is refused in
 when they are clearly in one other language.
 
 "Clearly": most rows long enough to identify are, each, at least `_SURE` likely one and the
-same other language. A random or weak model writes no language clearly and is left to
-row-level QE (and `quality.max_flag_rate`).
+same other language, not the source's (echoed input is row-level QE's `untranslated`). A
+random or weak model writes no language clearly and is left to row-level QE (and
+`quality.max_flag_rate`).
 """
 
 from __future__ import annotations
@@ -55,8 +56,19 @@ def check_output_language(spec: JobSpec, model_folder: Path, texts: list[str]) -
     model = spec.model.model_copy(update={"backend": "transformers", "quantization": "none"})
     config = EngineConfig.from_spec(spec.model_copy(update={"decoding": decoding, "model": model}))
     engine = load_engine(config, str(model_folder), torch.device("cpu"))
-    outputs = engine.translate_batch([Segment(t) for t in texts])
+    # Only rows the model takes whole: longer ones the job splits at sentence ends first.
+    counts = engine.count_tokens(texts)
+    texts = [t for t, n in zip(texts, counts, strict=True) if n <= engine.max_input_tokens]
+    if not texts:
+        return
+    try:
+        outputs = engine.translate_batch([Segment(t) for t in texts])
+    # A check, not the job: the replicas meet a broken model anyway, with its own message.
+    except Exception as exc:  # noqa: BLE001
+        log.warning("language_canary_skipped", reason=f"{type(exc).__name__}: {exc}"[:300])
+        return
     target = base_language(spec.target_lang)
+    source = base_language(spec.source_lang)
     verdicts: Counter[str] = Counter()
     judged = 0
     for text in outputs:
@@ -64,7 +76,9 @@ def check_output_language(spec: JobSpec, model_folder: Path, texts: list[str]) -
             continue  # too short to tell
         judged += 1
         lang, prob = max(language_probs(text).items(), key=lambda kv: kv[1], default=("", 0.0))
-        if prob >= _SURE and base_language(lang) != target:
+        # The source language is no verdict: a model that echoes its input (a random or
+        # broken one) is row-level QE's `untranslated` case, not a wrong target_lang.
+        if prob >= _SURE and base_language(lang) not in (target, source):
             verdicts[base_language(lang)] += 1
     log.info("language_canary", rows=len(texts), identified=judged, other=dict(verdicts))
     if not judged or not verdicts:
