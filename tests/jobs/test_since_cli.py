@@ -53,10 +53,10 @@ def test_since_timestamp_unquoted_in_yaml_and_through_set(
 ) -> None:
     write_input(tmp_path / "in", "old.parquet", ["a"], mtime=1_500_000_000)  # 2017
     write_input(tmp_path / "in", "new.parquet", ["b", "c"], mtime=1_700_000_000)  # 2023
-    assert main(["plan", write_config(tmp_path, f"since: {spelling}")]) == 0
+    assert main(["plan", write_config(tmp_path, f"since: {spelling}"), "--json"]) == 0
     assert planned(capsys)["num_rows"] == 2  # only the file written after 2020
     config = write_config(tmp_path, "since: last")
-    assert main(["plan", config, "--set", f"input.since={spelling}"]) == 0
+    assert main(["plan", config, "--set", f"input.since={spelling}", "--json"]) == 0
     assert planned(capsys)["num_rows"] == 2
 
 
@@ -82,5 +82,5 @@ def test_a_run_that_planned_nothing_does_not_hide_files_from_since_last(
     assert main(["run", explicit, "--no-progress"]) == 0
     assert list((tmp_path / "out" / "_batchmt").glob("*/_SUCCESS"))
     capsys.readouterr()
-    assert main(["plan", write_config(tmp_path, "since: last")]) == 0
+    assert main(["plan", write_config(tmp_path, "since: last"), "--json"]) == 0
     assert planned(capsys)["num_rows"] == 2

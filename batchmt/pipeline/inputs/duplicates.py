@@ -56,10 +56,13 @@ def duplicate_ids(plan: Plan, input_spec: InputSpec, sample: int = 5) -> Duplica
     ]
     if not parts:
         return DuplicateIds()
-    parts = [p.dictionary_decode() if pa.types.is_dictionary(p.type) else p for p in parts]
+    parts = [_plain(p) for p in parts]
     types = {p.type for p in parts}
     if len(types) > 1:  # files may differ (int32 / int64): compare as the widest
-        target = pa.unify_schemas([pa.schema([("id", t)]) for t in types]).field("id").type
+        try:
+            target = pa.unify_schemas([pa.schema([("id", t)]) for t in types]).field("id").type
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            target = pa.string()  # no common type: compare as text, as verify does
         parts = [p.cast(target) for p in parts]
     ids = pa.chunked_array(parts)
     try:
@@ -77,6 +80,18 @@ def duplicate_ids(plan: Plan, input_spec: InputSpec, sample: int = 5) -> Duplica
         rows=int(pc.sum(repeated.column("id_count")).as_py() or 0),
         sample=_first_distinct(rows, sample),
     )
+
+
+def _plain(chunk: pa.Array) -> pa.Array:
+    """Dictionary ids decoded and view types (a deltalake-written file's string_view) cast
+    to their plain type, so chunks of different writers concatenate."""
+    if pa.types.is_dictionary(chunk.type):
+        chunk = chunk.dictionary_decode()
+    if chunk.type == pa.string_view():
+        return chunk.cast(pa.string())
+    if chunk.type == pa.binary_view():
+        return chunk.cast(pa.binary())
+    return chunk
 
 
 def _groupable(ids: pa.ChunkedArray) -> pa.ChunkedArray:

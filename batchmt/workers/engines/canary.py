@@ -80,7 +80,7 @@ def check_output_language(spec: JobSpec, model_folder: Path, texts: list[str]) -
         # broken one) is row-level QE's `untranslated` case, not a wrong target_lang.
         if prob >= _SURE and base_language(lang) not in (target, source):
             verdicts[base_language(lang)] += 1
-    log.info("language_canary", rows=len(texts), identified=judged, other=dict(verdicts))
+    log.debug("language_canary", rows=len(texts), identified=judged, other=dict(verdicts))
     if not judged or not verdicts:
         return
     other, count = verdicts.most_common(1)[0]
