@@ -186,3 +186,13 @@ def test_links_are_never_followed_and_usual_secrets_stay_home(
     models = sum(1 for name in uploaded if name.startswith("models/demo/"))
     assert re.search(rf"\n  models/demo/ +{models} file\(s\)", out)
     assert re.search(rf"\n  total +{len(uploaded)} file\(s\)", out)
+
+
+def test_code_about_tokens_is_uploaded_and_token_files_are_not(tmp_path: Path) -> None:
+    """`*token*` catches api_token.txt, not benchmarks/first_token.py (code the job needs)."""
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "first_token.py").write_text("print(1)\n")
+    (tmp_path / "api_token.txt").write_text("s3cr3t\n")
+    selection = select(tmp_path)
+    assert "benchmarks/first_token.py" in selection.files
+    assert "api_token.txt" in selection.secrets and "api_token.txt" not in selection.files

@@ -18,6 +18,7 @@ import os
 import shlex
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,8 @@ def submit(
         if overrides:
             write_overrides(Path(staging), overrides)
         with head_errors(address):
-            job_id = client.submit_job(
+            job_id = _submit_with_retries(
+                client,
                 entrypoint=entrypoint(relative_config, bool(overrides)),
                 runtime_env={"working_dir": staging},
                 metadata={"tool": "batchmt", "config": relative_config},
@@ -91,6 +93,23 @@ def submit(
         print(f"follow it with: ray job logs --address {address} --follow {job_id}")
         return 0
     return _follow(client, job_id)
+
+
+# A head that has just started answers 500 "No available agent to submit job, please try
+# again later" until its job agent registers: retried a bounded number of times.
+_NOT_READY = "try again later"
+SUBMIT_ATTEMPTS = 6
+
+
+def _submit_with_retries(client: Any, **job: Any) -> str:
+    for attempt in range(SUBMIT_ATTEMPTS):
+        try:
+            return str(client.submit_job(**job))
+        except RuntimeError as exc:
+            if _NOT_READY not in str(exc) or attempt == SUBMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(2.0 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _follow(client: Any, job_id: str) -> int:

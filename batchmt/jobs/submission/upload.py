@@ -79,6 +79,8 @@ SECRET_PATTERNS = (
 # Names with "token" in them are secrets (api_token.txt, .token, github-token), except a
 # model's tokenizer files, which a job needs (tokenizer.json, special_tokens_map.json).
 TOKEN_PATTERNS = ("*token*",)
+# Source files whose names mention tokens (benchmarks/first_token.py) are code, not tokens.
+CODE_SUFFIXES = (".py", ".pyi", ".ipynb", ".md", ".rs", ".go", ".java", ".ts", ".js")
 TOKENIZER_FILES = ("*tokenizer*", "special_tokens_map.json", "added_tokens.json")
 # Never uploaded either: large, machine-specific, or regenerated on the cluster.
 BUILTIN_EXCLUDES = (
@@ -249,6 +251,8 @@ class _Secrets:
     def match_file(self, path: str) -> bool:
         if self.always.match_file(path):
             return True
+        if path.endswith(CODE_SUFFIXES):  # first_token.py is code about tokens, not one
+            return False
         return bool(self.token.match_file(path)) and not self.tokenizer.match_file(path)
 
 
