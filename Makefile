@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 CONFIG ?= configs/demo.yaml
 
-.PHONY: demo test test-vllm lint install install-test clean chromium faults
+.PHONY: submit-check demo test test-vllm lint install install-test clean chromium faults
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,3 +72,8 @@ faults: install-test
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
+
+# `batchmt submit` from this repository to a real token-auth Ray head that runs the wheel
+# (tests/jobs/test_package_layout.py; 1-4 minutes, not part of `make test`).
+submit-check: install-test
+	BATCHMT_REAL_HEAD=1 $(VENV)/bin/python -m pytest -q tests/jobs/test_package_layout.py

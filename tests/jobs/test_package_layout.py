@@ -97,6 +97,10 @@ def _stop_group(head: subprocess.Popen[bytes], temp_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("BATCHMT_REAL_HEAD") != "1",
+    reason="a real Ray head (1-4 min, flaky on a busy machine): `make submit-check`",
+)
 def test_submit_from_the_repository_to_a_real_head_with_the_wheel_installed(
     wheel: Path, tmp_path: Path
 ) -> None:

@@ -98,14 +98,14 @@ def submit(
 # A head that has just started answers 500 "No available agent to submit job, please try
 # again later" until its job agent registers: retried a bounded number of times.
 _NOT_READY = "try again later"
-SUBMIT_ATTEMPTS = 6
+SUBMIT_ATTEMPTS = 10  # waits 2, 4, ... 18 s: 90 s in all
 
 
 def _submit_with_retries(client: Any, **job: Any) -> str:
     for attempt in range(SUBMIT_ATTEMPTS):
         try:
             return str(client.submit_job(**job))
-        except RuntimeError as exc:
+        except Exception as exc:
             if _NOT_READY not in str(exc) or attempt == SUBMIT_ATTEMPTS - 1:
                 raise
             time.sleep(2.0 * (attempt + 1))
