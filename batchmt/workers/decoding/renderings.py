@@ -13,6 +13,7 @@ matches the same few hundred terms in millions of rows.
 from __future__ import annotations
 
 import bisect
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -161,3 +162,20 @@ def _merge(old: Avoid | None, new: Avoid) -> Avoid:
         return new
     blocked: tuple[TokenSeq, ...] = tuple(dict.fromkeys((*old[0], *new[0])))
     return blocked, tuple(dict.fromkeys((*old[1], *new[1])))
+
+
+def default_rendering_left(
+    text: str, terms: Sequence[tuple[str, str]], renderings: dict[str, tuple[str, ...]]
+) -> bool:
+    """Whether `text` still holds the model's own rendering of a source term beside the
+    forced one (the row must be re-decoded so the term replaces it)."""
+    from batchmt.pipeline.text.glossary import term_variants
+
+    for source, target in terms:
+        forms = {f.casefold() for f in term_variants(target)}
+        for word in renderings.get(source, ()):
+            if word.casefold() in forms or any(f in word.casefold() for f in forms):
+                continue
+            if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, flags=re.IGNORECASE):
+                return True
+    return False

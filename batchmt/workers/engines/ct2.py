@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,10 @@ from typing import Any
 import structlog
 import torch
 
-from batchmt.pipeline.text.glossary import Term, check_terms, term_variants
+from batchmt.pipeline.text.glossary import Term, check_terms
 from batchmt.pipeline.text.term_checks import term_fragments
 from batchmt.workers.decoding.placement import TermPlacer
-from batchmt.workers.decoding.renderings import PROBE_BEAMS, TermDefaults
+from batchmt.workers.decoding.renderings import PROBE_BEAMS, TermDefaults, default_rendering_left
 from batchmt.workers.engines.base import (
     Aligner,
     Alignment,
@@ -276,14 +275,7 @@ class CTranslate2Engine(TranslationEngine):
         of its source (that row must be re-decoded so the term *replaces* the rendering)."""
         if _misses_terms(text, segment):
             return False
-        for source, target in segment.terms:
-            forms = {f.casefold() for f in term_variants(target)}
-            for word in self.term_defaults.renderings.get(source, ()):
-                if word.casefold() in forms or any(f in word.casefold() for f in forms):
-                    continue
-                if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, flags=re.IGNORECASE):
-                    return False
-        return True
+        return not default_rendering_left(text, segment.terms, self.term_defaults.renderings)
 
     def _n_best(self, texts: list[str]) -> list[list[str]]:
         """Probe answers for `TermDefaults`: each source term translated alone, every

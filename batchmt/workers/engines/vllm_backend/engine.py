@@ -23,15 +23,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import structlog
 import torch
 
-from batchmt.pipeline.text.glossary import Term, check_terms, term_variants
-from batchmt.workers.decoding.renderings import PROBE_BEAMS, PROBE_MAX_TOKENS, TermDefaults
+from batchmt.pipeline.text.glossary import Term, check_terms
+from batchmt.workers.decoding.renderings import (
+    PROBE_BEAMS,
+    PROBE_MAX_TOKENS,
+    TermDefaults,
+    default_rendering_left,
+)
 from batchmt.workers.engines.base import (
     EngineConfig,
     EngineLoadError,
@@ -247,14 +251,7 @@ class VllmEngine(TranslationEngine):
         _, missed = check_terms(text, [Term(s, t, True) for s, t in segment.terms])
         if missed:
             return False
-        for source, target in segment.terms:
-            forms = {f.casefold() for f in term_variants(target)}
-            for word in self.term_defaults.renderings.get(source, ()):
-                if word.casefold() in forms or any(f in word.casefold() for f in forms):
-                    continue
-                if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, flags=re.IGNORECASE):
-                    return False
-        return True
+        return not default_rendering_left(text, segment.terms, self.term_defaults.renderings)
 
     def _n_best(self, texts: list[str]) -> list[list[str]]:
         """Probe answers for `TermDefaults`: each source term through the plain prompt,
