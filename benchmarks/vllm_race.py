@@ -15,6 +15,7 @@ shard is back), output tokens/s of the raw run, and the ratios the issue asks fo
 vllm job / raw generate (target >= 0.9) and vllm job / transformers job (target >= 2.5).
 
     .venv-vllm/bin/python -m benchmarks.vllm_race --rows 256
+    .venv-vllm/bin/python -m benchmarks.vllm_race --rows 256 --rounds 3 --skip-transformers
     .venv-vllm/bin/python -m benchmarks.vllm_race --device cuda --hy-mt-1.8b --dtype bfloat16
 """
 
@@ -169,6 +170,7 @@ def job(model: Path, data: Path, backend: str, dtype: str, workdir: Path) -> dic
         "quality": {"fallback": {"enabled": False}, "sample_per_shard": 0},
         "workers": {"num_workers": 1, "num_cpus": os.cpu_count() or 1},
     }
+    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{backend}.json"
     path.write_text(json.dumps(config))
     outcome = batchmt.run(str(path))
@@ -180,6 +182,12 @@ def job(model: Path, data: Path, backend: str, dtype: str, workdir: Path) -> dic
     }
 
 
+def _median(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The run whose `key` is the median (the lower middle one for an even count)."""
+    ordered = sorted(runs, key=lambda r: float(r[key]))
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=256)
@@ -187,6 +195,13 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="float32 on CPU, bfloat16 on GPU")
     parser.add_argument("--hy-mt-1.8b", dest="big", action="store_true")
     parser.add_argument("--skip-transformers", action="store_true")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate raw and vllm-job runs this many times; ratios from the medians "
+        "(a busy machine moves a single run's time by 2-3x)",
+    )
     args = parser.parse_args()
     dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
     lines = [t.strip() for t in MULTI30K.read_text(encoding="utf-8").splitlines() if t.strip()]
@@ -195,8 +210,12 @@ def main() -> None:
     model = build_model(work / "model", HY_MT_18B if args.big else SMALL, lines, dtype)
     data = work / "in.parquet"
     pq.write_table(pa.table({"id": [f"r{i}" for i in range(len(lines))], "text": lines}), data)
-    raw = raw_generate(model, lines, dtype, args.device)
-    vllm_job = job(model, data, "vllm", dtype, work)
+    raws, jobs = [], []
+    for round_ in range(max(1, args.rounds)):
+        raws.append(raw_generate(model, lines, dtype, args.device))
+        jobs.append(job(model, data, "vllm", dtype, work / f"round{round_}"))
+    raw = _median(raws, "seconds")
+    vllm_job = _median(jobs, "translate_seconds")
     report: dict[str, Any] = {
         "rows": len(lines),
         "device": args.device,
@@ -206,6 +225,10 @@ def main() -> None:
         "raw_output_tokens_per_s": raw["output_tokens"] / raw["seconds"],
         "job_vllm": vllm_job,
         "vllm_job_vs_raw": raw["seconds"] / vllm_job["translate_seconds"],
+        "rounds": [
+            {"raw_seconds": r["seconds"], "vllm_job_seconds": j["translate_seconds"]}
+            for r, j in zip(raws, jobs)
+        ],
     }
     if not args.skip_transformers:
         hf_job = job(model, data, "transformers", dtype, work)
