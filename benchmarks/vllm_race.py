@@ -182,6 +182,13 @@ def job(model: Path, data: Path, backend: str, dtype: str, workdir: Path) -> dic
     }
 
 
+def _translations(output: Path) -> dict[str, str]:
+    import batchmt
+
+    table = batchmt.read_output(str(output))
+    return dict(zip(table.column("id").to_pylist(), table.column("translation").to_pylist()))
+
+
 def _median(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
     """The run whose `key` is the median (the lower middle one for an even count)."""
     ordered = sorted(runs, key=lambda r: float(r[key]))
@@ -235,6 +242,13 @@ def main() -> None:
         report["job_transformers"] = hf_job
         report["vllm_job_vs_transformers_job"] = (
             hf_job["translate_seconds"] / vllm_job["translate_seconds"]
+        )
+        # Row by row against the reference implementation: greedy on both, so every row
+        # should come out the same (a near-tie in float rounding may flip one).
+        mine = _translations(work / "round0" / "out-vllm")
+        theirs = _translations(work / "out-transformers")
+        report["rows_identical_vllm_vs_transformers"] = sum(
+            mine[k] == theirs.get(k) for k in mine
         )
     print(json.dumps(report, indent=2))
 
