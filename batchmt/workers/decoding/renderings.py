@@ -74,12 +74,16 @@ class TermDefaults:
         #: False: constraints without default renderings (terms may be bolted on).
         self.enabled = enabled
         self.renderings: dict[str, tuple[str, ...]] = {}
+        #: Each probed source term's answers, best first ("Ein Hund.", "Hund."): the term
+        #: placer reads the article the model writes in front of the rendering there.
+        self.answers: dict[str, tuple[str, ...]] = {}
         self._avoid: dict[tuple[str, str], Avoid] = {}
         self._pieces: list[tuple[str, int]] | None = None
 
     def forget(self) -> None:
         """Drop what was learnt (benchmarks time the learning with the decoding)."""
         self.renderings.clear()
+        self.answers.clear()
         self._avoid.clear()
 
     def learn(self, sources: Iterable[str]) -> None:
@@ -91,6 +95,7 @@ class TermDefaults:
             chunk = missing[start : start + PROBE_BATCH]
             for source, answers in zip(chunk, self._n_best(chunk), strict=True):
                 self.renderings[source] = head_words(answers)
+                self.answers[source] = tuple(answers)
 
     def avoid(self, source: str, target: str) -> Avoid:
         key = (source, target)
