@@ -531,13 +531,18 @@ def _noun_like(word: str, at: int) -> bool:
 def _respells(word: str, lead: list[str]) -> bool:
     """Whether `lead` may stand for `word` with other endings: one word as long and
     starting alike ("der" -> "die"), or two words it is the contraction of, starting like
-    the first and ending like the second ("am" -> "an der": "a" + "m" of "dem")."""
+    the first and ending like the second ("am" -> "an der": "a" of "an", "m" of "dem")."""
     low = word.casefold()
     first = lead[0].casefold()
     if len(lead) == 1:
         return len(first) == len(low) and first[:1] == low[:1]
     second = lead[1].casefold()
-    return any(first.startswith(low[:k]) and second.endswith(low[k:]) for k in range(1, len(low)))
+    # The first word is all of the contraction's start or one letter more ("an" in "am",
+    # "zu" in "zur"; not "auf" in "am").
+    return any(
+        first.startswith(low[:k]) and len(first) - k <= 1 and second.endswith(low[k:])
+        for k in range(1, len(low))
+    )
 
 
 def _is_ending(piece: str) -> bool:

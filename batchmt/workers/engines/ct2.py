@@ -555,16 +555,16 @@ class CTranslate2Engine(TranslationEngine):
         results: list[Any] = [None] * len(prefixes)
         # Rows of similar length together: few decode on past their own translation (the
         # attention of the forced steps does not depend on the steps after them).
-        for rows in _similar_lengths([len(p) for p in prefixes], self._chunk):
+        for group in _similar_lengths([len(p) for p in prefixes], self._chunk):
             decoded = self.translator.translate_batch(
-                [tok.convert_ids_to_tokens(src_ids[i]) for i in rows],
-                target_prefix=[prefixes[i] for i in rows],
+                [tok.convert_ids_to_tokens(src_ids[i]) for i in group],
+                target_prefix=[prefixes[i] for i in group],
                 beam_size=1,
-                max_decoding_length=max(len(prefixes[i]) for i in rows) + 1,
+                max_decoding_length=max(len(prefixes[i]) for i in group) + 1,
                 max_input_length=0,
                 return_attention=True,
             )
-            for i, result in zip(rows, decoded, strict=True):
+            for i, result in zip(group, decoded, strict=True):
                 results[i] = result
         found = []
         for k, result in enumerate(results):
