@@ -276,7 +276,8 @@ def placement_main(args: argparse.Namespace) -> None:
     from benchmarks.common import demo_engine
     from benchmarks.placement import run as run_placement
 
-    engine, _ = demo_engine(args.model, quantization="int8", backend="ctranslate2")
+    # terms=True: a job with glossary terms loads the constrained decoder at replica start.
+    engine, _ = demo_engine(args.model, quantization="int8", backend="ctranslate2", terms=True)
     table = args.data_dir / "glossary" / "default_renderings.tsv"
     swap = partial(swapped_references, table_path=table)
     files = args.override_file or [args.data_dir / "glossary" / "dev_override.jsonl"]

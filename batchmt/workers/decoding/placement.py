@@ -18,7 +18,7 @@ already says where the source term goes; it just says it with the model's defaul
 
 Agreement work is only spent where the term changes it: whether a term agrees like the
 default it replaces (Küste / Strand does not) is asked of the model once per term pair
-(`_learn_agreement`), with the article the model writes in front of the default when it
+(`_learn_pairs`), with the article the model writes in front of the default when it
 translates the source term alone. Every other choice is made in the row, from the row.
 
 A row's placement is a function of that row and the model alone: nothing learnt from one
@@ -89,9 +89,17 @@ class _Slot:
     head: int  # word index of the rendering
     default: str  # the model's rendering it replaces ("Hund")
     start: int = -1  # first word of its phrase (== head when there is none)
-    agrees: bool = True  # the term takes the same phrase words as the rendering
+    pair: _Pair | None = None  # what the model says of (source, default, target)
     choice: list[str] = field(default_factory=list)  # words from `start` to `head`, chosen
     origin: list[str] = field(default_factory=list)  # the free output's words before the head
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """What the model says of a term pair, asked once (`_learn_pairs`)."""
+
+    agrees: bool  # the term takes the articles its default takes
+    inflects: bool  # the model glues an ending to the term behind some article
 
 
 @dataclass
@@ -105,7 +113,7 @@ class Placed:
 
 class TermPlacer:
     """Per engine. What it keeps across rows is a function of the model alone: each term
-    pair's agreement (`_learn_agreement`) and each word's piece count."""
+    pair's agreement (`_learn_pairs`) and each word's piece count."""
 
     def __init__(
         self,
@@ -122,8 +130,7 @@ class TermPlacer:
         self._pieces = pieces
         self._finish = finish
         self._next_glued = next_glued
-        self._agrees: dict[tuple[str, str, str], bool] = {}
-        self._inflects: dict[tuple[str, str, str], bool] = {}
+        self._pairs: dict[tuple[str, str, str], _Pair] = {}
         self._piece_counts: dict[str, int] = {}
 
     # -- the whole batch -------------------------------------------------------------------
@@ -156,13 +163,18 @@ class TermPlacer:
                 if not self._add_aligned(i, sources[i], words[i], terms[i], slots, best_target):
                     unplaced.add(i)
         every = [s for i, row in enumerate(slots) if i not in unplaced for s in row]
-        self._learn_agreement({(s.source, s.default, s.target) for s in every}, answers)
+        # The pair's default is the model's own rendering of the source term (the word the
+        # attention found may be a compound: "Stadtbus").
+        keys = {
+            id(s): (s.source, renderings.get(s.source, (s.default,))[0], s.target) for s in every
+        }
+        self._learn_pairs(set(keys.values()), answers)
         for slot in every:
-            slot.agrees = self._agrees[(slot.source, slot.default, slot.target)]
+            slot.pair = pair = self._pairs[keys[id(slot)]]
             # Only a term that agrees otherwise has a phrase in front of it to re-choose.
             slot.start = (
                 slot.head
-                if slot.agrees
+                if pair.agrees
                 else self._phrase_start(words[slot.row], slot, slots[slot.row])
             )
             slot.origin = words[slot.row][slot.start : slot.head]
@@ -188,7 +200,7 @@ class TermPlacer:
                 out.append(Placed(" ".join(_rebuilt(words[i], slots[i]))))
         return out
 
-    def _learn_agreement(
+    def _learn_pairs(
         self, pairs: set[tuple[str, str, str]], answers: dict[str, tuple[str, ...]]
     ) -> None:
         """For each (source, default, target) not asked yet: whether the target takes the
@@ -206,11 +218,10 @@ class TermPlacer:
         are asked for the ending. The answers depend on the pair and the model only, so
         they are kept."""
         plans: list[tuple[tuple[str, str, str], list[str]]] = []
-        for key in sorted(p for p in pairs if p not in self._agrees):
+        for key in sorted(p for p in pairs if p not in self._pairs):
             forms = self._article_forms(answers.get(key[0], ()))
             if len(forms) < 2:
-                self._agrees[key] = False
-                self._inflects[key] = True
+                self._pairs[key] = _Pair(agrees=False, inflects=True)
             else:
                 plans.append((key, forms))
         sources: list[str] = []
@@ -236,9 +247,9 @@ class TermPlacer:
             at += 2 * width
             default_best = max(range(width), key=default_scores.__getitem__)
             gain = max(target_scores) - target_scores[default_best]
-            self._agrees[key] = gain < CHANGE_MARGIN
-            self._inflects[key] = any(map(_is_ending, glued[glue_at : glue_at + width]))
+            inflects = any(map(_is_ending, glued[glue_at : glue_at + width]))
             glue_at += width
+            self._pairs[key] = _Pair(gain < CHANGE_MARGIN, inflects)
 
     def _article_forms(self, answers: Sequence[str]) -> list[str]:
         """The word in front of the rendering in the likeliest answer that has one
@@ -256,23 +267,25 @@ class TermPlacer:
     ) -> None:  # fmt: skip
         """The model's ending for each term: the piece it writes right after the term in
         the row, when that piece is glued to it. Asked where the model inflects the term
-        (`_learn_agreement`) or where the row's rendering carried an ending ("Hunde");
-        elsewhere the term stands as it is. (The word in front alone does not tell: asked
-        behind "junger" alone, the model glues "en" to "Herr".)"""
+        (`_learn_pairs`) or where the row's rendering carried an ending ("Hunde");
+        elsewhere the term stands as it is. The row is asked in its own words: asked the
+        two words alone, the model glues "en" to "Herr" behind "junger" and nothing
+        behind "einem"."""
         ask: list[_Slot] = []
         prefixes: list[str] = []
         for slot in inner:
             term = strip_punctuation(slot.choice[-1])
+            pair = slot.pair
             # A term the vocabulary writes in several pieces is a word the model does not
             # know ("Velo"): what it glues on is another piece of a word, not an ending.
-            if self._count(term) > 1:
+            if pair is None or self._count(term) > 1:
                 continue
+            # Every prefix before any ending is added: an ending changes the text in
+            # front of a later term of the same row.
+            rebuilt = _rebuilt(words[slot.row], slots[slot.row])
+            upto = _term_end(slot, slots[slot.row])
             inflected = len(strip_punctuation(words[slot.row][slot.head])) > len(slot.default)
-            if inflected or self._inflects[(slot.source, slot.default, slot.target)]:
-                # Every prefix before any ending is added: an ending changes the text in
-                # front of a later term of the same row.
-                rebuilt = _rebuilt(words[slot.row], slots[slot.row])
-                upto = _term_end(slot, slots[slot.row])
+            if inflected or pair.inflects:
                 ask.append(slot)
                 prefixes.append(" ".join([*rebuilt[: upto - 1], term]))
         found = self._next_glued([sources[s.row] for s in ask], prefixes) if ask else []
@@ -382,7 +395,14 @@ class TermPlacer:
         shape (the free output's words, or one of the model's own ways to start the phrase:
         "am" -> "an der"), then each word's ending, right to left; every round is one
         scoring call for the whole batch, each row scored in its own words."""
-        starts = self._phrase_alternatives(sources, words, changing)
+        # The model's other words in place of the one next to the term, where that word
+        # has no other endings to try ("am" -> "an der", "Der" -> "Die"): a call for
+        # alternatives costs about eight times a scored text.
+        starts = self._phrase_alternatives(
+            sources,
+            words,
+            [s for s in changing if len(self._forms(words[s.row][s.head - 1])) < 2],
+        )
         for depth in range(-1, MAX_PHRASE_WORDS):
             options = []
             for slot in changing:
