@@ -58,7 +58,7 @@ class Scripted:
 
     def finish(self, sources: list[str], prefixes: list[str]) -> list[tuple[str, float]]:
         self.finished += prefixes
-        return [(p + " ruht.", -0.5) for p in prefixes]
+        return [(p + " und ruht.", -0.5) for p in prefixes]
 
     def next_glued(self, sources: list[str], prefixes: list[str]) -> list[str]:
         return [self.glued for _ in prefixes]
@@ -97,12 +97,12 @@ def test_the_model_chooses_the_article_where_the_term_agrees_otherwise() -> None
     model = Scripted({**BEACH, "an einer Küste": 3.0, "Eine Küste": 3.0})
     placed = model.placer().place(
         ["A beach is empty.", "A dog lies on a beach."],
-        ["Ein Strand ist leer.", "Ein Hund liegt an einem Strand."],
+        ["Ein Strand ist leer.", "Ein Hund liegt an einem Strand und ruht."],
         [(("beach", "Küste"),), (("beach", "Küste"),)],
         {"beach": ("Strand",)},
         {"beach": ("Ein Strand.",)},
     )
-    assert placed[1].text == "Ein Hund liegt an einer Küste ruht."  # finished by the model
+    assert placed[1].text == "Ein Hund liegt an einer Küste und ruht."  # finished by the model
     assert model.finished == ["Eine Küste", "Ein Hund liegt an einer Küste"]
     assert (placed[0].text or "").startswith("Eine Küste")  # the first word's article too
     assert any(t.endswith("an einem Küste") for t in model.scored)
@@ -128,8 +128,8 @@ def test_a_row_places_the_same_first_or_after_other_rows() -> None:
     earlier row with the same phrase and term still gets its own ("an einer Küste"),
     alone, after the earlier row, or in one batch with it."""
     rows = [
-        ("A dog lies on a beach.", "Ein Hund liegt an einem Strand."),
-        ("A cat sits on a beach.", "Eine Katze sitzt an einem Strand."),
+        ("A dog lies on a beach and rests.", "Ein Hund liegt an einem Strand und ruht."),
+        ("A cat sits on a beach and rests.", "Eine Katze sitzt an einem Strand und ruht."),
     ]
     liked = {**BEACH, "Katze sitzt an einer Küste": 3.0}
     terms = [(("beach", "Küste"),)]
@@ -144,10 +144,10 @@ def test_a_row_places_the_same_first_or_after_other_rows() -> None:
         return [p.text for p in found]
 
     alone = place(Scripted(liked).placer(), [cat])[0]
-    assert alone == "Eine Katze sitzt an einer Küste ruht."
+    assert alone == "Eine Katze sitzt an einer Küste und ruht."
     placer = Scripted(liked).placer()
     first = place(placer, [rows[0]])[0]
-    assert first == "Ein Hund liegt an einem Küste."  # this row's own (scripted) choice
+    assert first == "Ein Hund liegt an einem Küste und ruht."  # its own (scripted) choice
     assert place(placer, [cat])[0] == alone
     assert place(Scripted(liked).placer(), rows)[1] == alone
 

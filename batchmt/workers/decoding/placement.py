@@ -188,7 +188,12 @@ class TermPlacer:
         # for the default's agreement ("Menschenmenge, die" -> "Publikum, das").
         if every:
             self._end_terms(sources, words, slots, every)
-        last = {i: row[-1] for i, row in enumerate(slots) if row and i in changed}
+        # A term that ends its row has nothing after it to agree with it.
+        last = {
+            i: row[-1]
+            for i, row in enumerate(slots)
+            if row and i in changed and row[-1].head < len(words[i]) - 1
+        }
         finished = self._finish_rows(sources, words, slots, last, terms, renderings)
         out = []
         for i in range(len(words)):
@@ -213,7 +218,8 @@ class TermPlacer:
         beats the default's likeliest by CHANGE_MARGIN, the margin a row's phrase must
         clear to change ("einer Küste." 4.7 nats over "einem Küste."; "einer Vierbeiner."
         0.6 over "einem": noise on a rare word). The target inflects when the model glues
-        an ending to it behind any of those forms ("einem Herr" + "n"). A pair with no
+        an ending to it behind any of those forms ("einem Herr" + "n"); a term that never
+        does stands as the row's rendering stood. A pair with no
         article to try does neither test: its rows let the model choose the phrase and
         are asked for the ending. The answers depend on the pair and the model only, so
         they are kept."""

@@ -51,8 +51,10 @@ log = structlog.get_logger(__name__)
 _SPECIAL_TOKEN_MARGIN = 2
 # Rows per CTranslate2 call on CPU (see CTranslate2Engine.__init__).
 _CPU_SUB_BATCH = 32
-# Rows per placer call on a GPU, split by length (CPU: _CPU_SUB_BATCH).
-_DEVICE_CHUNK = 256
+# Rows per call for the placer's one-step calls (alignment, next piece, alternatives),
+# split by length. On CPU a call of two rows or more costs ~35 ms more than one of one row
+# under load (thread hand-over), and a row about 2 ms: a shard batch's rows in one call.
+_PLACER_CHUNK = 256
 # Tokenizers report "no limit" as a huge number; a real position limit is far below it.
 _NO_LIMIT = 1_000_000
 # Token ids kept from count_tokens for the decode that follows: more than a shard's worth.
@@ -137,8 +139,7 @@ class CTranslate2Engine(TranslationEngine):
         # 64-row calls 46.4 s wall, the same calls split to 32 rows 37.9 s (raw script
         # 37.8 s), at equal CPU time. On a GPU the whole batch is one call.
         self._sub_batch = _CPU_SUB_BATCH if device.type == "cpu" else 0
-        # Rows per call where the placer's calls are split by length (see _similar_lengths).
-        self._chunk = _CPU_SUB_BATCH if device.type == "cpu" else _DEVICE_CHUNK
+        self._chunk = _PLACER_CHUNK
         self.signature = {
             "model": config.model_name,
             "family": "seq2seq",
