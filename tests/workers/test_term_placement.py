@@ -152,8 +152,12 @@ def test_a_row_places_the_same_first_or_after_other_rows() -> None:
     assert place(Scripted(liked).placer(), rows)[1] == alone
 
 
+# The scripted model's whole-row score prefers the ending it glues (see _end_terms).
+HERRN = {"Herrn": 1.0, "Herrn.": 1.0}
+
+
 def test_the_models_glued_ending_completes_the_term() -> None:
-    model = Scripted({}, glued="n")
+    model = Scripted(HERRN, glued="n")
     placed = model.placer().place(
         ["A woman talks to a man."],
         ["Eine Frau spricht mit einem Mann."],
@@ -330,7 +334,7 @@ def test_demo_placement_off_defers_to_the_constrained_search(
 def test_two_terms_in_a_row_each_take_the_models_ending() -> None:
     """An ending glued to the first term changes the word in front of the second: each
     term's ending is still the one asked for (no lookup of a key that changed)."""
-    model = Scripted({}, glued="n")
+    model = Scripted(HERRN, glued="n")
     placed = model.placer().place(
         ["A man talks to a man."],
         ["Ein Mann spricht mit einem Mann Mann."],
@@ -378,3 +382,17 @@ def test_demo_a_row_places_the_same_first_or_after_others(
     place(demo, others)
     assert place(demo, [row])[0] == first
     assert place(demo, [*others, row])[-1] == first
+
+
+def test_an_ending_the_whole_row_scores_lower_is_not_glued() -> None:
+    """The model's next piece after "Ein Herr" is "n", but the row with it scores lower:
+    the term stands bare."""
+    model = Scripted({"Ein Herr mit": 2.0}, glued="n")
+    placed = model.placer().place(
+        ["A man with signs."],
+        ["Ein Mann mit Schildern."],
+        [(("man", "Herr"),)],
+        {"man": ("Mann",)},
+        {"man": ("Ein Mann.",)},
+    )
+    assert placed[0].text == "Ein Herr mit Schildern."

@@ -295,12 +295,23 @@ class TermPlacer:
                 ask.append(slot)
                 prefixes.append(" ".join([*rebuilt[: upto - 1], term]))
         found = self._next_glued([sources[s.row] for s in ask], prefixes) if ask else []
-        for slot, glued in zip(ask, found, strict=True):
-            if _is_ending(glued):
-                raw = slot.choice[-1]
-                core = strip_punctuation(raw)
-                at = raw.find(core) + len(core)
-                slot.choice[-1] = raw[:at] + glued + raw[at:]
+        proposed = [(s, g) for s, g in zip(ask, found, strict=True) if _is_ending(g)]
+        # The next piece is the model's guess from the words in front; the words after the
+        # term judge it too: an ending stays only where the model scores the whole row
+        # higher with it ("Ein Herr mit Schildern", not "Ein Herrn"; "mit einem Herrn.").
+        rows: list[str] = []
+        texts: list[str] = []
+        for slot, glued in proposed:
+            plain = _rebuilt(words[slot.row], slots[slot.row])
+            raw = slot.choice[-1]
+            slot.choice[-1] = _glue(raw, glued)
+            texts += [" ".join(plain), " ".join(_rebuilt(words[slot.row], slots[slot.row]))]
+            rows += [sources[slot.row]] * 2
+            slot.choice[-1] = raw
+        scores = [sum(lps) for lps in self._score(rows, texts)] if texts else []
+        for k, (slot, glued) in enumerate(proposed):
+            if scores[2 * k + 1] > scores[2 * k]:
+                slot.choice[-1] = _glue(slot.choice[-1], glued)
 
     def _finish_rows(
         self,
@@ -569,6 +580,13 @@ def _respells(word: str, lead: list[str]) -> bool:
         first.startswith(low[:k]) and len(first) - k <= 1 and second.endswith(low[k:])
         for k in range(1, len(low))
     )
+
+
+def _glue(raw: str, ending: str) -> str:
+    """`raw` with `ending` glued to its word, before any punctuation after it."""
+    core = strip_punctuation(raw)
+    at = raw.find(core) + len(core)
+    return raw[:at] + ending + raw[at:]
 
 
 def _is_ending(piece: str) -> bool:
