@@ -602,10 +602,6 @@ def _unique(options: list[list[str]]) -> list[list[str]]:
     return [list(o) for o in dict.fromkeys(tuple(o) for o in options)]
 
 
-def _same_word(a: str, b: str) -> bool:
-    return strip_punctuation(a).casefold() == strip_punctuation(b).casefold()
-
-
 def _written(text: str, target: str) -> bool:
     return any(f.casefold() in text for f in term_variants(target))
 
