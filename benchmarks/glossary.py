@@ -258,6 +258,7 @@ def main() -> None:
         help="override sets for --placement (default: dev_override)",
     )
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=22, help="--placement --show: the rows drawn")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.placement:
@@ -276,13 +277,14 @@ def placement_main(args: argparse.Namespace) -> None:
     from benchmarks.common import demo_engine
     from benchmarks.placement import run as run_placement
 
-    engine, _ = demo_engine(args.model, quantization="int8", backend="ctranslate2")
+    # terms=True: a job with glossary terms loads the constrained decoder at replica start.
+    engine, _ = demo_engine(args.model, quantization="int8", backend="ctranslate2", terms=True)
     table = args.data_dir / "glossary" / "default_renderings.tsv"
     swap = partial(swapped_references, table_path=table)
     files = args.override_file or [args.data_dir / "glossary" / "dev_override.jsonl"]
     print(f"{engine.signature}, CPU threads {args.threads}")
     for path in files:
-        run_placement(engine, path, args.limit or 0, args.rounds, args.show, swap)
+        run_placement(engine, path, args.limit or 0, args.rounds, args.show, swap, args.seed)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ rendering swapped for the term, free output against the original references, on 
 where every swap applies), terms appended as a sentence of their own, stubs before a term,
 terms outside the span the source term aligns to (CTranslate2 attention), rows flagged
 `term_placement`, and process CPU seconds (best of interleaved rounds) against free.
-`--show N` prints N rows drawn at random (seed 22) for reading by hand.
+`--show N` prints N rows drawn at random (`--seed`, 22 by default) for reading by hand.
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def outside_span(engine: Any, sources: list[str], outputs: list[str],
     return bad, total
 
 
-def run(engine: Any, path: Path, limit: int, rounds: int, show: int, swap: Any) -> None:
+def run(
+    engine: Any, path: Path, limit: int, rounds: int, show: int, swap: Any, seed: int = 22
+) -> None:
     data = _rows(path, limit)
     glossaries = [Glossary(parse_row_glossary(r["glossary"])) for r in data]
     terms = [tuple(dict.fromkeys(m.pair for m in g.match(str(r["source"]))))
@@ -113,7 +115,7 @@ def run(engine: Any, path: Path, limit: int, rounds: int, show: int, swap: Any) 
               f"{free_bleu - bleu:>5.2f} {appended:>8} {stubs:>5} {bad:>4}/{checked:<3} "
               f"{flagged:>7} {best[name]:>7.2f} {ratio:>5.2f}x")  # fmt: skip
     print(f"free CPU s {best['free']:.2f}")
-    for i in sorted(random.Random(22).sample(range(len(data)), min(show, len(data)))):
+    for i in sorted(random.Random(seed).sample(range(len(data)), min(show, len(data)))):
         print(f"\n[{data[i]['id']}] {sources[i]}  {dict(terms[i])}")
         print(f"  free:   {free[i]}")
         print(f"  before: {outputs['before'][i].translation}")

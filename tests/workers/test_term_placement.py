@@ -30,7 +30,8 @@ DEMO = Path(__file__).resolve().parents[2] / "models" / "demo-en-de"
 
 
 class Scripted:
-    """A model that likes some target prefixes: each liked phrase adds its bonus."""
+    """A model that likes some target phrases: each liked phrase adds its bonus to the
+    word it ends on (a word is a piece here), so a text's prefixes score as a model's do."""
 
     def __init__(self, liked: dict[str, float], glued: str = "") -> None:
         self.liked = liked
@@ -38,9 +39,16 @@ class Scripted:
         self.scored: list[str] = []
         self.finished: list[str] = []
 
-    def score(self, sources: list[str], texts: list[str]) -> list[tuple[float, int]]:
+    def score(self, sources: list[str], texts: list[str]) -> list[list[float]]:
         self.scored += texts
-        return [(sum(v for k, v in self.liked.items() if k in t), 1) for t in texts]
+        out = []
+        for text in texts:
+            words = text.split()
+            out.append([
+                sum(v for k, v in self.liked.items() if " ".join(words[: n + 1]).endswith(k))
+                for n in range(len(words))
+            ])  # fmt: skip
+        return out
 
     def continuations(self, sources: list[str], prefixes: list[str], k: int) -> list[list[str]]:
         return [["an einem Strand", "am Strand"] for _ in sources]
@@ -50,7 +58,7 @@ class Scripted:
 
     def finish(self, sources: list[str], prefixes: list[str]) -> list[tuple[str, float]]:
         self.finished += prefixes
-        return [(p + " ruht.", -0.5) for p in prefixes]
+        return [(p + " und ruht.", -0.5) for p in prefixes]
 
     def next_glued(self, sources: list[str], prefixes: list[str]) -> list[str]:
         return [self.glued for _ in prefixes]
@@ -73,37 +81,89 @@ def test_the_term_takes_the_renderings_place_and_the_rest_is_kept() -> None:
         ["Ein Obdachloser und sein Hund machen ein Nickerchen."],
         [(("dog", "Vierbeiner"),)],
         {"dog": ("Hund",)},
+        {"dog": ("Ein Hund.",)},
     )
     # Not "... machen Vierbeiner." nor the term appended: the words after it stay.
     assert placed[0].text == "Ein Obdachloser und sein Vierbeiner machen ein Nickerchen."
 
 
+# Strand (masculine) -> Küste (feminine), as the scripted model sees it: "einem Strand."
+# but "einer Küste." when each is tried behind the forms of the article it writes for
+# "beach" alone ("Ein Strand."). Nothing here knows German grammar.
+BEACH = {"einem Strand.": 5.0, "einer Küste.": 5.0}
+
+
 def test_the_model_chooses_the_article_where_the_term_agrees_otherwise() -> None:
-    """Auto (neuter) -> Wagen (masculine): the scripted model prefers "Der" before Wagen in
-    the probe and "ein schwarzer Wagen" in the row; nothing here knows German grammar."""
-    liked = {"Der Wagen": 5.0, "Das Auto": 5.0, "Der Auto": -5.0, "Das Wagen": -5.0}
-    model = Scripted({**liked, "ein schwarzer Wagen": 3.0})
-    placer = model.placer()
-    texts = ["Das Auto steht hier.", "Der Mann fährt ein schwarzes Auto."]
-    placed = placer.place(
-        ["The car is here.", "The man drives a black car."],
-        texts,
-        [(("car", "Wagen"),), (("car", "Wagen"),)],
-        {"car": ("Auto",)},
+    model = Scripted({**BEACH, "an einer Küste": 3.0, "Eine Küste": 3.0})
+    placed = model.placer().place(
+        ["A beach is empty.", "A dog lies on a beach."],
+        ["Ein Strand ist leer.", "Ein Hund liegt an einem Strand und ruht."],
+        [(("beach", "Küste"),), (("beach", "Küste"),)],
+        {"beach": ("Strand",)},
+        {"beach": ("Ein Strand.",)},
     )
-    assert placed[1].text == "Der Mann fährt ein schwarzer Wagen ruht."  # finished by the model
-    assert model.finished == ["Der Wagen", "Der Mann fährt ein schwarzer Wagen"]
-    assert (placed[0].text or "").startswith("Der Wagen")  # the first word's article too
-    assert any(t.endswith("ein schwarzes Wagen") for t in model.scored)
+    assert placed[1].text == "Ein Hund liegt an einer Küste und ruht."  # finished by the model
+    assert model.finished == ["Eine Küste", "Ein Hund liegt an einer Küste"]
+    assert (placed[0].text or "").startswith("Eine Küste")  # the first word's article too
+    assert any(t.endswith("an einem Küste") for t in model.scored)
+
+
+def test_a_term_that_agrees_keeps_the_phrase_and_nothing_is_searched() -> None:
+    """Hund -> Vierbeiner: the scripted model takes the same article before both, so the
+    row's phrase is not re-chosen (no row text is scored, nothing finished)."""
+    model = Scripted({"einem Hund.": 5.0, "einem Vierbeiner.": 5.0, "ein Vierbeiner": 9.0})
+    placed = model.placer().place(
+        ["A man with a dog."],
+        ["Ein Mann mit einem Hund."],
+        [(("dog", "Vierbeiner"),)],
+        {"dog": ("Hund",)},
+        {"dog": ("Ein Hund.",)},
+    )
+    assert placed[0].text == "Ein Mann mit einem Vierbeiner."
+    assert model.finished == [] and not any("Mann" in t for t in model.scored)
+
+
+def test_a_row_places_the_same_first_or_after_other_rows() -> None:
+    """Placement is a function of the row: a row that likes another article than an
+    earlier row with the same phrase and term still gets its own ("an einer Küste"),
+    alone, after the earlier row, or in one batch with it."""
+    rows = [
+        ("A dog lies on a beach and rests.", "Ein Hund liegt an einem Strand und ruht."),
+        ("A cat sits on a beach and rests.", "Eine Katze sitzt an einem Strand und ruht."),
+    ]
+    liked = {**BEACH, "Katze sitzt an einer Küste": 3.0}
+    terms = [(("beach", "Küste"),)]
+    defaults = {"beach": ("Strand",)}
+    answers = {"beach": ("Ein Strand.",)}
+    cat = rows[1]
+
+    def place(placer: TermPlacer, batch: list[tuple[str, str]]) -> list[str | None]:
+        found = placer.place(
+            [s for s, _ in batch], [t for _, t in batch], terms * len(batch), defaults, answers
+        )
+        return [p.text for p in found]
+
+    alone = place(Scripted(liked).placer(), [cat])[0]
+    assert alone == "Eine Katze sitzt an einer Küste und ruht."
+    placer = Scripted(liked).placer()
+    first = place(placer, [rows[0]])[0]
+    assert first == "Ein Hund liegt an einem Küste und ruht."  # its own (scripted) choice
+    assert place(placer, [cat])[0] == alone
+    assert place(Scripted(liked).placer(), rows)[1] == alone
+
+
+# The scripted model's whole-row score prefers the ending it glues (see _end_terms).
+HERRN = {"Herrn": 1.0, "Herrn.": 1.0}
 
 
 def test_the_models_glued_ending_completes_the_term() -> None:
-    model = Scripted({}, glued="n")
+    model = Scripted(HERRN, glued="n")
     placed = model.placer().place(
         ["A woman talks to a man."],
         ["Eine Frau spricht mit einem Mann."],
         [(("man", "Herr"),)],
         {"man": ("Mann",)},
+        {"man": ("Ein Mann.",)},
     )
     assert placed[0].text == "Eine Frau spricht mit einem Herrn."
 
@@ -115,6 +175,7 @@ def test_a_term_with_no_rendering_and_no_aligned_word_is_left_for_the_search() -
         ["Drei Frauen gehen vorbei."],  # the model dropped "crowd"
         [(("crowd", "Publikum"),)],
         {"crowd": ("Menschenmenge",)},
+        {"crowd": ("Eine Menschenmenge.",)},
     )
     assert placed[0].text is None
 
@@ -198,8 +259,8 @@ def demo() -> CTranslate2Engine:
 
 @pytest.fixture
 def fresh_demo() -> CTranslate2Engine:
-    """An engine whose placer has seen no output yet: what it counts over the outputs it
-    sees (first words, noun words) steers later placements."""
+    """An engine of the test's own (it switches placement off, or must have placed
+    nothing before)."""
     return _demo_engine()
 
 
@@ -273,11 +334,65 @@ def test_demo_placement_off_defers_to_the_constrained_search(
 def test_two_terms_in_a_row_each_take_the_models_ending() -> None:
     """An ending glued to the first term changes the word in front of the second: each
     term's ending is still the one asked for (no lookup of a key that changed)."""
-    model = Scripted({}, glued="n")
+    model = Scripted(HERRN, glued="n")
     placed = model.placer().place(
         ["A man talks to a man."],
         ["Ein Mann spricht mit einem Mann Mann."],
         [(("man", "Herr"),)],
         {"man": ("Mann",)},
+        {"man": ("Ein Mann.",)},
     )
     assert placed[0].text == "Ein Herrn spricht mit einem Herrn Herrn."
+
+
+def test_demo_a_row_places_the_same_first_or_after_others(
+    demo: CTranslate2Engine, fresh_demo: CTranslate2Engine
+) -> None:
+    """The same row and free translation, placed by an engine that has placed nothing
+    yet and by one that has placed other rows with the same terms first (and in one
+    batch with them): the same text. Nothing one row teaches the placer steers another."""
+    beach = (("beach", "Küste"),)
+    others = [
+        ("A dog runs on the beach.", beach),
+        ("Two children play in the sand at the beach.", beach),
+        ("A woman in a hat walks her dog.", (("hat", "Kopfbedeckung"), ("dog", "Vierbeiner"))),
+        ("A crowd watches a man on a stage.", (("crowd", "Publikum"), ("man", "Herr"))),
+    ]
+    row = ("A girl in a red hat runs along the beach.", (("hat", "Kopfbedeckung"), *beach))
+
+    def place(
+        engine: CTranslate2Engine, batch: list[tuple[str, tuple[tuple[str, str], ...]]]
+    ) -> list[str | None]:
+        segments = [Segment(s, terms=t) for s, t in batch]
+        free = [r[0].text for r in engine._decode_free(segments)]
+        engine.term_defaults.learn(src for _, t in batch for src, _ in t)
+        return [
+            p.text
+            for p in engine.placer.place(
+                [s for s, _ in batch],
+                free,
+                [t for _, t in batch],
+                engine.term_defaults.renderings,
+                engine.term_defaults.answers,
+            )
+        ]
+
+    first = place(fresh_demo, [row])[0]
+    assert first is not None and "Küste" in first and "Kopfbedeckung" in first, first
+    place(demo, others)
+    assert place(demo, [row])[0] == first
+    assert place(demo, [*others, row])[-1] == first
+
+
+def test_an_ending_the_whole_row_scores_lower_is_not_glued() -> None:
+    """The model's next piece after "Ein Herr" is "n", but the row with it scores lower:
+    the term stands bare."""
+    model = Scripted({"Ein Herr mit": 2.0}, glued="n")
+    placed = model.placer().place(
+        ["A man with signs."],
+        ["Ein Mann mit Schildern."],
+        [(("man", "Herr"),)],
+        {"man": ("Mann",)},
+        {"man": ("Ein Mann.",)},
+    )
+    assert placed[0].text == "Ein Herr mit Schildern."

@@ -17,9 +17,13 @@ already says where the source term goes; it just says it with the model's defaul
    candidates are proposals, and the model picks.
 
 Agreement work is only spent where the term changes it: whether a term agrees like the
-default it replaces (Vierbeiner / Hund) or not (Wagen / Auto) is asked of the model once per
-term pair (`_learn_agreement`), and each choice is kept for the next row with the same
-phrase in front of the same term: a job meets the same few hundred pairs and phrases.
+default it replaces (Küste / Strand does not) is asked of the model once per term pair
+(`_learn_pairs`), with the article the model writes in front of the default when it
+translates the source term alone. Every other choice is made in the row, from the row.
+
+A row's placement is a function of that row and the model alone: nothing learnt from one
+row steers another (what is kept across rows, the pair's agreement and a word's piece
+count, depends on the model only), so a row places the same wherever it sits in a job.
 
 Rows where no phrase is found (the model dropped the source term), or whose result would
 still miss a term, are left to the constrained search; the caller checks.
@@ -27,16 +31,14 @@ still miss a term, are left to the constrained search; the caller checks.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from batchmt.pipeline.text.glossary import term_variants
 from batchmt.pipeline.text.term_checks import strip_punctuation
 
-#: (sources, target texts) -> (sum of the texts' token log-probs, as a prefix: no EOS;
-#: token count).
-Scorer = Callable[[list[str], list[str]], list[tuple[float, int]]]
+#: (sources, target texts) -> each text's token log-probs, in order, as a prefix (no EOS).
+Scorer = Callable[[list[str], list[str]], list[list[float]]]
 #: (source, target prefix, k) -> the model's k likeliest short continuations of the prefix.
 Continuer = Callable[[list[str], list[str], int], list[list[str]]]
 #: (sources, targets) -> for each pair, the target word each source word aligns to.
@@ -60,13 +62,6 @@ ENDINGS = ("", "e", "en", "em", "er", "es", "n", "s", "r", "m")
 MAX_CUT = 2
 # The model's own alternatives for the phrase start (and the tokens each runs on for).
 ALTERNATIVES = 4
-# Sentence-first words tried in front of a term to learn its agreement; words tried in
-# place of a phrase word in front of a noun (the model's most frequent ones).
-ARTICLES = 8
-NOUN_WORDS = 12
-# A word further left than the one next to the noun belongs to its phrase when it is one
-# of this many words the model writes most often in front of a noun.
-FREQUENT_WORDS = 40
 # A phrase is chosen by log P(phrase, term) - PHRASE_WEIGHT * log P(phrase): half of the
 # phrase's own probability is discounted, because the model wrote it planning its default
 # noun ("Eine" for "Menschenmenge"); at 1 only the term's fit after the phrase would count
@@ -80,8 +75,6 @@ PHRASE_WEIGHT = 0.5
 # gap ("an der Küste" 3.9 over "am Küste", "Ein Publikum" 2.1 over "Eine Publikum"). Set
 # after reading test_2016 override rows (#22), so that sample no longer measures it cleanly.
 CHANGE_MARGIN = 2.0
-# Sentence-first words tried in front of a term and its default to learn its agreement.
-ARTICLES = 6
 # A default rendering with up to this many more letters is still it ("Hund" -> "Hunde").
 _ENDING_LETTERS = 2
 
@@ -96,9 +89,17 @@ class _Slot:
     head: int  # word index of the rendering
     default: str  # the model's rendering it replaces ("Hund")
     start: int = -1  # first word of its phrase (== head when there is none)
-    agrees: bool = True  # the term takes the same phrase words as the rendering
+    pair: _Pair | None = None  # what the model says of (source, default, target)
     choice: list[str] = field(default_factory=list)  # words from `start` to `head`, chosen
     origin: list[str] = field(default_factory=list)  # the free output's words before the head
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """What the model says of a term pair, asked once (`_learn_pairs`)."""
+
+    agrees: bool  # the term takes the articles its default takes
+    inflects: bool  # the model glues an ending to the term behind some article
 
 
 @dataclass
@@ -111,7 +112,8 @@ class Placed:
 
 
 class TermPlacer:
-    """Per engine; caches what it asks the model about each term pair."""
+    """Per engine. What it keeps across rows is a function of the model alone: each term
+    pair's agreement (`_learn_pairs`) and each word's piece count."""
 
     def __init__(
         self,
@@ -128,16 +130,7 @@ class TermPlacer:
         self._pieces = pieces
         self._finish = finish
         self._next_glued = next_glued
-        # Words the model writes in front of a noun, counted over the outputs seen: the
-        # sentence's first word ("Ein", "Die") and the ones inside it ("einem", "der").
-        self._first_words: Counter[str] = Counter()
-        # The model's choices, reused: (target, lower-cased phrase) -> chosen phrase, and
-        # (term, word before it) -> the ending the model glues to the term there.
-        self._phrases: dict[tuple[str, tuple[str, ...]], list[str]] = {}
-        self._endings: dict[tuple[str, str], str] = {}
-        self._noun_words: Counter[str] = Counter()
-        self._lower_first: Counter[str] = Counter()  # first words, lower-cased
-        self._agrees: dict[tuple[str, str, str], bool] = {}
+        self._pairs: dict[tuple[str, str, str], _Pair] = {}
         self._piece_counts: dict[str, int] = {}
 
     # -- the whole batch -------------------------------------------------------------------
@@ -148,11 +141,11 @@ class TermPlacer:
         texts: Sequence[str],
         terms: Sequence[Sequence[tuple[str, str]]],
         renderings: dict[str, tuple[str, ...]],
+        answers: dict[str, tuple[str, ...]],
     ) -> list[Placed]:
-        """Each row's free translation with its terms in place of the model's renderings."""
+        """Each row's free translation with its terms in place of the model's renderings.
+        `answers`: the model's translations of each source term alone, best first."""
         words = [t.split() for t in texts]
-        for row_words in words:
-            self._count_noun_words(row_words)
         slots: list[list[_Slot]] = []
         unplaced: set[int] = set()
         need_alignment: list[int] = []
@@ -170,26 +163,37 @@ class TermPlacer:
                 if not self._add_aligned(i, sources[i], words[i], terms[i], slots, best_target):
                     unplaced.add(i)
         every = [s for i, row in enumerate(slots) if i not in unplaced for s in row]
+        # The pair's default is the model's own rendering of the source term (the word the
+        # attention found may be a compound: "Stadtbus").
+        keys = {
+            id(s): (s.source, renderings.get(s.source, (s.default,))[0], s.target) for s in every
+        }
+        self._learn_pairs(set(keys.values()), answers)
         for slot in every:
-            slot.start = _phrase_start(
-                words[slot.row], slot.head, slots[slot.row], self._noun_words + self._lower_first
+            slot.pair = pair = self._pairs[keys[id(slot)]]
+            # Only a term that agrees otherwise has a phrase in front of it to re-choose.
+            slot.start = (
+                slot.head
+                if pair.agrees
+                else self._phrase_start(words[slot.row], slot, slots[slot.row])
             )
             slot.origin = words[slot.row][slot.start : slot.head]
             slot.choice = [*slot.origin, self._term_word(slot, words)]
-        self._learn_agreement({(s.source, s.default, s.target) for s in every})
-        for slot in every:
-            slot.agrees = self._agrees[(slot.source, slot.default, slot.target)]
-        changing = [s for s in every if not s.agrees and s.start < s.head]
-        before = {id(s): list(s.choice) for s in changing}
+        changing = [s for s in every if s.start < s.head]
         if changing:
-            self._choose(sources, words, slots, changing)
-        changed = {s.row for s in changing if s.choice != before[id(s)]}
+            self._search_phrases(sources, words, slots, changing)
+        changed = {s.row for s in changing if s.choice[:-1] != s.origin}
         # The model's ending for each term ("Herr" -> "Herrn" after "einem"); a row whose
         # phrase changed is then finished by the model, whose later words were written
         # for the default's agreement ("Menschenmenge, die" -> "Publikum, das").
         if every:
             self._end_terms(sources, words, slots, every)
-        last = {i: row[-1] for i, row in enumerate(slots) if row and i in changed}
+        # A term that ends its row has nothing after it to agree with it.
+        last = {
+            i: row[-1]
+            for i, row in enumerate(slots)
+            if row and i in changed and row[-1].head < len(words[i]) - 1
+        }
         finished = self._finish_rows(sources, words, slots, last, terms, renderings)
         out = []
         for i in range(len(words)):
@@ -201,78 +205,113 @@ class TermPlacer:
                 out.append(Placed(" ".join(_rebuilt(words[i], slots[i]))))
         return out
 
-    def _learn_agreement(self, pairs: set[tuple[str, str, str]]) -> None:
-        """For each (source, default, target) not seen yet: whether the target takes the
-        articles the default takes. The words the model writes most often in front of a
-        noun ("Ein", "Eine", "einem", "der") are tried in front of each, the source
-        term alone as the source; they agree when the model's two likeliest are the same.
-        Asked once per pair and engine: a job meets the same few hundred pairs."""
-        new = sorted(p for p in pairs if p not in self._agrees)
-        articles = [w for w, _ in self._first_words.most_common(ARTICLES)]
-        articles += [w for w, _ in self._noun_words.most_common(NOUN_WORDS)]
-        if not new or len(articles) < 2:
-            return self._agrees.update(dict.fromkeys(new, True))
+    def _learn_pairs(
+        self, pairs: set[tuple[str, str, str]], answers: dict[str, tuple[str, ...]]
+    ) -> None:
+        """For each (source, default, target) not asked yet: whether the target takes the
+        articles the default takes, and whether the model inflects the target at all.
+
+        The article is the one the model writes in front of the default when it
+        translates the source term alone ("dog" -> "Ein Hund."); its forms the vocabulary
+        writes in one piece ("ein", "eine", "einem", ...) are tried in front of each noun,
+        the source term as the source. The two agree unless the target's likeliest form
+        beats the default's likeliest by CHANGE_MARGIN, the margin a row's phrase must
+        clear to change ("einer Küste." 4.7 nats over "einem Küste."; "einer Vierbeiner."
+        0.6 over "einem": noise on a rare word). The target inflects when the model glues
+        an ending to it behind any of those forms ("einem Herr" + "n"); a term that never
+        does stands as the row's rendering stood. A pair with no
+        article to try does neither test: its rows let the model choose the phrase and
+        are asked for the ending. The answers depend on the pair and the model only, so
+        they are kept."""
+        plans: list[tuple[tuple[str, str, str], list[str]]] = []
+        for key in sorted(p for p in pairs if p not in self._pairs):
+            forms = self._article_forms(answers.get(key[0], ()))
+            if len(forms) < 2:
+                self._pairs[key] = _Pair(agrees=False, inflects=True)
+            else:
+                plans.append((key, forms))
         sources: list[str] = []
         texts: list[str] = []
-        for source, default, target in new:
-            for noun in (default, term_variants(target)[0]):
-                sources += [source] * len(articles)
-                texts += [f"{article} {noun}" for article in articles]
-        scores = self._score(sources, texts)
-        width = len(articles)
-        for n, key in enumerate(new):
-            tops = []
-            for half in (0, 1):
-                at = (2 * n + half) * width
-                ranked = sorted(range(width), key=lambda a: -scores[at + a][0])
-                tops.append({articles[a] for a in ranked[:2]})
-            self._agrees[key] = tops[0] == tops[1]
-        return None
+        glue_sources: list[str] = []
+        glue_texts: list[str] = []
+        for (source, default, target), forms in plans:
+            term = term_variants(target)[0]
+            for noun in (default, term):
+                sources += [source] * len(forms)
+                texts += [f"{form} {noun}." for form in forms]
+            glue_sources += [source] * len(forms)
+            glue_texts += [f"{form} {term}" for form in forms]
+        scores = [sum(lps) for lps in self._score(sources, texts)] if texts else []
+        glued = self._next_glued(glue_sources, glue_texts) if glue_texts else []
+        at = glue_at = 0
+        for key, forms in plans:
+            width = len(forms)
+            default_scores, target_scores = (
+                scores[at : at + width],
+                scores[at + width : at + 2 * width],
+            )
+            at += 2 * width
+            default_best = max(range(width), key=default_scores.__getitem__)
+            gain = max(target_scores) - target_scores[default_best]
+            inflects = any(map(_is_ending, glued[glue_at : glue_at + width]))
+            glue_at += width
+            self._pairs[key] = _Pair(gain < CHANGE_MARGIN, inflects)
+
+    def _article_forms(self, answers: Sequence[str]) -> list[str]:
+        """The word in front of the rendering in the likeliest answer that has one
+        ("Ein Hund." -> "ein"), in its forms the vocabulary writes in one piece."""
+        for answer in answers:
+            found = [w for w in (strip_punctuation(w) for w in answer.split()) if w]
+            if len(found) >= 2 and found[-2].isalpha():
+                article = found[-2].casefold()
+                return [f for f in self._forms(article) if self._count(f) == 1]
+        return []
 
     def _end_terms(
         self, sources: Sequence[str], words: list[list[str]], slots: list[list[_Slot]],
         inner: list[_Slot],
     ) -> None:  # fmt: skip
-        """The model's ending for terms followed by more text: the piece it writes right
-        after the term, when that piece is glued to it."""
-        # Each slot's key before any ending is added (an ending changes the word in front
-        # of a later term of the same row).
-        slot_keys = {id(slot): self._ending_key(slot, words, slots) for slot in inner}
-        keys: dict[tuple[str, str], _Slot] = {}
+        """The model's ending for each term: the piece it writes right after the term in
+        the row, when that piece is glued to it. Asked where the model inflects the term
+        (`_learn_pairs`) or where the row's rendering carried an ending ("Hunde");
+        elsewhere the term stands as it is. The row is asked in its own words: asked the
+        two words alone, the model glues "en" to "Herr" behind "junger" and nothing
+        behind "einem"."""
+        ask: list[_Slot] = []
+        prefixes: list[str] = []
         for slot in inner:
-            keys.setdefault(slot_keys[id(slot)], slot)
-        for key in keys:
+            term = strip_punctuation(slot.choice[-1])
+            pair = slot.pair
             # A term the vocabulary writes in several pieces is a word the model does not
             # know ("Velo"): what it glues on is another piece of a word, not an ending.
-            if key not in self._endings and self._count(key[0]) > 1:
-                self._endings[key] = ""
-        ask = [(k, slot) for k, slot in keys.items() if k not in self._endings]
-        prefixes = []
-        for _, slot in ask:
+            if pair is None or self._count(term) > 1:
+                continue
+            # Every prefix before any ending is added: an ending changes the text in
+            # front of a later term of the same row.
             rebuilt = _rebuilt(words[slot.row], slots[slot.row])
             upto = _term_end(slot, slots[slot.row])
-            term = strip_punctuation(slot.choice[-1])
-            prefixes.append(" ".join([*rebuilt[: upto - 1], term]))
-        found = self._next_glued([sources[slot.row] for _, slot in ask], prefixes) if ask else []
-        for (key, _), glued in zip(ask, found, strict=True):
-            fits = glued.isalpha() and glued.islower() and len(glued) <= _ENDING_LETTERS
-            self._endings[key] = glued if fits else ""
-        for slot in inner:
-            glued = self._endings[slot_keys[id(slot)]]
-            if glued:
-                raw = slot.choice[-1]
-                core = strip_punctuation(raw)
-                at = raw.find(core) + len(core)
-                slot.choice[-1] = raw[:at] + glued + raw[at:]
-
-    def _ending_key(
-        self, slot: _Slot, words: list[list[str]], slots: list[list[_Slot]]
-    ) -> tuple[str, str]:
-        """The term and the word in front of it: what its ending depends on ("einem")."""
-        upto = _term_end(slot, slots[slot.row])
-        rebuilt = _rebuilt(words[slot.row], slots[slot.row])
-        before = rebuilt[upto - 2].casefold() if upto >= 2 else ""
-        return strip_punctuation(slot.choice[-1]), before
+            inflected = len(strip_punctuation(words[slot.row][slot.head])) > len(slot.default)
+            if inflected or pair.inflects:
+                ask.append(slot)
+                prefixes.append(" ".join([*rebuilt[: upto - 1], term]))
+        found = self._next_glued([sources[s.row] for s in ask], prefixes) if ask else []
+        proposed = [(s, g) for s, g in zip(ask, found, strict=True) if _is_ending(g)]
+        # The next piece is the model's guess from the words in front; the words after the
+        # term judge it too: an ending stays only where the model scores the whole row
+        # higher with it ("Ein Herr mit Schildern", not "Ein Herrn"; "mit einem Herrn.").
+        rows: list[str] = []
+        texts: list[str] = []
+        for slot, glued in proposed:
+            plain = _rebuilt(words[slot.row], slots[slot.row])
+            raw = slot.choice[-1]
+            slot.choice[-1] = _glue(raw, glued)
+            texts += [" ".join(plain), " ".join(_rebuilt(words[slot.row], slots[slot.row]))]
+            rows += [sources[slot.row]] * 2
+            slot.choice[-1] = raw
+        scores = [sum(lps) for lps in self._score(rows, texts)] if texts else []
+        for k, (slot, glued) in enumerate(proposed):
+            if scores[2 * k + 1] > scores[2 * k]:
+                slot.choice[-1] = _glue(slot.choice[-1], glued)
 
     def _finish_rows(
         self,
@@ -286,14 +325,17 @@ class TermPlacer:
         """Each row re-decoded from its text up to its last term: the model writes the
         term's ending and the rest of the sentence around the term. A finish that brings a
         default rendering back (or loses a term) is not taken: the row keeps the free
-        output's words after the term."""
+        output's words after the term; so is one that drops words of it ("rennt an der
+        Küste auf das Meer zu" finished as "... Küste zu.")."""
         rows = sorted(last)
         prefixes = []
+        after: dict[int, int] = {}  # words the free output has after the last term
         for i in rows:
             slot = last[i]
             rebuilt = _rebuilt(words[i], slots[i])
             upto = _term_end(slot, slots[i])
             prefixes.append(" ".join([*rebuilt[: upto - 1], strip_punctuation(slot.choice[-1])]))
+            after[i] = len(rebuilt) - upto
         found: dict[int, tuple[str, float | None]] = {}
         if not rows:
             return found
@@ -307,7 +349,9 @@ class TermPlacer:
             glued = len(tail) - len(tail.lstrip("abcdefghijklmnopqrstuvwxyzäöüß"))
             term = strip_punctuation(last[i].choice[-1])
             ending = glued <= _ENDING_LETTERS and (glued == 0 or self._count(term) == 1)
-            fine = bool(tail.strip()) and ending and _keeps_terms(text, terms[i], renderings)
+            kept = len(tail[glued:].split()) >= after[i] - 1
+            fine = bool(tail.strip()) and ending and kept
+            fine = fine and _keeps_terms(text, terms[i], renderings)
             if fine:
                 found[i] = (text, logprob)
             else:
@@ -357,28 +401,6 @@ class TermPlacer:
         at = raw.find(core)
         return raw[:at] + term + raw[at + len(core) :]
 
-    def _choose(
-        self,
-        sources: Sequence[str],
-        words: list[list[str]],
-        slots: list[list[_Slot]],
-        changing: list[_Slot],
-    ) -> None:
-        """The phrase in front of a term that agrees differently from the default: first
-        its shape (the free output's words, or one of the model's own ways to start the
-        phrase: "am" -> "an der"), then each word's ending, right to left; every round is
-        one scoring call for the whole batch."""
-        fresh: dict[tuple[str, tuple[str, ...]], _Slot] = {}
-        for slot in changing:
-            fresh.setdefault(_phrase_key(slot), slot)
-        searched = [slot for k, slot in fresh.items() if k not in self._phrases]
-        if searched:
-            self._search_phrases(sources, words, slots, searched)
-            for slot in searched:
-                self._phrases[_phrase_key(slot)] = slot.choice[:-1]
-        for slot in changing:
-            slot.choice = [*self._phrases[_phrase_key(slot)], slot.choice[-1]]
-
     def _search_phrases(
         self,
         sources: Sequence[str],
@@ -386,8 +408,18 @@ class TermPlacer:
         slots: list[list[_Slot]],
         changing: list[_Slot],
     ) -> None:
-        single = [s for s in changing if s.head - s.start == 1]
-        starts = self._phrase_alternatives(sources, words, single)
+        """The phrase in front of a term that agrees otherwise than its default: first its
+        shape (the free output's words, or one of the model's own ways to start the phrase:
+        "am" -> "an der"), then each word's ending, right to left; every round is one
+        scoring call for the whole batch, each row scored in its own words."""
+        # The model's other words in place of the one next to the term, where that word
+        # has no other endings to try ("am" -> "an der", "Der" -> "Die"): a call for
+        # alternatives costs about eight times a scored text.
+        starts = self._phrase_alternatives(
+            sources,
+            words,
+            [s for s in changing if len(self._forms(words[s.row][s.head - 1])) < 2],
+        )
         for depth in range(-1, MAX_PHRASE_WORDS):
             options = []
             for slot in changing:
@@ -399,7 +431,7 @@ class TermPlacer:
                 continue
             targets: list[str] = []
             rows: list[str] = []
-            owners: list[tuple[int, list[str]]] = []
+            owners: list[tuple[int, list[str], int]] = []
             for n, (slot, found) in enumerate(options):
                 kept = slot.choice
                 for choice in found:
@@ -409,15 +441,15 @@ class TermPlacer:
                     upto = _term_end(slot, slots[slot.row])
                     text = _rebuilt(words[slot.row], slots[slot.row])[:upto]
                     text[-1] = strip_punctuation(text[-1])
-                    # The phrase alone too: see PHRASE_WEIGHT.
-                    targets += [" ".join(text), " ".join(text[:-1])]
-                    rows += [sources[slot.row]] * 2
-                    owners.append((n, choice))
+                    targets.append(" ".join(text))
+                    rows.append(sources[slot.row])
+                    owners.append((n, choice, self._count(text[-1])))
                 slot.choice = kept
-            scores = self._score(rows, targets)
             best: dict[int, tuple[float, list[str]]] = {}
-            for k, (n, choice) in enumerate(owners):
-                total = scores[2 * k][0] - PHRASE_WEIGHT * scores[2 * k + 1][0]
+            scores = self._score(rows, targets)
+            for (n, choice, term_pieces), lps in zip(owners, scores, strict=True):
+                # The phrase alone is the text without the term's pieces (see PHRASE_WEIGHT).
+                total = sum(lps) - PHRASE_WEIGHT * sum(lps[: len(lps) - term_pieces])
                 if n not in best:  # the current phrase comes first: it wins ties
                     best[n] = (total + CHANGE_MARGIN, choice)
                 elif total > best[n][0]:
@@ -426,21 +458,19 @@ class TermPlacer:
                 slot.choice = best[n][1]
 
     def _shapes(self, slot: _Slot, starts: dict[int, list[list[str]]]) -> list[list[str]]:
-        """The phrase as the free output wrote it and as the model would start it
-        otherwise, each with the word next to the term also replaced by the words the
-        model most often writes in front of a noun ("an einem" -> "an der")."""
+        """The phrase as the free output wrote it, and with the word next to the term
+        written as the model would write it otherwise ("der" -> "die"). A word the model
+        spells out in two ("am" -> "an dem", written for the default) comes in every form
+        of its second word too ("an der"): the one word had no other forms to try."""
         term = slot.choice[-1]
-        shapes = [slot.choice[:-1], *starts.get(id(slot), [])]  # single words only
+        kept = slot.choice[:-2]
+        shapes = [slot.choice[:-1]]
+        for lead in starts.get(id(slot), []):
+            ends = self._forms(lead[-1]) if len(lead) > 1 else [lead[-1]]
+            shapes += [[*kept, *lead[:-1], end] for end in ends]
         if slot.start == 0:  # the sentence's first word keeps its capital
             shapes = [s for s in shapes if s and s[0][:1].isupper()]
-        found = []
-        for shape in shapes:
-            found.append([*shape, term])
-            if shape:
-                first = slot.start + len(shape) - 1 == 0
-                common = self._first_words if first else self._noun_words
-                found += [[*shape[:-1], w, term] for w, _ in common.most_common(NOUN_WORDS)]
-        return _unique(found)
+        return _unique([[*shape, term] for shape in shapes])
 
     def _endings_at(self, slot: _Slot, depth: int) -> list[list[str]]:
         """The phrase with its word `depth` places left of the term in its other forms."""
@@ -450,16 +480,27 @@ class TermPlacer:
             return []
         return _unique([[*phrase[:at], w, *phrase[at + 1 :]] for w in self._forms(phrase[at])])
 
-    def _count_noun_words(self, words: Sequence[str]) -> None:
-        for k in range(len(words) - 1):
-            word, after = words[k], strip_punctuation(words[k + 1])
-            if not word.isalpha() or not after[:1].isupper():
-                continue
-            if k == 0 and word[:1].isupper():
-                self._first_words[word] += 1
-                self._lower_first[word.casefold()] += 1
-            elif word.islower():
-                self._noun_words[word] += 1
+    def _phrase_start(self, words: list[str], slot: _Slot, row_slots: list[_Slot]) -> int:
+        """First word of the phrase in front of the term: the lower-case word right in
+        front of it (article, adjective, preposition), and before that up to
+        MAX_PHRASE_WORDS in all of words with other endings ("seinem roten"; not "mit"), not
+        across punctuation or another slot. The sentence's first word may be capitalised."""
+        head = slot.head
+        floor = max((s.head + 1 for s in row_slots if s.head < head), default=0)
+        start = head
+        while start > floor and head - start < MAX_PHRASE_WORDS:
+            word = words[start - 1]
+            if _ends_clause(word):
+                break
+            first = start - 1 == 0 or _ends_clause(words[start - 2])
+            if strip_punctuation(word)[:1].isupper() and not first:
+                break
+            if start < head and len(self._forms(word)) < 2:
+                break
+            start -= 1
+            if first:
+                break
+        return start
 
     def _forms(self, raw: str) -> list[str]:
         """`raw` and its other endings the vocabulary writes in no more pieces (the
@@ -489,39 +530,68 @@ class TermPlacer:
     def _phrase_alternatives(
         self, sources: Sequence[str], words: list[list[str]], slots: list[_Slot]
     ) -> dict[int, list[list[str]]]:
-        """The model's likeliest ways to start each phrase (before its noun), read off its
-        n-best continuations of the text in front of the phrase: "am" -> "an der"."""
+        """The model's likeliest other words in place of the one next to each term (up to
+        the noun), read off its n-best continuations of the text in front: "am" -> "an
+        der", "der" -> "die"."""
         if not slots:
             return {}
-        prefixes = [" ".join(words[s.row][: s.start]) for s in slots]
+        prefixes = [" ".join(words[s.row][: s.head - 1]) for s in slots]
         found = self._continuations([sources[s.row] for s in slots], prefixes, ALTERNATIVES)
         out: dict[int, list[list[str]]] = {}
         for slot, options in zip(slots, found, strict=True):
+            at = slot.head - 1
+            origin = strip_punctuation(words[slot.row][at])
             starts = []
             for option in options:
-                lead = []
-                for word in option.split():
-                    if _noun_like(word, slot.start):
-                        break
-                    lead.append(word)
-                # Never fewer words than the free output's phrase: a shorter start would
-                # drop an adjective (or a verb the phrase began with).
-                wanted = slot.head - slot.start
-                if wanted <= len(lead) <= MAX_PHRASE_WORDS and not any(map(_ends_clause, lead)):
+                # The words up to the next noun; an option that reaches no noun in its few
+                # pieces says nothing about the phrase in front of one.
+                found_words = option.split()
+                noun = next((n for n, w in enumerate(found_words) if _noun_like(w, at + n)), None)
+                lead = found_words[:noun] if noun is not None else []
+                # One word or two that say what the free output's word says: "der" ->
+                # "die", "am" -> "an dem"; not "Ein" -> "Bei einem", "am" -> "auf".
+                if (
+                    1 <= len(lead) <= 2
+                    and not any(map(_ends_clause, lead))
+                    and _respells(origin, lead)
+                ):
                     starts.append(lead)
             out[id(slot)] = starts
         return out
 
 
-def _phrase_key(slot: _Slot) -> tuple[str, tuple[str, ...]]:
-    """The term and the free output's phrase in front of it: the model's choice for one
-    is its choice for the next (as written: "Eine" starts a sentence, "eine" does not)."""
-    return slot.target, tuple(slot.origin)
-
-
 def _noun_like(word: str, at: int) -> bool:
     """A capitalised word that is not the first of the sentence: in German the noun."""
     return at > 0 and strip_punctuation(word)[:1].isupper()
+
+
+def _respells(word: str, lead: list[str]) -> bool:
+    """Whether `lead` may stand for `word` with other endings: one word as long and
+    starting alike ("der" -> "die"), or two words it is the contraction of, starting like
+    the first and ending like the second ("am" -> "an der": "a" of "an", "m" of "dem")."""
+    low = word.casefold()
+    first = lead[0].casefold()
+    if len(lead) == 1:
+        return len(first) == len(low) and first[:1] == low[:1]
+    second = lead[1].casefold()
+    # The first word is all of the contraction's start or one letter more ("an" in "am",
+    # "zu" in "zur"; not "auf" in "am").
+    return any(
+        first.startswith(low[:k]) and len(first) - k <= 1 and second.endswith(low[k:])
+        for k in range(1, len(low))
+    )
+
+
+def _glue(raw: str, ending: str) -> str:
+    """`raw` with `ending` glued to its word, before any punctuation after it."""
+    core = strip_punctuation(raw)
+    at = raw.find(core) + len(core)
+    return raw[:at] + ending + raw[at:]
+
+
+def _is_ending(piece: str) -> bool:
+    """A piece glued to a word that is an inflection ending ("n", "en"), not a word part."""
+    return piece.isalpha() and piece.islower() and len(piece) <= _ENDING_LETTERS
 
 
 def _ends_clause(word: str) -> bool:
@@ -530,10 +600,6 @@ def _ends_clause(word: str) -> bool:
 
 def _unique(options: list[list[str]]) -> list[list[str]]:
     return [list(o) for o in dict.fromkeys(tuple(o) for o in options)]
-
-
-def _same_word(a: str, b: str) -> bool:
-    return strip_punctuation(a).casefold() == strip_punctuation(b).casefold()
 
 
 def _written(text: str, target: str) -> bool:
@@ -592,30 +658,6 @@ def _find_renderings(
             missing = True
     slots.sort(key=lambda s: s.head)
     return slots, missing
-
-
-def _phrase_start(words: list[str], head: int, row_slots: list[_Slot], common: Counter[str]) -> int:
-    """First word of the phrase whose head is `words[head]`: the lower-case word right in
-    front of it (article or adjective), and before that up to MAX_PHRASE_WORDS in all of
-    the words the model writes most often in front of a noun (articles, prepositions:
-    `common`), not across punctuation or another slot's phrase. The sentence's first
-    word may be capitalised."""
-    floor = max((s.head + 1 for s in row_slots if s.head < head), default=0)
-    frequent = {w for w, _ in common.most_common(FREQUENT_WORDS)}
-    start = head
-    while start > floor and head - start < MAX_PHRASE_WORDS:
-        word = words[start - 1]
-        if _ends_clause(word):
-            break
-        first = start - 1 == 0 or _ends_clause(words[start - 2])
-        if strip_punctuation(word)[:1].isupper() and not first:
-            break
-        if start < head and word.casefold() not in frequent:
-            break
-        start -= 1
-        if first:
-            break
-    return start
 
 
 def _term_end(slot: _Slot, row_slots: list[_Slot]) -> int:

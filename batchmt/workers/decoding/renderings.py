@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import bisect
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from batchmt.pipeline.text.term_checks import strip_punctuation
 from batchmt.workers.decoding.constraints import (
     Avoid,
     RowConstraints,
@@ -42,15 +42,6 @@ _SHORT_ANSWER_WORDS = 2
 _ENDING_LETTERS = 2
 
 
-def _strip_punctuation(word: str) -> str:
-    start, end = 0, len(word)
-    while start < end and unicodedata.category(word[start]).startswith("P"):
-        start += 1
-    while end > start and unicodedata.category(word[end - 1]).startswith("P"):
-        end -= 1
-    return word[start:end]
-
-
 def head_words(answers: Sequence[str]) -> tuple[str, ...]:
     """The default renderings in a term's probe answers (best first): the last word of the
     best answer and of every short one. The head of a noun phrase comes last in the target
@@ -58,7 +49,7 @@ def head_words(answers: Sequence[str]) -> tuple[str, ...]:
     without spaces gives the whole answer, which is the rendering there."""
     found: dict[str, None] = {}
     for rank, answer in enumerate(answers):
-        words = [w for w in (_strip_punctuation(w) for w in answer.split()) if w]
+        words = [w for w in (strip_punctuation(w) for w in answer.split()) if w]
         if words and (rank == 0 or len(words) <= _SHORT_ANSWER_WORDS):
             found[words[-1]] = None
     return tuple(found)
@@ -74,12 +65,16 @@ class TermDefaults:
         #: False: constraints without default renderings (terms may be bolted on).
         self.enabled = enabled
         self.renderings: dict[str, tuple[str, ...]] = {}
+        #: Each probed source term's answers, best first ("Ein Hund.", "Hund."): the term
+        #: placer reads the article the model writes in front of the rendering there.
+        self.answers: dict[str, tuple[str, ...]] = {}
         self._avoid: dict[tuple[str, str], Avoid] = {}
         self._pieces: list[tuple[str, int]] | None = None
 
     def forget(self) -> None:
         """Drop what was learnt (benchmarks time the learning with the decoding)."""
         self.renderings.clear()
+        self.answers.clear()
         self._avoid.clear()
 
     def learn(self, sources: Iterable[str]) -> None:
@@ -91,6 +86,7 @@ class TermDefaults:
             chunk = missing[start : start + PROBE_BATCH]
             for source, answers in zip(chunk, self._n_best(chunk), strict=True):
                 self.renderings[source] = head_words(answers)
+                self.answers[source] = tuple(answers)
 
     def avoid(self, source: str, target: str) -> Avoid:
         key = (source, target)

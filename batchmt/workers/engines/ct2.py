@@ -51,6 +51,10 @@ log = structlog.get_logger(__name__)
 _SPECIAL_TOKEN_MARGIN = 2
 # Rows per CTranslate2 call on CPU (see CTranslate2Engine.__init__).
 _CPU_SUB_BATCH = 32
+# Rows per call for the placer's one-step calls (alignment, next piece, alternatives),
+# split by length. On CPU a call of two rows or more costs ~35 ms more than one of one row
+# under load (thread hand-over), and a row about 2 ms: a shard batch's rows in one call.
+_PLACER_CHUNK = 256
 # Tokenizers report "no limit" as a huge number; a real position limit is far below it.
 _NO_LIMIT = 1_000_000
 # Token ids kept from count_tokens for the decode that follows: more than a shard's worth.
@@ -126,12 +130,16 @@ class CTranslate2Engine(TranslationEngine):
             self._finish_texts,
             self._next_glued,
         )
+        self._vocab: dict[str, int] = self.tokenizer.get_vocab()
+        # What the tokenizer writes for an empty target (a language code): not the text's.
+        self._empty_pieces = len(self._target_tokens([""])[0])
         self.no_repeat_ngram_size = 0  # set on a QE fallback view (fallback_engine)
         # On CPU, CTranslate2 splits the shard loop's batches (up to 64 rows, 256 beams) into
         # its own batches of 32 rows: 512 sorted test sentences, int8, 2 threads, best of 3:
         # 64-row calls 46.4 s wall, the same calls split to 32 rows 37.9 s (raw script
         # 37.8 s), at equal CPU time. On a GPU the whole batch is one call.
         self._sub_batch = _CPU_SUB_BATCH if device.type == "cpu" else 0
+        self._chunk = _PLACER_CHUNK
         self.signature = {
             "model": config.model_name,
             "family": "seq2seq",
@@ -255,6 +263,7 @@ class CTranslate2Engine(TranslationEngine):
             [out[i].text for i in rows],
             [segments[i].terms for i in rows],
             self.term_defaults.renderings,
+            self.term_defaults.answers,
         )
         left = []
         for i, found in zip(rows, placed, strict=True):
@@ -309,9 +318,8 @@ class CTranslate2Engine(TranslationEngine):
         bodies = [ids[:-1] if ids and ids[-1] == tok.eos_token_id else ids for ids in labels]
         return [tok.convert_ids_to_tokens(ids) for ids in bodies]
 
-    def _score_texts(self, sources: list[str], targets: list[str]) -> list[tuple[float, int]]:
-        """(sum of token log-probs, tokens) of each target as a prefix (its EOS left out)
-        given its source."""
+    def _score_texts(self, sources: list[str], targets: list[str]) -> list[list[float]]:
+        """Each target's token log-probs as a prefix (its EOS left out) given its source."""
         if not sources:
             return []
         prefix = self.target_prefix
@@ -321,31 +329,34 @@ class CTranslate2Engine(TranslationEngine):
             max_input_length=0,
             max_batch_size=self._sub_batch * 4,
         )
-        return [(float(sum(r.log_probs[:-1])), len(r.log_probs) - 1) for r in results]
+        return [[float(p) for p in r.log_probs[:-1]] for r in results]
 
     def _continuations(self, sources: list[str], prefixes: list[str], k: int) -> list[list[str]]:
         """The k likeliest next words after each target prefix: CTranslate2's alternatives
-        at the first free position, each run on for two more pieces."""
+        at the first free position, each run on greedily for two more pieces."""
         if not sources:
             return []
         heads = [
             [*self.target_prefix, *(t if p else [])]
             for p, t in zip(prefixes, self._target_tokens(prefixes), strict=True)
         ]
-        results = self.translator.translate_batch(
-            self._source_tokens([Segment(s) for s in sources]),
-            target_prefix=heads,
-            beam_size=k,
-            num_hypotheses=k,
-            return_alternatives=True,
-            max_decoding_length=max(len(h) for h in heads) + 3,
-            max_input_length=0,
-            max_batch_size=self._sub_batch,
-        )
-        found = []
-        for head, result in zip(heads, results, strict=True):
-            tails = [list(h)[len(head) :] for h in result.hypotheses]
-            found.append([t.strip() for t in self._detokenize(tails)])
+        found: list[list[str]] = [[] for _ in sources]
+        for rows in _similar_lengths([len(h) for h in heads], self._chunk):
+            results = self.translator.translate_batch(
+                self._source_tokens([Segment(sources[i]) for i in rows]),
+                target_prefix=[heads[i] for i in rows],
+                beam_size=1,
+                num_hypotheses=k,
+                return_alternatives=True,
+                max_decoding_length=max(len(heads[i]) for i in rows) + 3,
+                max_input_length=0,
+            )
+            for i, result in zip(rows, results, strict=True):
+                # Three pieces each, whatever the longest prefix beside it: greedy steps do
+                # not depend on how many more the call allowed.
+                start = len(heads[i])
+                tails = [list(h)[start : start + 3] for h in result.hypotheses]
+                found[i] = [t.strip() for t in self._detokenize(tails)]
         return found
 
     def _finish_texts(self, sources: list[str], prefixes: list[str]) -> list[tuple[str, float]]:
@@ -354,47 +365,71 @@ class CTranslate2Engine(TranslationEngine):
             return []
         tokens = self._source_tokens([Segment(s) for s in sources])
         heads = [[*self.target_prefix, *t] for t in self._target_tokens(prefixes)]
-        bound = max(self._content_bound(len(t)) for t in tokens)
-        results = self.translator.translate_batch(
-            tokens,
-            target_prefix=heads,
-            beam_size=self.config.decoding.num_beams,
-            max_decoding_length=max(bound, max(len(h) for h in heads) + 1)
-            + len(self.target_prefix),
-            max_input_length=0,
-            max_batch_size=self._sub_batch,
-            return_scores=True,
-            no_repeat_ngram_size=self.no_repeat_ngram_size,
-        )
-        pieces = [list(r.hypotheses[0])[len(self.target_prefix) :] for r in results]
-        texts = self._detokenize(pieces)
-        return [(t, float(r.scores[0])) for t, r in zip(texts, results, strict=True)]
+        limits = [
+            max(self._content_bound(len(t)), len(h) - len(self.target_prefix) + 1)
+            + len(self.target_prefix)
+            for t, h in zip(tokens, heads, strict=True)
+        ]
+        found: list[tuple[str, float]] = [("", 0.0)] * len(sources)
+        # As in _decode_free: one call to the longest row's bound, and the rare row that ran
+        # past its own decoded again under it, so a row's finish is its own.
+        todo = [(max(limits), list(range(len(sources))))]
+        while todo:
+            limit, rows = todo.pop()
+            results = self.translator.translate_batch(
+                [tokens[i] for i in rows],
+                target_prefix=[heads[i] for i in rows],
+                beam_size=self.config.decoding.num_beams,
+                max_decoding_length=limit,
+                max_input_length=0,
+                max_batch_size=self._sub_batch,
+                return_scores=True,
+                no_repeat_ngram_size=self.no_repeat_ngram_size,
+            )
+            over: dict[int, list[int]] = {}
+            pieces = []
+            for i, result in zip(rows, results, strict=True):
+                if len(result.hypotheses[0]) > limits[i]:
+                    over.setdefault(limits[i], []).append(i)
+                pieces.append(list(result.hypotheses[0])[len(self.target_prefix) :])
+            texts = self._detokenize(pieces)
+            for i, text, result in zip(rows, texts, results, strict=True):
+                found[i] = (text, float(result.scores[0]))
+            todo += over.items()
+        return found
 
     def _next_glued(self, sources: list[str], prefixes: list[str]) -> list[str]:
         """The piece the model writes after each prefix, when glued to its last word."""
         if not sources:
             return []
         heads = [[*self.target_prefix, *t] for t in self._target_tokens(prefixes)]
-        results = self.translator.translate_batch(
-            self._source_tokens([Segment(s) for s in sources]),
-            target_prefix=heads,
-            beam_size=1,
-            max_decoding_length=max(len(h) for h in heads) + 1,
-            max_input_length=0,
-            max_batch_size=self._sub_batch,
-        )
-        found = []
-        for head, result in zip(heads, results, strict=True):
-            tail = list(result.hypotheses[0])[len(head) :]
-            piece = tail[0] if tail else ""
-            found.append("" if piece.startswith("\u2581") else piece)
+        found = [""] * len(sources)
+        for rows in _similar_lengths([len(h) for h in heads], self._chunk):
+            results = self.translator.translate_batch(
+                self._source_tokens([Segment(sources[i]) for i in rows]),
+                target_prefix=[heads[i] for i in rows],
+                beam_size=1,
+                max_decoding_length=max(len(heads[i]) for i in rows) + 1,
+                max_input_length=0,
+            )
+            for i, result in zip(rows, results, strict=True):
+                # Greedy: the first piece after the prefix is the same however many more
+                # the call allowed.
+                tail = list(result.hypotheses[0])[len(heads[i]) :]
+                piece = tail[0] if tail else ""
+                found[i] = "" if piece.startswith("\u2581") else piece
         return found
 
     def _source_links(self, sources: list[str], targets: list[str]) -> list[tuple[int, ...]]:
         return [a.best_target for a in self._align(sources, targets)]
 
     def _piece_count(self, text: str) -> int:
-        return len(self._target_tokens([text])[0])
+        """Pieces of `text` alone. A word the vocabulary holds whole is one, without a call
+        to the (slow, Python) tokenizer: the placer asks about every ending of every word
+        of a phrase."""
+        if " " not in text and f"\u2581{text}" in self._vocab:
+            return 1
+        return len(self._target_tokens([text])[0]) - self._empty_pieces
 
     def fallback_engine(self, num_beams: int, no_repeat_ngram_size: int) -> CTranslate2Engine:
         """A view of this replica (same translator, no copy) with another search."""
@@ -518,14 +553,20 @@ class CTranslate2Engine(TranslationEngine):
             # attention row of each prefix token is the one that produced it.
             body = ids[:-1] if ids and ids[-1] == tok.eos_token_id else ids
             prefixes.append(tok.convert_ids_to_tokens(body))
-        results = self.translator.translate_batch(
-            [tok.convert_ids_to_tokens(ids) for ids in src_ids],
-            target_prefix=prefixes,
-            beam_size=1,
-            max_decoding_length=max(len(p) for p in prefixes) + 1,
-            max_input_length=0,
-            return_attention=True,
-        )
+        results: list[Any] = [None] * len(prefixes)
+        # Rows of similar length together: few decode on past their own translation (the
+        # attention of the forced steps does not depend on the steps after them).
+        for group in _similar_lengths([len(p) for p in prefixes], self._chunk):
+            decoded = self.translator.translate_batch(
+                [tok.convert_ids_to_tokens(src_ids[i]) for i in group],
+                target_prefix=[prefixes[i] for i in group],
+                beam_size=1,
+                max_decoding_length=max(len(prefixes[i]) for i in group) + 1,
+                max_input_length=0,
+                return_attention=True,
+            )
+            for i, result in zip(group, decoded, strict=True):
+                results[i] = result
         found = []
         for k, result in enumerate(results):
             attention = torch.tensor(result.attention[0], dtype=torch.float32)
@@ -540,6 +581,13 @@ class CTranslate2Engine(TranslationEngine):
             matrix = _word_matrix(attention[:rows], tok, src_ids[k], tgt_ids[k], n_src, n_tgt)
             found.append(_links(matrix))
         return found
+
+
+def _similar_lengths(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Row indices sorted by length, in runs of at most `size`: CTranslate2 takes one
+    decoding length per call, so a run's shorter rows decode only a few steps past theirs."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[k : k + size] for k in range(0, len(order), size)]
 
 
 @dataclass
