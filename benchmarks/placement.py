@@ -10,9 +10,10 @@ rows through the shard loop (`translate_rows`, CTranslate2 int8, beam 4) three w
            the constrained search only for what that cannot place
 Reported per run: adherence, BLEU (forced output against references with the default
 rendering swapped for the term, free output against the original references, on the rows
-where every swap applies), terms appended as a sentence of their own, stubs before a term,
-terms outside the span the source term aligns to (CTranslate2 attention), rows flagged
-`term_placement`, and process CPU seconds (best of interleaved rounds) against free.
+where every swap applies), terms appended as a sentence of their own or put in front of
+it, stubs before a term, terms outside the span the source term aligns to (CTranslate2
+attention), rows flagged `term_placement`, and process CPU seconds (best of interleaved
+rounds) against free.
 `--show N` prints N rows drawn at random (`--seed`, 22 by default) for reading by hand.
 """
 
@@ -27,7 +28,13 @@ from typing import Any
 import sacrebleu
 
 from batchmt.pipeline.text.glossary import Glossary, check_terms, parse_row_glossary, term_variants
-from batchmt.pipeline.text.term_checks import APPENDED, STUB, strip_punctuation, term_fragments
+from batchmt.pipeline.text.term_checks import (
+    APPENDED,
+    PREPENDED,
+    STUB,
+    strip_punctuation,
+    term_fragments,
+)
 from batchmt.workers.translate import RowInput, RowResult, translate_rows
 
 
@@ -97,8 +104,8 @@ def run(
         f"\n{path.name}: {len(data)} rows, {sum(map(len, terms))} terms; BLEU on the "
         f"{len(kept)} rows where every swap applies; free vs original refs {free_bleu:.2f}"
     )
-    print(f"{'run':<7} {'adher.':>7} {'BLEU':>6} {'gap':>5} {'appended':>8} {'stubs':>5} "
-          f"{'outside':>8} {'flagged':>7} {'CPU s':>7} {'ratio':>6}")  # fmt: skip
+    print(f"{'run':<7} {'adher.':>7} {'BLEU':>6} {'gap':>5} {'appended':>8} {'prepended':>9} "
+          f"{'stubs':>5} {'outside':>8} {'flagged':>7} {'CPU s':>7} {'ratio':>6}")  # fmt: skip
     for name in ("before", "after"):
         texts = [r.translation or "" for r in outputs[name]]
         hits = sum(len(check_terms(t, ts)[0]) for t, ts in zip(texts, terms, strict=True))
@@ -108,12 +115,13 @@ def run(
                  for s, t, ts in zip(sources, texts, terms, strict=True)]  # fmt: skip
         appended = sum(APPENDED in f for f in frags)
         stubs = sum(STUB in f for f in frags)
+        prepended = sum(PREPENDED in f for f in frags)
         bad, checked = outside_span(engine, sources, texts, terms)
         flagged = sum(bool(getattr(r, "term_placement", False)) for r in outputs[name])
         ratio = best[name] / best["free"]
         print(f"{name:<7} {100.0 * hits / max(1, total):>6.1f}% {bleu:>6.2f} "
-              f"{free_bleu - bleu:>5.2f} {appended:>8} {stubs:>5} {bad:>4}/{checked:<3} "
-              f"{flagged:>7} {best[name]:>7.2f} {ratio:>5.2f}x")  # fmt: skip
+              f"{free_bleu - bleu:>5.2f} {appended:>8} {prepended:>9} {stubs:>5} "
+              f"{bad:>4}/{checked:<3} {flagged:>7} {best[name]:>7.2f} {ratio:>5.2f}x")  # fmt: skip
     print(f"free CPU s {best['free']:.2f}")
     for i in sorted(random.Random(seed).sample(range(len(data)), min(show, len(data)))):
         print(f"\n[{data[i]['id']}] {sources[i]}  {dict(terms[i])}")

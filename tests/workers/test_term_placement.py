@@ -15,7 +15,7 @@ from batchmt.pipeline.quality.qe import TERM_PLACEMENT, RowQe
 from batchmt.pipeline.spec import spec_from_dict
 from batchmt.pipeline.status import OK
 from batchmt.pipeline.text.glossary import Glossary, Term
-from batchmt.pipeline.text.term_checks import APPENDED, STUB, term_fragments
+from batchmt.pipeline.text.term_checks import APPENDED, PREPENDED, STUB, term_fragments
 from batchmt.workers.decoding.placement import TermPlacer
 from batchmt.workers.engines.base import EngineConfig, Segment, Translation, TranslationEngine
 from batchmt.workers.engines.ct2 import CTranslate2Engine
@@ -194,6 +194,15 @@ def test_fragments_are_found_and_placed_terms_are_not() -> None:
     # Two source sentences, the term in the second: a sentence of its own is right there.
     two = "Ein Mann steht. Er hält einen Vierbeiner an der Leine."
     assert term_fragments("A man stands. He holds a dog on a leash.", two, ["Vierbeiner"]) == []
+    # The term in front of a sentence that starts over (the constrained search's way out).
+    hat = "A man with a balloon hat makes balloon animals."
+    before = "Kopfbedeckung Ein Herr mit einem Luftballonhut macht Ballontiere."
+    assert term_fragments(hat, before, ["Kopfbedeckung", "Herr"]) == [PREPENDED]
+    # A term that rightly opens its sentence: a name follows (the source has it too), or a
+    # lower-case word does.
+    name = "Herr Smith geht mit dem Vierbeiner."
+    assert term_fragments("Mr. Smith walks his dog.", name, ["Herr", "Vierbeiner"]) == []
+    assert term_fragments("Dogs run.", "Vierbeiner rennen.", ["Vierbeiner"]) == []
 
 
 class Appending(TranslationEngine):

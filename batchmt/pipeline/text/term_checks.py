@@ -3,8 +3,9 @@
 A term the decoder had to write somewhere can end up where no reader accepts it:
 - as a sentence of its own after the translation ("... Parkplatz. Die Metropole."), the
   search having postponed it to the end;
-- after a truncated copy of itself ("Ein schwarz-weißer Vierr Vierbeiner").
-Both are found on the text alone, so the worker flags such rows (`term_placement` in
+- after a truncated copy of itself ("Ein schwarz-weißer Vierr Vierbeiner");
+- in front of the sentence, which then starts over ("Kopfbedeckung Ein Herr mit ...").
+All three are found on the text alone, so the worker flags such rows (`term_placement` in
 `qe_flags`) and `benchmarks/glossary.py` counts them.
 """
 
@@ -18,6 +19,7 @@ from batchmt.pipeline.text.glossary import term_variants
 
 APPENDED = "appended"
 STUB = "stub"
+PREPENDED = "prepended"
 # Sentence ends; the lookbehind keeps the punctuation with its sentence.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # A sentence of this many words or fewer that holds a term is the term dropped at the end.
@@ -63,7 +65,25 @@ def term_fragments(source: str, translation: str, targets: Iterable[str]) -> lis
                 found[APPENDED] = None
         if _has_stub(translation, forms):
             found[STUB] = None
+        if any(_opens_before_start(part, forms, source) for part in parts):
+            found[PREPENDED] = None
     return list(found)
+
+
+def _opens_before_start(sentence: str, forms: tuple[str, ...], source: str) -> bool:
+    """The term opens the sentence and a capitalised word follows that the source does not
+    have: the sentence starts again after the term ("Kopfbedeckung Ein Herr ..."). A name
+    after the term ("Herr Smith") is in the source too, so it does not count."""
+    low = sentence.casefold()
+    source_words = {strip_punctuation(w).casefold() for w in source.split()}
+    for form in forms:
+        if not low.startswith(form.casefold() + " "):
+            continue
+        rest = sentence[len(form) :].split()
+        following = strip_punctuation(rest[0]) if rest else ""
+        if following[:1].isupper() and following.casefold() not in source_words:
+            return True
+    return False
 
 
 def _has_stub(text: str, forms: tuple[str, ...]) -> bool:
