@@ -120,7 +120,7 @@ def test_own_greedy_loop_matches_generate(greedy_engine: CausalEngine) -> None:
     inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     bounds = [3, 12, 7, 12, 1]  # rows leave the batch at different steps
     step = CausalStep(model, inputs["input_ids"], inputs["attention_mask"])
-    ours = decode_rows(step, inputs["input_ids"], bounds, greedy_engine.stop_ids, greedy)
+    ours, means = decode_rows(step, inputs["input_ids"], bounds, greedy_engine.stop_ids, greedy)
     reference = model.generate(
         **inputs,
         do_sample=False,
@@ -133,6 +133,17 @@ def test_own_greedy_loop_matches_generate(greedy_engine: CausalEngine) -> None:
     for row, bound in zip(ours, bounds, strict=True):
         assert 1 <= len(row) <= bound
     assert ours == [ref[: len(row)] for ref, row in zip(reference, ours, strict=True)]
+    # QE's confidence: the model's mean log-prob of the chosen tokens, stop token included,
+    # as one forward pass over each prompt and its answer gives it.
+    eos = min(greedy_engine.stop_ids)
+    for k, (row, bound, mean) in enumerate(zip(ours, bounds, means, strict=True)):
+        prompt = inputs["input_ids"][k][inputs["attention_mask"][k].bool()].tolist()
+        answer = row if len(row) == bound else [*row, eos]
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + answer])).logits[0].float()
+        forced = logits[len(prompt) - 1 : -1].log_softmax(-1)
+        expected = float(forced.gather(1, torch.tensor(answer)[:, None]).mean())
+        assert abs(mean - expected) < 1e-3, (k, mean, expected)
 
 
 class _ScriptedStep:
@@ -159,15 +170,16 @@ def test_rows_stop_at_eos_and_leave_the_batch() -> None:
     eos = 9
     step = _ScriptedStep([[4, 9, 0, 0], [5, 6, 7, 9], [9, 0, 0, 0]])
     history = torch.zeros((3, 2), dtype=torch.long)
-    out = decode_rows(step, history, [8, 8, 8], {eos}, greedy)  # type: ignore[arg-type]
+    out, means = decode_rows(step, history, [8, 8, 8], {eos}, greedy)  # type: ignore[arg-type]
     assert out == [[4], [5, 6, 7], []]
+    assert means == [0.0, 0.0, 0.0]  # each chosen token scored 0 by the script
     assert step.kept == [[0, 1], [1], [0]]
 
 
 def test_rows_stop_at_their_length_bound() -> None:
     step = _ScriptedStep([[1, 2, 3, 4, 5], [1, 2, 3, 4, 5]])
     history = torch.zeros((2, 1), dtype=torch.long)
-    out = decode_rows(step, history, [2, 4], {9}, greedy)  # type: ignore[arg-type]
+    out, _ = decode_rows(step, history, [2, 4], {9}, greedy)  # type: ignore[arg-type]
     assert out == [[1, 2], [1, 2, 3, 4]]
 
 

@@ -23,21 +23,28 @@ def decode_rows(
     bounds: Sequence[int],
     stop_ids: set[int],
     choose: Chooser,
-) -> list[list[int]]:
+) -> tuple[list[list[int]], list[float]]:
     """One hypothesis per row (greedy or sampled); a row leaves the batch when it stops.
 
     `choose(history, logprobs)` picks one token per live row; history is prompt + output so
-    far (what a repetition penalty looks at).
+    far (what a repetition penalty looks at). Returned with each row's tokens: the model's
+    mean log-prob per chosen token, the stop token included (QE's confidence, on the same
+    scale as the beam search's and vLLM's).
     """
     outputs: list[list[int]] = [[] for _ in bounds]
+    totals = [0.0] * len(bounds)
+    counts = [0] * len(bounds)
     live = list(range(len(bounds)))
     history = prompt_ids
     logprobs = step(None)
     while live:
         tokens = choose(history, logprobs)
+        chosen_logprobs = logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
         keep: list[int] = []
         for h, token in enumerate(tokens.tolist()):
             row = live[h]
+            totals[row] += chosen_logprobs[h]
+            counts[row] += 1
             if token in stop_ids:
                 continue
             outputs[row].append(token)
@@ -51,7 +58,7 @@ def decode_rows(
         history = torch.cat([history.index_select(0, index), chosen[:, None]], dim=1)
         step.reorder(index)
         logprobs = step(chosen)
-    return outputs
+    return outputs, [t / max(1, n) for t, n in zip(totals, counts, strict=True)]
 
 
 def greedy(_history: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:

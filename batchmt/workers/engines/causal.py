@@ -371,6 +371,7 @@ class CausalEngine(TranslationEngine):
         bounds = [self.config.output_bound(n) for n in sources]
         decoding = self.config.decoding
         unmet: list[list[str]] = [[] for _ in segments]
+        scores: list[float | None] = [None] * len(segments)
         if any(s.terms for s in segments) or (
             decoding.num_beams > 1 and not decoding.do_sample and self.decoder == "ours"
         ):
@@ -386,16 +387,18 @@ class CausalEngine(TranslationEngine):
             )
             outputs = [r.tokens for r in results]
             unmet = [list(r.unmet) for r in results]
+            scores = [r.score for r in results]
         elif decoding.do_sample or decoding.num_beams == 1:
             choose = sampler(decoding, self.device) if decoding.do_sample else greedy
             step = CausalStep(self.model, ids, mask, self.blocked_ids)
-            outputs = decode_rows(step, ids, bounds, self.stop_ids, choose)
+            outputs, means = decode_rows(step, ids, bounds, self.stop_ids, choose)
+            scores = list(means)
         else:
             outputs = self._beam_search(inputs, bounds)
         texts = self.tokenizer.batch_decode(outputs, skip_special_tokens=True)
         return [
-            Translation(clean_output(text, s.context), missing)
-            for text, s, missing in zip(texts, segments, unmet, strict=True)
+            Translation(clean_output(text, s.context), missing, logprob=score)
+            for text, s, missing, score in zip(texts, segments, unmet, scores, strict=True)
         ]
 
     def _beam_search(self, inputs: Any, bounds: list[int]) -> list[list[int]]:
