@@ -167,6 +167,12 @@ class ModelSpec(_Section):
     # Input token limit per segment; longer text is split at sentence boundaries.
     # None = take it from the model config (max_position_embeddings) minus a margin.
     max_input_tokens: int | None = Field(default=None, ge=8)
+    # A `batchmt quantize` folder's int2/int3/int4 layers have no kernel on CPU (or in our
+    # transformers path on GPU). packed: the packed words stay resident and each call
+    # dequantizes its layer (resident memory ~ the folder's size; ~5x slower on CPU).
+    # dequantized: each layer is dequantized once at load into the compute dtype (the
+    # checkpoint's memory, full speed; the values are the quantized ones all the same).
+    quantized_layers: Literal["packed", "dequantized"] = "packed"
 
 
 class DecodingSpec(_Section):
@@ -299,6 +305,10 @@ class QuantizeSpec(_Section):
     # A unit whose output KL (that unit alone in int4) reaches this is marked sensitive and
     # never gets 4 bits or fewer.
     sensitive_kl: float = Field(default=0.05, gt=0)
+    # How a matrix is rounded into a format (workers/quantization/rounding.py): gptq (error
+    # compensated column by column through the calibration Hessian), clip (round to nearest,
+    # scale searched per group), rtn (round to nearest, the group's max on the top level).
+    rounding: Literal["gptq", "clip", "rtn"] = "gptq"
     out: str
 
 

@@ -83,7 +83,10 @@ def _fmt(layer: dict[str, Any]) -> str:
 
 
 def _measured(layer: dict[str, Any]) -> float:
-    return float(layer["sensitivity_by_format"].get(layer["measured_format"], 0.0))
+    # The narrowest format measured: where the units differ most.
+    measured = layer["measured_formats"]
+    narrowest = min(measured, key=lambda name: int(name[3])) if measured else ""
+    return float(layer["sensitivity_by_format"].get(narrowest, 0.0))
 
 
 def _plan(layers: list[dict[str, Any]], formats: list[str]) -> str:
