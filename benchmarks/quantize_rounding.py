@@ -55,7 +55,7 @@ def main() -> None:
 
     from tools.train_demo.data import load_splits
 
-    source, target = args.pair.split("-")
+    target = args.pair.split("-")[1]
     model = AutoModelForSeq2SeqLM.from_pretrained(MODELS[args.pair]).eval()
     tokenizer = AutoTokenizer.from_pretrained(MODELS[args.pair])
     val = load_splits(args.pair, args.data_dir).val

@@ -293,9 +293,10 @@ class QuantizeSpec(_Section):
     # The first rows are used: 3/4 to measure sensitivity, the last 1/4 held back for the
     # report's BLEU / chrF table.
     calibration_rows: int = Field(default=512, ge=8)
-    # Pairs (from the start of the calibration rows) that the sensitivity passes read: one
-    # pass per unit is ~29 s for 384 demo pairs on a loaded 2-core CPU, ~10 s for 128.
-    sensitivity_rows: int = Field(default=128, ge=4)
+    # Pairs (from the start of the calibration rows) that the Hessians (GPTQ) and the
+    # sensitivity passes read: about 100 passes on the demo model, ~2-3 s each for 384 pairs
+    # on a quiet 2-core CPU (3-10x that on a loaded one).
+    sensitivity_rows: int = Field(default=384, ge=4)
     # Weight bytes of the result / weight bytes of the checkpoint it starts from.
     max_size_ratio: float = Field(default=0.25, gt=0, le=1)
     # int8 | int4 | int3 | int2, optionally -g<group> or -ch (workers/quantization/formats.py).

@@ -3,12 +3,17 @@ matrix is rounded into them (rounding.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from batchmt.workers.quantization import formats
+from batchmt.workers.quantization import formats, sensitivity
+from batchmt.workers.quantization.calibration import seq2seq_batches
 from batchmt.workers.quantization.formats import FormatError, dequantize, parse_format
-from batchmt.workers.quantization.rounding import clipped, gptq
+from batchmt.workers.quantization.rounding import Rounder, clipped, gptq
+from batchmt.workers.quantization.units import family_units
+from tests.tiny_models import build_tiny_marian, corpus
 
 
 @pytest.fixture(autouse=True)
@@ -84,3 +89,40 @@ def test_searched_scales_and_gptq_lower_the_output_error(fmt: str) -> None:
         bits = parse_format(fmt).bits
         assert q.dtype == torch.int8 and int(q.min()) >= -(2 ** (bits - 1))
         assert int(q.max()) <= 2 ** (bits - 1) - 1 and scale.dtype == torch.float16
+
+
+def test_sensitivity_measures_narrow_formats_and_reuses_the_encoder_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    folder = build_tiny_marian(tmp_path / "m")
+    model = AutoModelForSeq2SeqLM.from_pretrained(str(folder)).eval()
+    lines = corpus(24, seed=5)
+    batches = seq2seq_batches(
+        AutoTokenizer.from_pretrained(str(folder)), list(zip(lines, lines[::-1])), 8
+    )
+    units = family_units(model, "seq2seq")
+    reference, results = sensitivity.reference_pass(model, units, batches)
+    embedding = next(u for u in units if u.role == "embedding")
+    # The tied embedding is rounded against the output head's inputs.
+    assert embedding.name in reference.hessians
+    rounder = Rounder(model, reference.hessians)
+    names = ["int8", "int4", "int3", "int2"]
+    fmts = [parse_format(n) for n in names]
+    decoder = [u for u in units if u.name.startswith("model.decoder.")][:2]
+    chosen = [embedding, *decoder]
+    sensitivity.measure(model, chosen, fmts, batches, reference, results, rounder)
+    assert sensitivity.passes(chosen, fmts) == 4 + 2 * 2
+    for unit in decoder:
+        assert results[unit.name].measured == ["int3", "int2"]
+        kl = results[unit.name].kl
+        assert set(kl) == set(names) and kl["int8"] < kl["int4"] < kl["int3"]
+    assert results[embedding.name].measured == names
+    # A decoder unit's pass on the cached encoder output gives the full pass's KL.
+    unit = decoder[0]
+    with torch.inference_mode():
+        reused = sensitivity._kl(model, unit, fmts[3], rounder, batches, reference)
+        monkeypatch.setattr(sensitivity, "_decoder_side", lambda _unit: False)
+        full = sensitivity._kl(model, unit, fmts[3], rounder, batches, reference)
+    assert reused == pytest.approx(full, rel=1e-4) and full > 0

@@ -86,7 +86,11 @@ class PackedEmbedding(PackedWeight):
 
     def unpacked(self, weight: nn.Parameter) -> nn.Embedding:
         """The plain table this one stands for, holding `weight` (its dequantized values)."""
-        return nn.Embedding.from_pretrained(weight, freeze=True, padding_idx=self.padding_idx)
+        table = nn.Embedding(
+            self.num_embeddings, self.embedding_dim, self.padding_idx, _weight=weight
+        )
+        table.weight = weight  # the very parameter: tied modules keep sharing it
+        return table
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # Only the rows looked up are unpacked (whole 32-value blocks per row).
