@@ -146,6 +146,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    # A subset of: checkpoint, "<format> everywhere", plan, "plan, dequantized at load".
+    parser.add_argument("--only", default="", help="comma-separated variant names")
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -155,12 +157,18 @@ def main() -> None:
     test_name, (sources, refs) = next(iter(splits.tests.items()))
     data = (sources[: args.limit], refs[: args.limit])
     source = Path(json.loads((args.plan / PLAN_FILE).read_text())["source"])
-    variants = {"checkpoint": source, **uniform_folders(args.plan), "plan": args.plan}
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    uniform = (
+        {} if only and not any("everywhere" in n for n in only) else uniform_folders(args.plan)
+    )
+    variants = {"checkpoint": source, **uniform, "plan": args.plan}
     print(f"{test_name}, first {len(data[0])} sentences, beam 4, {args.device}")
     for name, folder in variants.items():
-        print(json.dumps(measure(name, folder, args, data)), flush=True)
-    row = measure("plan, dequantized at load", args.plan, args, data, "dequantized")
-    print(json.dumps(row), flush=True)
+        if not only or name in only:
+            print(json.dumps(measure(name, folder, args, data)), flush=True)
+    if not only or "plan, dequantized at load" in only:
+        row = measure("plan, dequantized at load", args.plan, args, data, "dequantized")
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -314,7 +314,8 @@ def _card(result: dict[str, Any], out: Path) -> str:
     )
     return (
         f"# {out.name}: {result['source']} quantized by `batchmt quantize`\n\n"
-        f"Weights only, per-unit formats ({_plan_summary(result)}), "
+        f"Weights only, per-unit formats ({_plan_summary(result)}, rounded by "
+        f"{result['rounding']}), "
         f"{result['size_ratio']:.4f} of the checkpoint's weight bytes. Layer formats, "
         f"sensitivities and bytes: `{PLAN_FILE}`; `config.json` holds them as a compressed-tensors "
         "`quantization_config` (pack-quantized). `batchmt run` takes this folder as "

@@ -100,7 +100,7 @@ def _encode(model: nn.Module, batch: Batch) -> Any:
     """The encoder's output for an encoder-decoder batch (None for decoder-only)."""
     if "labels" not in batch.inputs or not hasattr(model, "get_encoder"):
         return None
-    encoder = model.get_encoder()
+    encoder: Any = model.get_encoder()
     return encoder(
         input_ids=batch.inputs["input_ids"], attention_mask=batch.inputs["attention_mask"]
     )
