@@ -100,8 +100,8 @@ def _encode(model: nn.Module, batch: Batch) -> Any:
     """The encoder's output for an encoder-decoder batch (None for decoder-only)."""
     if "labels" not in batch.inputs or not hasattr(model, "get_encoder"):
         return None
-    encoder: Any = model.get_encoder()
-    return encoder(
+    get_encoder: Any = model.get_encoder  # a transformers method; Module's typing says Tensor
+    return get_encoder()(
         input_ids=batch.inputs["input_ids"], attention_mask=batch.inputs["attention_mask"]
     )
 
