@@ -146,8 +146,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    # A subset of: checkpoint, "<format> everywhere", plan, "plan, dequantized at load".
+    # A subset of: checkpoint, "<format> everywhere", plan, "plan dequantized at load".
     parser.add_argument("--only", default="", help="comma-separated variant names")
+    # Rounds over the variants, interleaved (load on a shared machine drifts within minutes).
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -161,14 +163,18 @@ def main() -> None:
     uniform = (
         {} if only and not any("everywhere" in n for n in only) else uniform_folders(args.plan)
     )
-    variants = {"checkpoint": source, **uniform, "plan": args.plan}
+    variants: dict[str, tuple[Path, str]] = {
+        "checkpoint": (source, "packed"),
+        **{name: (folder, "packed") for name, folder in uniform.items()},
+        "plan": (args.plan, "packed"),
+        "plan dequantized at load": (args.plan, "dequantized"),
+    }
     print(f"{test_name}, first {len(data[0])} sentences, beam 4, {args.device}")
-    for name, folder in variants.items():
-        if not only or name in only:
-            print(json.dumps(measure(name, folder, args, data)), flush=True)
-    if not only or "plan, dequantized at load" in only:
-        row = measure("plan, dequantized at load", args.plan, args, data, "dequantized")
-        print(json.dumps(row), flush=True)
+    for round_ in range(args.rounds):
+        for name, (folder, layers) in variants.items():
+            if not only or name in only:
+                row = measure(name, folder, args, data, layers)
+                print(json.dumps({**row, "round": round_}), flush=True)
 
 
 if __name__ == "__main__":
