@@ -19,6 +19,7 @@ def demo_engine(
     source_lang: str = "en",
     target_lang: str = "de",
     terms: bool = False,
+    quantized_layers: str = "packed",
 ) -> tuple[Any, Callable[[list[str]], list[str]]]:
     """(engine, translate) for `model_dir`, beam 4, the job defaults for batching; `terms`:
     rows carry glossary terms (CTranslate2 then loads its constrained decoder)."""
@@ -38,6 +39,7 @@ def demo_engine(
                 "quantization": quantization,
                 "backend": backend,
                 "dtype": dtype,
+                "quantized_layers": quantized_layers,
             },
             "decoding": {"num_beams": 4},
         }

@@ -4,7 +4,10 @@ its folder through the worker's engine and run over the worker's shard loop (bea
 
     python -m benchmarks.quantize_variants --plan /tmp/ende-q010 --pair en-de --limit 300
 
-Uniform folders are written next to the plan's (`<plan>-uniform/<format>`). Peak memory is
+Uniform folders are written next to the plan's (`<plan>-uniform/<format>`), rounded as the
+plan was (its `rounding`, from the Hessians of the same calibration pairs). The plan runs
+twice: with its layers packed (dequantized per call) and dequantized once at load
+(`model.quantized_layers`). Peak memory is
 the process's VmHWM growth while a variant loads and translates (reset between variants via
 /proc/self/clear_refs); resident weights are the loaded model's parameter and buffer bytes
 (packed layers count their packed words and scales).
@@ -21,6 +24,7 @@ from typing import Any
 
 import torch
 
+from batchmt.workers.quantization.calibration import seq2seq_batches
 from batchmt.workers.quantization.folder import (
     PLAN_FILE,
     checkpoint_tensors,
@@ -29,28 +33,39 @@ from batchmt.workers.quantization.folder import (
     write_folder,
 )
 from batchmt.workers.quantization.formats import QuantFormat, parse_format
+from batchmt.workers.quantization.rounding import Rounder
+from batchmt.workers.quantization.sensitivity import reference_pass
 from batchmt.workers.quantization.units import family_units
 
 
 def uniform_folders(plan_dir: Path) -> dict[str, Path]:
     """One folder per uniform format of the plan's format list (written once, then reused)."""
-    from transformers import AutoModelForSeq2SeqLM
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from batchmt.jobs.quantize.command import calibration_split, read_calibration
 
     plan = json.loads((plan_dir / PLAN_FILE).read_text())
     source = Path(plan["source"])
     root = plan_dir.with_name(plan_dir.name + "-uniform")
+    folders = {f"{name} everywhere": root / name for name in plan["formats"]}
+    if all(out.exists() for out in folders.values()):
+        return folders
     model = AutoModelForSeq2SeqLM.from_pretrained(str(source)).eval()
     units = family_units(model, plan["family"])
     base = checkpoint_tensors(source)
-    folders = {}
+    calibration = plan["calibration"]
+    pairs = read_calibration(calibration["path"], calibration["pairs"])
+    calib, _ = calibration_split(pairs, calibration["sensitivity_pairs"])
+    batches = seq2seq_batches(AutoTokenizer.from_pretrained(str(source)), calib, 32)
+    reference, _ = reference_pass(model, units, batches)
+    rounder = Rounder(model, reference.hessians, plan.get("rounding", "rtn"))
     for name in plan["formats"]:
         out = root / name
-        folders[f"{name} everywhere"] = out
         if out.exists():
             continue
         fmt = parse_format(name)
         variant: dict[str, QuantFormat | None] = {u.name: fmt for u in units}
-        tensors = quantized_state(model, units, variant, set(base))
+        tensors = quantized_state(model, units, variant, set(base), rounder)
         layers = [
             {"name": u.name, "modules": u.modules, "aliases": sorted(u.aliases), "format": name}
             for u in units
@@ -78,7 +93,11 @@ def _vm(field: str) -> int:
 
 
 def measure(
-    name: str, folder: Path, args: argparse.Namespace, data: tuple[list[str], list[str]]
+    name: str,
+    folder: Path,
+    args: argparse.Namespace,
+    data: tuple[list[str], list[str]],
+    quantized_layers: str = "packed",
 ) -> dict[str, Any]:
     from batchmt.workers.engines.quantize import weight_bytes
     from benchmarks.common import demo_engine
@@ -89,7 +108,12 @@ def measure(
     before = _vm("VmRSS")
     src, tgt = args.pair.split("-")
     engine, translate = demo_engine(
-        str(folder), backend="transformers", device=args.device, source_lang=src, target_lang=tgt
+        str(folder),
+        backend="transformers",
+        device=args.device,
+        source_lang=src,
+        target_lang=tgt,
+        quantized_layers=quantized_layers,
     )
     sources, refs = data
     translate(sources[:16])  # warm-up
@@ -122,6 +146,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    # A subset of: checkpoint, "<format> everywhere", plan, "plan dequantized at load".
+    parser.add_argument("--only", default="", help="comma-separated variant names")
+    # Rounds over the variants, interleaved (load on a shared machine drifts within minutes).
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -131,10 +159,22 @@ def main() -> None:
     test_name, (sources, refs) = next(iter(splits.tests.items()))
     data = (sources[: args.limit], refs[: args.limit])
     source = Path(json.loads((args.plan / PLAN_FILE).read_text())["source"])
-    variants = {"checkpoint": source, **uniform_folders(args.plan), "plan": args.plan}
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    uniform = (
+        {} if only and not any("everywhere" in n for n in only) else uniform_folders(args.plan)
+    )
+    variants: dict[str, tuple[Path, str]] = {
+        "checkpoint": (source, "packed"),
+        **{name: (folder, "packed") for name, folder in uniform.items()},
+        "plan": (args.plan, "packed"),
+        "plan dequantized at load": (args.plan, "dequantized"),
+    }
     print(f"{test_name}, first {len(data[0])} sentences, beam 4, {args.device}")
-    for name, folder in variants.items():
-        print(json.dumps(measure(name, folder, args, data)), flush=True)
+    for round_ in range(args.rounds):
+        for name, (folder, layers) in variants.items():
+            if not only or name in only:
+                row = measure(name, folder, args, data, layers)
+                print(json.dumps({**row, "round": round_}), flush=True)
 
 
 if __name__ == "__main__":

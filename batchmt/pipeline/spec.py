@@ -167,6 +167,12 @@ class ModelSpec(_Section):
     # Input token limit per segment; longer text is split at sentence boundaries.
     # None = take it from the model config (max_position_embeddings) minus a margin.
     max_input_tokens: int | None = Field(default=None, ge=8)
+    # A `batchmt quantize` folder's int2/int3/int4 layers have no kernel on CPU (or in our
+    # transformers path on GPU). packed: the packed words stay resident and each call
+    # dequantizes its layer (resident memory ~ the folder's size; ~5x slower on CPU).
+    # dequantized: each layer is dequantized once at load into the compute dtype (the
+    # checkpoint's memory, full speed; the values are the quantized ones all the same).
+    quantized_layers: Literal["packed", "dequantized"] = "packed"
 
 
 class DecodingSpec(_Section):
@@ -287,9 +293,10 @@ class QuantizeSpec(_Section):
     # The first rows are used: 3/4 to measure sensitivity, the last 1/4 held back for the
     # report's BLEU / chrF table.
     calibration_rows: int = Field(default=512, ge=8)
-    # Pairs (from the start of the calibration rows) that the sensitivity passes read: one
-    # pass per unit is ~29 s for 384 demo pairs on a loaded 2-core CPU, ~10 s for 128.
-    sensitivity_rows: int = Field(default=128, ge=4)
+    # Pairs (from the start of the calibration rows) that the Hessians (GPTQ) and the
+    # sensitivity passes read: about 100 passes on the demo model, ~2-3 s each for 384 pairs
+    # on a quiet 2-core CPU (3-10x that on a loaded one).
+    sensitivity_rows: int = Field(default=384, ge=4)
     # Weight bytes of the result / weight bytes of the checkpoint it starts from.
     max_size_ratio: float = Field(default=0.25, gt=0, le=1)
     # int8 | int4 | int3 | int2, optionally -g<group> or -ch (workers/quantization/formats.py).
@@ -299,6 +306,10 @@ class QuantizeSpec(_Section):
     # A unit whose output KL (that unit alone in int4) reaches this is marked sensitive and
     # never gets 4 bits or fewer.
     sensitive_kl: float = Field(default=0.05, gt=0)
+    # How a matrix is rounded into a format (workers/quantization/rounding.py): gptq (error
+    # compensated column by column through the calibration Hessian), clip (round to nearest,
+    # scale searched per group), rtn (round to nearest, the group's max on the top level).
+    rounding: Literal["gptq", "clip", "rtn"] = "gptq"
     out: str
 
 

@@ -12,16 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from transformers import AutoModelForSeq2SeqLM
 
 from batchmt.jobs.cli import main
 from batchmt.pipeline.spec import ModelSpec
 from batchmt.workers.engines.base import EngineConfig, Segment
 from batchmt.workers.engines.loading import load_engine
-from batchmt.workers.quantization.evaluate import quantized_plan
 from batchmt.workers.quantization.folder import checkpoint_tensors
 from batchmt.workers.quantization.formats import parse_format
 from batchmt.workers.quantization.layers import PackedEmbedding, PackedLinear
-from batchmt.workers.quantization.units import family_units
 from tests.jobs.corpora import local_job_config
 from tests.tiny_models import build_tiny_marian, corpus
 from tests.workers.tiny_causal import build_tiny_hy_mt
@@ -130,17 +129,33 @@ def test_the_folder_loads_each_layer_packed_and_decodes_as_the_plan_says(
     assert any(isinstance(m, PackedEmbedding) for m in loaded.modules())
     assert sum(isinstance(m, PackedLinear) for m in loaded.modules()) >= 10
     got = engine.translate_batch([Segment(t) for t in TEXTS])
-    # The same plan applied to the full-precision model in place: the same words.
-    spec = ModelSpec(name_or_path=str(model), backend="transformers")
-    reference = load_engine(EngineConfig("en", "de", spec), str(model), cpu)
-    fp, _ = reference.torch_model()  # type: ignore[misc]
     layers = json.loads((quantized / "quantization.json").read_text())["layers"]
-    plan = {
-        layer["name"]: parse_format(layer["format"]) if layer["format"] else None
-        for layer in layers
-    }
-    with quantized_plan(fp, family_units(fp, "seq2seq"), plan):
-        assert reference.translate_batch([Segment(t) for t in TEXTS]) == got
+    fp = AutoModelForSeq2SeqLM.from_pretrained(str(model))
+    for layer in layers:
+        if layer["format"] is None:
+            continue
+        fmt = parse_format(layer["format"])
+        packed = loaded.get_submodule(layer["modules"][0])
+        original = fp.get_submodule(layer["modules"][0]).weight.detach()
+        cols = original.shape[1]
+        group = fmt.group_size or cols
+        scale = packed.weight_scale.float().repeat_interleave(group, dim=1)[:, :cols]
+        # (an all-zero row, the padding token's embedding, stores scale 0)
+        levels = torch.where(scale > 0, packed.weight.float() / scale, 0.0)
+        # Each stored value is an integer of the format times its group's scale, near the
+        # checkpoint's weight but not equal to it (it was rounded).
+        assert torch.equal(levels, levels.round()) and levels.abs().max() <= 2 ** (fmt.bits - 1)
+        assert 0 < float((packed.weight - original).norm()) < float(original.norm())
+    # Dequantized once at load (model.quantized_layers): plain layers, the same words.
+    spec = ModelSpec(name_or_path=str(quantized), quantized_layers="dequantized")
+    plain = load_engine(EngineConfig("en", "de", spec), str(quantized), cpu)
+    unpacked, _ = plain.torch_model()  # type: ignore[misc]
+    assert not any(isinstance(m, PackedEmbedding | PackedLinear) for m in unpacked.modules())
+    tied = next(layer for layer in layers if layer["aliases"])
+    names = [*tied["modules"], *tied["aliases"]]
+    # the tied matrix (embeddings and output head) is still one tensor
+    assert len({id(unpacked.get_submodule(n).weight) for n in names}) == 1 < len(names)
+    assert plain.translate_batch([Segment(t) for t in TEXTS]) == got
 
 
 @pytest.mark.usefixtures("ray_local")

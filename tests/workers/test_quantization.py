@@ -1,16 +1,19 @@
-"""workers/quantization: the pack layout (compressed-tensors' words), formats, the allocation
-under a budget and the sensitive-unit rule."""
+"""workers/quantization: the pack layout (compressed-tensors' words), formats, and how a
+matrix is rounded into them (rounding.py)."""
 
 from __future__ import annotations
 
-import random
+from pathlib import Path
 
 import pytest
 import torch
 
-from batchmt.workers.quantization import formats
-from batchmt.workers.quantization.allocate import BudgetError, Option, UnitChoice, allocate
-from batchmt.workers.quantization.formats import FormatError, parse_format
+from batchmt.workers.quantization import formats, sensitivity
+from batchmt.workers.quantization.calibration import seq2seq_batches
+from batchmt.workers.quantization.formats import FormatError, dequantize, parse_format
+from batchmt.workers.quantization.rounding import Rounder, clipped, gptq
+from batchmt.workers.quantization.units import family_units
+from tests.tiny_models import build_tiny_marian, corpus
 
 
 @pytest.fixture(autouse=True)
@@ -58,48 +61,68 @@ def test_formats_and_their_sizes() -> None:
     assert error[8] < error[4] < error[3] < error[2]
 
 
-def _random_units(rng: random.Random, n: int) -> list[UnitChoice]:
-    units = []
-    for i in range(n):
-        params = rng.choice([1024, 4096, 65536])
-        scale = rng.uniform(1e-5, 1.0)
-        options = [Option(None, 32, params * 4, 0.0)] + [
-            Option(f"int{b}", b, params * b // 8 + params // 16, scale * 4.0 ** (4 - b))
-            for b in (8, 4, 3, 2)
-        ]
-        units.append(UnitChoice(f"u{i}", options, sensitive=rng.random() < 0.2))
-    return units
+def _output_error(
+    weight: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, fmt: str, x: torch.Tensor
+) -> float:
+    approx = dequantize(q, scale, parse_format(fmt), torch.float32)
+    return float(((approx - weight) @ x.T).norm() / (weight @ x.T).norm())
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_allocation_never_exceeds_the_budget_and_keeps_sensitive_units_above_4_bits(
-    seed: int,
+@pytest.mark.parametrize("fmt", ["int2", "int3", "int4", "int8"])
+def test_searched_scales_and_gptq_lower_the_output_error(fmt: str) -> None:
+    torch.manual_seed(0)
+    weight = torch.randn(64, 128)
+    weight[:, 5] *= 8  # an outlier column, as real layers have
+    # Correlated inputs with uneven scales: where activation-aware rounding matters.
+    x = torch.randn(512, 128) @ (torch.eye(128) + 0.3 * torch.randn(128, 128))
+    x[:, :16] *= 5
+    hessian = (x.T @ x).double()
+    plain = formats.quantize_weight(weight, parse_format(fmt))
+    clip = clipped(weight, parse_format(fmt), torch.diag(hessian).float())
+    solved = gptq(weight, hessian, parse_format(fmt))
+    errors = [_output_error(weight, *values, fmt, x) for values in (plain, clip, solved)]
+    # The grid holds the plain scale (ratio 1.0), so the search is never worse; GPTQ
+    # compensates each rounding on the columns still to come.
+    assert errors[1] <= errors[0] + 1e-6
+    assert errors[2] < errors[1]
+    for q, scale in (clip, solved):
+        bits = parse_format(fmt).bits
+        assert q.dtype == torch.int8 and int(q.min()) >= -(2 ** (bits - 1))
+        assert int(q.max()) <= 2 ** (bits - 1) - 1 and scale.dtype == torch.float16
+
+
+def test_sensitivity_measures_narrow_formats_and_reuses_the_encoder_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rng = random.Random(seed)
-    units = _random_units(rng, rng.randint(3, 40))
-    base = sum(u.options[0].nbytes for u in units) + 1000
-    budget = int(base * rng.uniform(0.05, 0.6))
-    try:
-        plan = allocate(units, 1000, budget, base)
-    except BudgetError as exc:
-        smallest = 1000 + sum(
-            min(o.nbytes for o in u.options if not u.sensitive or o.bits > 4) for u in units
-        )
-        assert smallest > budget and f"{smallest / base:.4f}" in str(exc)
-        return
-    assert 1000 + sum(o.nbytes for o in plan.values()) <= budget
-    for unit in units:
-        if unit.sensitive:
-            assert plan[unit.name].bits > 4
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-
-def test_allocation_spends_the_budget_where_kl_is_highest() -> None:
-    cheap = [Option(None, 32, 400, 0.0), Option("int8", 8, 100, 0.01), Option("int2", 2, 25, 5.0)]
-    calm = [
-        Option(None, 32, 400, 0.0),
-        Option("int8", 8, 100, 0.0001),
-        Option("int2", 2, 25, 0.001),
-    ]
-    units = [UnitChoice("loud", cheap, False), UnitChoice("quiet", calm, False)]
-    plan = allocate(units, 0, 130, 800)
-    assert plan["loud"].format == "int8" and plan["quiet"].format == "int2"
+    folder = build_tiny_marian(tmp_path / "m")
+    model = AutoModelForSeq2SeqLM.from_pretrained(str(folder)).eval()
+    lines = corpus(24, seed=5)
+    batches = seq2seq_batches(
+        AutoTokenizer.from_pretrained(str(folder)), list(zip(lines, lines[::-1])), 8
+    )
+    units = family_units(model, "seq2seq")
+    reference, results = sensitivity.reference_pass(model, units, batches)
+    embedding = next(u for u in units if u.role == "embedding")
+    # The tied embedding is rounded against the output head's inputs.
+    assert embedding.name in reference.hessians
+    rounder = Rounder(model, reference.hessians)
+    names = ["int8", "int4", "int3", "int2"]
+    fmts = [parse_format(n) for n in names]
+    decoder = [u for u in units if u.name.startswith("model.decoder.")][:2]
+    chosen = [embedding, *decoder]
+    sensitivity.measure(model, chosen, fmts, batches, reference, results, rounder)
+    assert sensitivity.passes(chosen, fmts) == 4 + 2 * 2
+    for unit in decoder:
+        assert results[unit.name].measured == ["int3", "int2"]
+        kl = results[unit.name].kl
+        assert set(kl) == set(names) and kl["int8"] < kl["int4"] < kl["int3"]
+    assert results[embedding.name].measured == names
+    # A decoder unit's pass on the cached encoder output gives the full pass's KL.
+    unit = decoder[0]
+    with torch.inference_mode():
+        reused = sensitivity._kl(model, unit, fmts[3], rounder, batches, reference)
+        monkeypatch.setattr(sensitivity, "_decoder_side", lambda _unit: False)
+        full = sensitivity._kl(model, unit, fmts[3], rounder, batches, reference)
+    assert reused == pytest.approx(full, rel=1e-4) and full > 0

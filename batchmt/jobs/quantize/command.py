@@ -17,11 +17,12 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
+from batchmt.jobs.quantize import allocate as alloc
+from batchmt.jobs.quantize import evaluate
 from batchmt.jobs.quantize.report import render_report
 from batchmt.pipeline.spec import ModelSpec, QuantizeJob, load_quantize_job
 from batchmt.workers.engines.base import EngineConfig
-from batchmt.workers.quantization import QuantizationError, evaluate, sensitivity
-from batchmt.workers.quantization import allocate as alloc
+from batchmt.workers.quantization import QuantizationError, sensitivity
 from batchmt.workers.quantization.calibration import causal_batches, seq2seq_batches
 from batchmt.workers.quantization.folder import (
     PLAN_FILE,
@@ -32,6 +33,7 @@ from batchmt.workers.quantization.folder import (
     write_folder,
 )
 from batchmt.workers.quantization.formats import QuantFormat, parse_format
+from batchmt.workers.quantization.rounding import Rounder
 from batchmt.workers.quantization.units import Unit, family_units
 
 
@@ -93,6 +95,14 @@ def read_calibration(path: str, rows: int) -> list[tuple[str, str]]:
     return pairs
 
 
+def calibration_split(
+    pairs: list[tuple[str, str]], sensitivity_rows: int
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(pairs the sensitivity passes and Hessians read, pairs held back for the report)."""
+    held = max(1, len(pairs) // 4)
+    return pairs[:-held][:sensitivity_rows], pairs[-held:]
+
+
 def quantize(
     job: QuantizeJob,
     source: Path,
@@ -118,9 +128,7 @@ def quantize(
     model, tokenizer = handles
     family = engine.signature["family"]
     units = family_units(model, family)
-    held = max(1, len(pairs) // 4)
-    calib, held_out = pairs[:-held], pairs[-held:]
-    calib = calib[: spec.sensitivity_rows]
+    calib, held_out = calibration_split(pairs, spec.sensitivity_rows)
     batches = _batches(family, tokenizer, job, calib)
 
     measured = list(formats) + (
@@ -133,7 +141,11 @@ def quantize(
         disable=not show_progress,
         file=sys.stderr,
     )
-    sens = sensitivity.measure(model, units, measured, batches, progress=bar.update)
+    reference, sens = sensitivity.reference_pass(model, units, batches)
+    rounder = Rounder(model, reference.hessians, spec.rounding)
+    sensitivity.measure(
+        model, units, measured, batches, reference, sens, rounder, progress=bar.update
+    )
     bar.close()
 
     base_bytes = sum(b for _, b in base.values())
@@ -152,9 +164,9 @@ def quantize(
     plan = {name: (parse_format(o.format) if o.format else None) for name, o in chosen.items()}
 
     table = _evaluate(
-        engine, model, units, plan, formats, held_out, job, base_bytes, fixed, choices
+        engine, model, units, plan, formats, held_out, job, base_bytes, fixed, choices, rounder
     )
-    tensors = quantized_state(model, units, plan, set(base))
+    tensors = quantized_state(model, units, plan, set(base), rounder)
     written = sum(t.numel() * t.element_size() for t in tensors.values())
     ratio = written / base_bytes
     if written > budget:  # the formula and the files disagree: never ship over budget
@@ -172,7 +184,7 @@ def quantize(
                 "format": option.format,
                 "sensitivity": option.kl,
                 "sensitivity_by_format": sens[unit.name].kl,
-                "measured_format": sens[unit.name].measured,
+                "measured_formats": sens[unit.name].measured,
                 "sensitive": unit.name in sensitive_names,
                 "bytes": option.nbytes,
                 "params": unit.params,
@@ -197,6 +209,7 @@ def quantize(
         "max_size_ratio": spec.max_size_ratio,
         "formats": [f.name for f in formats],
         "sensitive_kl": spec.sensitive_kl,
+        "rounding": spec.rounding,
         "weights_only": "weights quantized, activations in the compute dtype (W<n>A16)",
         "calibration": {
             "path": spec.calibration,
@@ -256,6 +269,7 @@ def _evaluate(
     base_bytes: int,
     fixed: int,
     choices: list[alloc.UnitChoice],
+    rounder: Rounder,
 ) -> list[dict[str, Any]]:
     """fp (the checkpoint), each uniform format, and the plan on the held-out pairs."""
     texts = [s for s, _ in held_out]
@@ -269,7 +283,7 @@ def _evaluate(
             _variant_bytes(u, c, variant.get(u.name)) for u, c in zip(units, choices)
         )
         start = time.perf_counter()
-        with evaluate.quantized_plan(model, units, variant):
+        with evaluate.quantized_plan(model, units, variant, rounder):
             hyps = evaluate.translate(engine, texts)
         seconds = time.perf_counter() - start
         scores = evaluate.score(hyps, refs, job.target_lang)
@@ -300,7 +314,8 @@ def _card(result: dict[str, Any], out: Path) -> str:
     )
     return (
         f"# {out.name}: {result['source']} quantized by `batchmt quantize`\n\n"
-        f"Weights only, per-unit formats ({_plan_summary(result)}), "
+        f"Weights only, per-unit formats ({_plan_summary(result)}, rounded by "
+        f"{result['rounding']}), "
         f"{result['size_ratio']:.4f} of the checkpoint's weight bytes. Layer formats, "
         f"sensitivities and bytes: `{PLAN_FILE}`; `config.json` holds them as a compressed-tensors "
         "`quantization_config` (pack-quantized). `batchmt run` takes this folder as "

@@ -25,7 +25,8 @@ def render_report(result: dict[str, Any]) -> str:
         f"<p>{escape(result['family'])} model, {escape(result['source_lang'])}→"
         f"{escape(result['target_lang'])}. Plan: <b>{result['size_ratio']:.4f}</b> of the "
         f"checkpoint's weight bytes ({result['bytes']:,} of {result['checkpoint_bytes']:,}; "
-        f"budget {result['max_size_ratio']}). {escape(result['weights_only'])}. Calibration: "
+        f"budget {result['max_size_ratio']}). {escape(result['weights_only'])}; rounding "
+        f"{escape(str(result.get('rounding', 'rtn')))}. Calibration: "
         f"{result['calibration']['sensitivity_pairs']} pairs for sensitivity, "
         f"{result['calibration']['held_out_pairs']} held back for the table below.</p>",
         "<h2>Size and quality (held-back calibration pairs)</h2>",
@@ -83,7 +84,10 @@ def _fmt(layer: dict[str, Any]) -> str:
 
 
 def _measured(layer: dict[str, Any]) -> float:
-    return float(layer["sensitivity_by_format"].get(layer["measured_format"], 0.0))
+    # The narrowest format measured: where the units differ most.
+    measured = layer["measured_formats"]
+    narrowest = min(measured, key=lambda name: int(name[3])) if measured else ""
+    return float(layer["sensitivity_by_format"].get(narrowest, 0.0))
 
 
 def _plan(layers: list[dict[str, Any]], formats: list[str]) -> str:

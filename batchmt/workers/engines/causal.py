@@ -178,7 +178,14 @@ class CausalEngine(TranslationEngine):
             tokenizer = AutoTokenizer.from_pretrained(model_path, **options)
             if ours:
                 trust = config.model.trust_remote_code
-                model = load_quantized(model_path, "causal", dtype, device, trust_remote_code=trust)
+                model = load_quantized(
+                    model_path,
+                    "causal",
+                    dtype,
+                    device,
+                    trust_remote_code=trust,
+                    dequantize_at_load=config.model.quantized_layers == "dequantized",
+                )
             else:
                 model = AutoModelForCausalLM.from_pretrained(
                     model_path,

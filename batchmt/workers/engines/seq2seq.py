@@ -61,6 +61,7 @@ class Seq2SeqEngine(TranslationEngine):
                     requested_dtype(model_spec, device) or torch.float32,
                     device,
                     trust_remote_code=model_spec.trust_remote_code,
+                    dequantize_at_load=model_spec.quantized_layers == "dequantized",
                 )
             else:
                 model = AutoModelForSeq2SeqLM.from_pretrained(

@@ -2,9 +2,10 @@
 
 formats.py (bit widths, groups, the compressed-tensors pack layout), layers.py (modules that
 keep packed weights resident), units.py (which tensors of a family are quantized, and which
-move together), sensitivity.py (per-unit output KL on calibration pairs), allocate.py (bit
-widths under a size budget), folder.py (writing and loading a quantized model folder),
-evaluate.py (BLEU / chrF / speed of a variant).
+move together), calibration.py (teacher-forced batches), rounding.py (GPTQ and searched
+scales: the integers a unit stores in a format), sensitivity.py (per-unit output KL on
+calibration pairs), folder.py (writing and loading a quantized model folder). The allocation
+under the budget and the report's variants are the job's (jobs/quantize/).
 """
 
 from batchmt.pipeline.errors import UserError

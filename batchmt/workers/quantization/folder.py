@@ -24,8 +24,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from batchmt.workers.quantization import QuantizationError
-from batchmt.workers.quantization.formats import QuantFormat, pack, parse_format, quantize_weight
+from batchmt.workers.quantization.formats import QuantFormat, pack, parse_format
 from batchmt.workers.quantization.layers import PackedEmbedding, PackedLinear, PackedWeight
+from batchmt.workers.quantization.rounding import Rounder
 from batchmt.workers.quantization.units import Unit, weight_of
 
 PLAN_FILE = "quantization.json"
@@ -73,18 +74,22 @@ _DTYPE_BYTES = {
 
 
 def quantized_state(
-    model: nn.Module, units: list[Unit], plan: dict[str, QuantFormat | None], kept: set[str]
+    model: nn.Module,
+    units: list[Unit],
+    plan: dict[str, QuantFormat | None],
+    kept: set[str],
+    rounder: Rounder,
 ) -> dict[str, torch.Tensor]:
-    """The tensors of the quantized checkpoint: packed layers + the checkpoint's other tensors."""
+    """The tensors of the quantized checkpoint: packed layers (the values `rounder` chose)
+    + the checkpoint's other tensors."""
     tensors: dict[str, torch.Tensor] = {}
     replaced: set[str] = set()
     for unit in units:
         fmt = plan.get(unit.name)
         if fmt is None:
             continue
-        for module_name in unit.modules:
+        for module_name, (q, scale) in zip(unit.modules, rounder.values(unit, fmt)):
             weight = weight_of(model, module_name)
-            q, scale = quantize_weight(weight, fmt)
             tensors[f"{module_name}.weight_packed"] = pack(q, fmt.bits)
             tensors[f"{module_name}.weight_scale"] = scale
             tensors[f"{module_name}.weight_shape"] = torch.tensor(tuple(weight.shape))
@@ -176,9 +181,12 @@ def load_quantized(
     device: torch.device,
     *,
     trust_remote_code: bool = False,
+    dequantize_at_load: bool = False,
 ) -> Any:
     """Build the architecture from config.json, put each quantized layer in its packed format,
-    load every other tensor, and check nothing is left uninitialised."""
+    load every other tensor, and check nothing is left uninitialised. `dequantize_at_load`:
+    every packed layer becomes a plain Linear / Embedding holding its dequantized values
+    (tied matrices stay one tensor), for speed where no kernel exists."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     folder = Path(path)
@@ -229,7 +237,22 @@ def load_quantized(
             f"{folder}/model.safetensors lacks tensors the model needs: {missing[:5]}; "
             "re-run batchmt quantize"
         )
+    if dequantize_at_load:
+        _unpack_all(model)
     return model.to(device).eval()
+
+
+def _unpack_all(model: nn.Module) -> None:
+    shared: dict[int, nn.Parameter] = {}  # one tensor per tied matrix
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, PackedLinear | PackedEmbedding):
+            continue
+        key = module.weight_packed.data_ptr()
+        if key not in shared:
+            shared[key] = nn.Parameter(module.weight.detach().contiguous(), requires_grad=False)
+        parent_name, _, leaf = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, leaf, module.unpacked(shared[key]))
 
 
 def _packed_key(key: str) -> bool:

@@ -61,6 +61,14 @@ class PackedLinear(PackedWeight):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, {self.fmt.name}"
 
+    def unpacked(self, weight: nn.Parameter) -> nn.Linear:
+        """The plain layer this one stands for, holding `weight` (its dequantized values)."""
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        linear.weight = weight
+        if self.bias is not None:
+            linear.bias = self.bias
+        return linear.to(weight.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.bias.to(x.dtype) if self.bias is not None else None
         return F.linear(x, self.weight.to(x.dtype), bias)
@@ -75,6 +83,14 @@ class PackedEmbedding(PackedWeight):
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, {self.fmt.name}"
+
+    def unpacked(self, weight: nn.Parameter) -> nn.Embedding:
+        """The plain table this one stands for, holding `weight` (its dequantized values)."""
+        table = nn.Embedding(
+            self.num_embeddings, self.embedding_dim, self.padding_idx, _weight=weight
+        )
+        table.weight = weight  # the very parameter: tied modules keep sharing it
+        return table
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # Only the rows looked up are unpacked (whole 32-value blocks per row).

@@ -17,6 +17,7 @@ from torch import nn
 
 from batchmt.workers.engines.base import Segment, TranslationEngine
 from batchmt.workers.quantization.formats import QuantFormat
+from batchmt.workers.quantization.rounding import Rounder
 from batchmt.workers.quantization.sensitivity import quantized_unit
 from batchmt.workers.quantization.units import Unit
 
@@ -29,13 +30,16 @@ class Scores:
 
 @contextmanager
 def quantized_plan(
-    model: nn.Module, units: Sequence[Unit], plan: dict[str, QuantFormat | None]
+    model: nn.Module,
+    units: Sequence[Unit],
+    plan: dict[str, QuantFormat | None],
+    rounder: Rounder,
 ) -> Iterator[None]:
     with ExitStack() as stack:
         for unit in units:
             fmt = plan.get(unit.name)
             if fmt is not None:
-                stack.enter_context(quantized_unit(model, unit, fmt))
+                stack.enter_context(quantized_unit(model, unit, fmt, rounder))
         yield
 
 
