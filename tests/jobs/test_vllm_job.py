@@ -188,3 +188,73 @@ def test_vllm_greedy_output_is_the_transformers_engines_token_for_token(tmp_path
         steps = logits[len(prompt) - 1 : -1].log_softmax(-1)
         theirs = float(steps.gather(1, torch.tensor(answer)[:, None]).mean())
         assert mine is not None and abs(mine - theirs) < 1e-3, (text, mine, theirs)
+
+
+def _quantized(tmp_path: Path, name: str, formats: list[str]) -> Path:
+    """The tiny HY-MT look-alike through `batchmt quantize` with these formats only."""
+    import yaml
+
+    from tests.workers.tiny_causal import corpus
+
+    model = build_tiny_hy_mt(tmp_path / "tiny-hy-mt")
+    lines = corpus(40, seed=3)
+    pq.write_table(pa.table({"text": lines, "reference": lines[::-1]}), tmp_path / "calib.parquet")
+    out = tmp_path / name
+    config = {
+        "source_lang": "zh",
+        "target_lang": "en",
+        "model": {"name_or_path": str(model)},
+        "decoding": {"num_beams": 1, "max_new_tokens": 12},
+        "quantize": {
+            "calibration": str(tmp_path / "calib.parquet"),
+            "calibration_rows": 32,
+            "out": str(out),
+            "max_size_ratio": 0.8,
+            "formats": formats,
+        },
+    }
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    assert main(["quantize", str(tmp_path / f"{name}.yaml"), "--no-progress"]) == 0
+    return out
+
+
+def test_a_quantized_hy_mt_folder_runs_on_vllm_or_is_refused_saying_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`batchmt quantize` folders on the vLLM backend (CPU): 4-bit layers run there (in
+    bfloat16, the only kind vLLM's CPU kernel takes); a folder with int8 layers is refused
+    before any work with the formats to use instead, and `auto` runs it on transformers."""
+    texts = ["一个男人在公园。", "狗和猫在街道。", "孩子在水。"]
+    pq.write_table(pa.table({"id": ["q0", "q1", "q2"], "text": texts}), tmp_path / "in.parquet")
+
+    def job(folder: Path, backend: str, out: str) -> Path:
+        return local_job_config(
+            tmp_path,
+            folder,
+            source="zh",
+            target="en",
+            output={"path": str(tmp_path / out)},
+            model={"backend": backend},
+            decoding={"num_beams": 1, "max_new_tokens": 12},
+            workers={"num_workers": 1, "num_cpus": 1},
+        )
+
+    four = _quantized(tmp_path, "hy-int4", ["int4"])
+    assert main(["run", str(job(four, "vllm", "out4")), "--no-progress"]) == 0
+    done = json.loads((tmp_path / "out4" / "_SUCCESS").read_text())
+    assert done["backend"] == "vllm"
+    rows = ds.dataset(tmp_path / "out4" / "data", format="parquet").to_table().to_pylist()
+    assert sorted(r["id"] for r in rows) == ["q0", "q1", "q2"]
+    assert all(r["status"] in TRANSLATED for r in rows), rows
+    marker = json.loads((tmp_path / "out4" / "_completions" / "00000").read_text())
+    assert marker["backend"] == "vllm"
+
+    eight = _quantized(tmp_path, "hy-int8", ["int8"])
+    capsys.readouterr()
+    assert main(["run", str(job(eight, "vllm", "out8")), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "int8 layers" in err and "quantize.formats: [int4]" in err, err
+    assert not (tmp_path / "out8" / "data").exists()  # refused before any shard
+    assert main(["run", str(job(eight, "auto", "out8auto")), "--no-progress"]) == 0
+    done = json.loads((tmp_path / "out8auto" / "_SUCCESS").read_text())
+    assert done["backend"] == "transformers"

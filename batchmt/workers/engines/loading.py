@@ -13,6 +13,7 @@ import torch
 
 from batchmt.workers.engines.base import EngineConfig, EngineLoadError, TranslationEngine
 from batchmt.workers.engines.vllm_backend.runtime import vllm_serves
+from batchmt.workers.engines.vllm_backend.settings import packed_folder_problem
 from batchmt.workers.engines.weights import check_finite_weights
 from batchmt.workers.quantization.folder import is_quantized_folder
 
@@ -61,9 +62,11 @@ def _load_engine(config: EngineConfig, model_path: str, device: torch.device) ->
                 "model.name_or_path at the Hugging Face checkpoint"
             )
         return _converted_folder_engine(config, model_path, device)
-    if Path(model_path).is_dir() and is_quantized_folder(model_path):
+    packed = Path(model_path).is_dir() and is_quantized_folder(model_path)
+    if packed:
         _check_quantized_folder(config)
-        # Packed int layers run on transformers (CTranslate2 has no int2/int3/grouped int4).
+        # Packed int layers run on transformers (CTranslate2 has no int2/int3/grouped int4);
+        # a decoder-only folder may still go to vLLM, decided below from `backend`.
         config = replace(config, model=config.model.model_copy(update={"backend": "transformers"}))
 
     from transformers import AutoConfig
@@ -98,7 +101,13 @@ def _load_engine(config: EngineConfig, model_path: str, device: torch.device) ->
         )
     # Decoder-only: an LLM translator driven by prompts (HY-MT1.5 and its templates), on
     # vLLM when asked for, or with auto when vLLM is installed for this device's kind.
-    if backend == "vllm" or (backend == "auto" and vllm_serves(device.type)):
+    # A `batchmt quantize` folder goes to vLLM under auto only where its kernels take every
+    # layer's format (4/8-bit; 4-bit on CPU); otherwise transformers runs the packed layers.
+    if backend == "vllm" or (
+        backend == "auto"
+        and vllm_serves(device.type)
+        and not (packed and packed_folder_problem(config, hf_config, device))
+    ):
         from batchmt.workers.engines.vllm_backend.engine import VllmEngine
 
         engine = VllmEngine(config, model_path, device, hf_config=hf_config)

@@ -47,9 +47,11 @@ from batchmt.workers.engines.causal import clean_output, compute_dtype
 from batchmt.workers.engines.hymt.chat import ChatPrompts, stop_ids
 from batchmt.workers.engines.vllm_backend.runtime import import_vllm
 from batchmt.workers.engines.vllm_backend.settings import (
+    check_packed_folder,
     engine_args,
     prepare_process,
     sampling_kwargs,
+    vllm_dtype,
 )
 
 log = structlog.get_logger(__name__)
@@ -73,6 +75,7 @@ class VllmEngine(TranslationEngine):
         self.max_input_tokens = self.chat.max_input_tokens
         self.stop_ids = sorted(stop_ids(model_path, self.tokenizer, hf_config, config))
         prepare_process(device)
+        check_packed_folder(config, hf_config, device)
         weights = _weights_bytes(hf_config, config, device)
         try:
             self.llm = vllm.LLM(
@@ -82,6 +85,7 @@ class VllmEngine(TranslationEngine):
                     device,
                     max_model_len=self.chat.positions,
                     weights_bytes=weights,
+                    hf_config=hf_config,
                 )
             )
         except (ValueError, RuntimeError, OSError, ImportError) as exc:
@@ -104,7 +108,7 @@ class VllmEngine(TranslationEngine):
             "backend": "vllm",
             "prompts": "hy-mt1.5",
             "quantization": config.model.quantization,
-            "dtype": str(compute_dtype(config, device)).removeprefix("torch."),
+            "dtype": vllm_dtype(config, hf_config, device),
             "device": device.type,
             "decoding": "greedy" if mode == "beam1" else mode,
             "vllm": str(getattr(vllm, "__version__", "")),

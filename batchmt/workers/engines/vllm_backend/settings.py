@@ -69,6 +69,72 @@ def gpu_share(weights_bytes: int, device: torch.device) -> float:
     return round(share, 3)
 
 
+# Weight bits vLLM's compressed-tensors kernels take (WNA16: Marlin on GPUs), and the
+# subset its CPU kernel takes (vLLM 0.32's cpu_gemm_wna16: 4-bit, bf16 activations only).
+_VLLM_WEIGHT_BITS = {4, 8}
+_VLLM_CPU_WEIGHT_BITS = {4}
+
+
+def packed_weight_bits(hf_config: Any) -> set[int]:
+    """The weight bit widths of a compressed-tensors folder (`batchmt quantize` writes one
+    per format); empty for any other checkpoint."""
+    quantization = getattr(hf_config, "quantization_config", None)
+    if not isinstance(quantization, dict):
+        return set()
+    if quantization.get("quant_method") != "compressed-tensors":
+        return set()
+    groups = quantization.get("config_groups") or {}
+    return {
+        int(group["weights"]["num_bits"])
+        for group in groups.values()
+        if isinstance(group, dict) and isinstance(group.get("weights"), dict)
+    }
+
+
+def packed_folder_problem(
+    config: EngineConfig, hf_config: Any, device: torch.device
+) -> str | None:
+    """Why vLLM cannot compute this `batchmt quantize` folder here, or None when it can
+    (or the checkpoint is not such a folder)."""
+    bits = packed_weight_bits(hf_config)
+    if not bits:
+        return None
+    where = "GPU" if device.type == "cuda" else "CPU"
+    allowed = _VLLM_WEIGHT_BITS if device.type == "cuda" else _VLLM_CPU_WEIGHT_BITS
+    unserved = sorted(bits - allowed)
+    if unserved:
+        shown = ", ".join(f"int{b}" for b in unserved)
+        formats = ", ".join(f"int{b}" for b in sorted(allowed))
+        return (
+            f"{config.model_name!r} holds {shown} layers, which vLLM cannot compute on "
+            f"{where} (its kernels take {formats}); quantize again with "
+            f"quantize.formats: [{formats}], or run the folder with model.backend=transformers"
+        )
+    if device.type == "cpu" and config.model.dtype not in ("auto", "bfloat16"):
+        return (
+            f"vLLM computes 4-bit weights on CPU in bfloat16 only; {config.model_name!r} was "
+            f"asked for {config.model.dtype}: set model.dtype=auto (or bfloat16), or run the "
+            "folder with model.backend=transformers"
+        )
+    return None
+
+
+def check_packed_folder(config: EngineConfig, hf_config: Any, device: torch.device) -> None:
+    """Refuse, before vLLM starts, a quantized folder whose layers vLLM has no kernel for
+    here (it would fail at load, or on CPU at the first shard, with a kernel error)."""
+    problem = packed_folder_problem(config, hf_config, device)
+    if problem is not None:
+        raise EngineLoadError(problem)
+
+
+def vllm_dtype(config: EngineConfig, hf_config: Any, device: torch.device) -> str:
+    """The compute dtype vLLM is started with: the engine's usual one, except that a
+    packed 4-bit folder on CPU computes in bfloat16 (the only kind its kernel takes)."""
+    if device.type == "cpu" and packed_weight_bits(hf_config):
+        return "bfloat16"
+    return str(compute_dtype(config, device)).removeprefix("torch.")
+
+
 def engine_args(
     config: EngineConfig,
     model_path: str,
@@ -76,6 +142,7 @@ def engine_args(
     *,
     max_model_len: int,
     weights_bytes: int,
+    hf_config: Any = None,
 ) -> dict[str, Any]:
     """Keyword arguments for `vllm.LLM` on this replica."""
     model = config.model
@@ -97,7 +164,7 @@ def engine_args(
         "enable_prefix_caching": True,
     }
     if model.quantization == "none":
-        args["dtype"] = str(compute_dtype(config, device)).removeprefix("torch.")
+        args["dtype"] = vllm_dtype(config, hf_config, device)
     if model.quantization == "gptq-int4" and device.type == "cuda":
         args["quantization"] = "gptq_marlin"  # HY-MT's Int4 release serves with Marlin
     if device.type == "cuda":
