@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import random
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +40,14 @@ def ray_cpu() -> Iterator[None]:
     ray.shutdown()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tiny_hy_mt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny HY-MT look-alike, built before any test starts a vLLM engine in this
+    process: vLLM's transformers backend decorates the HunYuan classes in place, after
+    which transformers alone cannot build one here."""
+    return build_tiny_hy_mt(tmp_path_factory.mktemp("models") / "tiny-hy-mt")
+
+
 pytestmark = pytest.mark.usefixtures("ray_cpu")
 TAG = re.compile(r"<[^>]+>")
 TERMS = {"狗": "dog", "猫": "cat", "公园": "park", "混元": "HunYuan", "街道": "street"}
@@ -57,9 +67,12 @@ def _term_rows(n: int) -> list[str]:
 
 
 def test_vllm_job_terms_tags_context_qe_and_a_killed_replica(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tiny_hy_mt: Path,
 ) -> None:
-    model = build_tiny_hy_mt(tmp_path / "tiny-hy-mt")
+    model = tiny_hy_mt
     terms = _term_rows(40)
     html = ["<p>一个<b>女人</b>在水。</p>", "<p>孩子和<i>男人</i>。</p>"]
     # The same sentence after different context: the contextual prompt differs, so a
@@ -145,7 +158,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 MULTI30K_VAL = SHARED_DATA / "multi30k" / "val.en"
 
 
-def test_vllm_greedy_output_is_the_transformers_engines_token_for_token(tmp_path: Path) -> None:
+def test_vllm_greedy_output_is_the_transformers_engines_token_for_token(tiny_hy_mt: Path) -> None:
     """200 rows decoded greedily by the vLLM engine and by the reference implementation (the
     transformers engine on the same checkpoint, which is also the replica's constrained
     search): the same tokens, row for row, context rows included.
@@ -161,7 +174,7 @@ def test_vllm_greedy_output_is_the_transformers_engines_token_for_token(tmp_path
     from batchmt.workers.engines.base import EngineConfig, Segment
     from batchmt.workers.engines.loading import load_engine
 
-    model = build_tiny_hy_mt(tmp_path / "tiny-hy-mt")
+    model = tiny_hy_mt
     lines = [t for t in MULTI30K_VAL.read_text(encoding="utf-8").splitlines() if t.strip()]
     segments = [Segment(t) for t in lines[:190]]
     segments += [Segment(lines[i + 1], (lines[i],)) for i in range(200, 210)]
@@ -190,13 +203,12 @@ def test_vllm_greedy_output_is_the_transformers_engines_token_for_token(tmp_path
         assert mine is not None and abs(mine - theirs) < 1e-3, (text, mine, theirs)
 
 
-def _quantized(tmp_path: Path, name: str, formats: list[str]) -> Path:
+def _quantized(tmp_path: Path, model: Path, name: str, formats: list[str]) -> Path:
     """The tiny HY-MT look-alike through `batchmt quantize` with these formats only."""
     import yaml
 
     from tests.workers.tiny_causal import corpus
 
-    model = build_tiny_hy_mt(tmp_path / "tiny-hy-mt")
     lines = corpus(40, seed=3)
     pq.write_table(pa.table({"text": lines, "reference": lines[::-1]}), tmp_path / "calib.parquet")
     out = tmp_path / name
@@ -214,12 +226,16 @@ def _quantized(tmp_path: Path, name: str, formats: list[str]) -> Path:
         },
     }
     (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
-    assert main(["quantize", str(tmp_path / f"{name}.yaml"), "--no-progress"]) == 0
+    # A command of its own, as a user runs it: an in-process vLLM engine (the token-for-token
+    # test) leaves transformers' HunYuan classes decorated for vLLM in this process.
+    command = [sys.executable, "-m", "batchmt.jobs.cli", "quantize", f"{tmp_path / name}.yaml"]
+    done = subprocess.run([*command, "--no-progress"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
     return out
 
 
 def test_a_quantized_hy_mt_folder_runs_on_vllm_or_is_refused_saying_why(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_hy_mt: Path
 ) -> None:
     """`batchmt quantize` folders on the vLLM backend (CPU): 4-bit layers run there (in
     bfloat16, the only kind vLLM's CPU kernel takes); a folder with int8 layers is refused
@@ -239,7 +255,7 @@ def test_a_quantized_hy_mt_folder_runs_on_vllm_or_is_refused_saying_why(
             workers={"num_workers": 1, "num_cpus": 1},
         )
 
-    four = _quantized(tmp_path, "hy-int4", ["int4"])
+    four = _quantized(tmp_path, tiny_hy_mt, "hy-int4", ["int4"])
     assert main(["run", str(job(four, "vllm", "out4")), "--no-progress"]) == 0
     done = json.loads((tmp_path / "out4" / "_SUCCESS").read_text())
     assert done["backend"] == "vllm"
@@ -249,7 +265,7 @@ def test_a_quantized_hy_mt_folder_runs_on_vllm_or_is_refused_saying_why(
     marker = json.loads((tmp_path / "out4" / "_completions" / "00000").read_text())
     assert marker["backend"] == "vllm"
 
-    eight = _quantized(tmp_path, "hy-int8", ["int8"])
+    eight = _quantized(tmp_path, tiny_hy_mt, "hy-int8", ["int8"])
     capsys.readouterr()
     assert main(["run", str(job(eight, "vllm", "out8")), "--no-progress"]) == 2
     err = capsys.readouterr().err
