@@ -204,31 +204,16 @@ def test_vllm_greedy_output_is_the_transformers_engines_token_for_token(tiny_hy_
 
 
 def _quantized(tmp_path: Path, model: Path, name: str, formats: list[str]) -> Path:
-    """The tiny HY-MT look-alike through `batchmt quantize` with these formats only."""
-    import yaml
+    """The tiny HY-MT look-alike through `batchmt quantize` with these formats only (the
+    config and calibration pairs of tests/jobs/test_quantize_cli.py)."""
+    from tests.jobs.test_quantize_cli import _calibration, _config
 
-    from tests.workers.tiny_causal import corpus
-
-    lines = corpus(40, seed=3)
-    pq.write_table(pa.table({"text": lines, "reference": lines[::-1]}), tmp_path / "calib.parquet")
+    _calibration(tmp_path / "calib.parquet")
     out = tmp_path / name
-    config = {
-        "source_lang": "zh",
-        "target_lang": "en",
-        "model": {"name_or_path": str(model)},
-        "decoding": {"num_beams": 1, "max_new_tokens": 12},
-        "quantize": {
-            "calibration": str(tmp_path / "calib.parquet"),
-            "calibration_rows": 32,
-            "out": str(out),
-            "max_size_ratio": 0.8,
-            "formats": formats,
-        },
-    }
-    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    config = _config(tmp_path, model, out, max_size_ratio=0.8, formats=formats)
     # A command of its own, as a user runs it: an in-process vLLM engine (the token-for-token
     # test) leaves transformers' HunYuan classes decorated for vLLM in this process.
-    command = [sys.executable, "-m", "batchmt.jobs.cli", "quantize", f"{tmp_path / name}.yaml"]
+    command = [sys.executable, "-m", "batchmt.jobs.cli", "quantize", str(config)]
     done = subprocess.run([*command, "--no-progress"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     return out
