@@ -93,6 +93,7 @@ class VllmEngine(TranslationEngine):
                 f"vLLM could not load {config.model_name!r} on {device.type}: {exc}"
             ) from exc
         self._sampling = vllm.SamplingParams
+        self._warm_up()
         # The constrained search's transformers engine: the declared collaborator the loader
         # builds at replica start when the job has terms (load_constrained); views share it.
         self.constrained: TranslationEngine | None = None
@@ -113,6 +114,24 @@ class VllmEngine(TranslationEngine):
             "decoding": "greedy" if mode == "beam1" else mode,
             "vllm": str(getattr(vllm, "__version__", "")),
         }
+
+    def _warm_up(self) -> None:
+        """One two-token request with a log-prob, at load. vLLM ranks each sampled token
+        with a torch.compile'd kernel (`batched_count_greater_than`) compiled on the first
+        request that asks for log-probs (QE always does): 2 s from the compile cache, 10-15 s
+        on a machine's first replica. Paid here, it counts in the replica's start, not in
+        the first shard's time (measured in the #21 race; raw `LLM.generate` asks for none)."""
+        ids = self.chat.ids([self.prompts.plain("Hello.")])
+        params = self._sampling(max_tokens=2, temperature=0.0, logprobs=0, detokenize=False)
+        try:
+            self._run(
+                lambda: self.llm.generate([{"prompt_token_ids": ids[0]}], params, use_tqdm=False)
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise EngineLoadError(
+                f"vLLM loaded {self.config.model_name!r} but could not decode with it on "
+                f"{self.device.type}: {exc}"
+            ) from exc
 
     # -- capabilities ------------------------------------------------------------------------
 
