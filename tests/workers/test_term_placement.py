@@ -239,6 +239,53 @@ def test_a_term_written_as_a_fragment_is_flagged_not_hidden() -> None:
     assert counts.flag_counts == {TERM_PLACEMENT: 1}
 
 
+class Deferring(Appending):
+    """Defers every row with terms; places them itself, except a row that says "fails"
+    (placement raises) or "search" (left for the constrained search)."""
+
+    def __init__(self) -> None:
+        self.placed: list[int] = []  # rows per place_deferred call
+
+    def translate_or_defer(
+        self, segments: list[Segment], *, marked: bool = False
+    ) -> list[Translation]:
+        return [Translation(s.text, deferred=bool(s.terms)) for s in segments]
+
+    def place_deferred(
+        self, segments: list[Segment], drafts: list[Translation]
+    ) -> list[Translation]:
+        self.placed.append(len(segments))
+        if any("fails" in s.text for s in segments):
+            raise RuntimeError("placement broke")
+        return [
+            d if "search" in s.text else Translation(f"{s.text} (placed)")
+            for s, d in zip(segments, drafts, strict=True)
+        ]
+
+    def constrain(self, segments: list[Segment]) -> list[Translation]:
+        return [Translation(f"{s.text} (searched)") for s in segments]
+
+
+def test_the_shard_loop_places_the_deferred_rows_of_all_batches_at_once() -> None:
+    """One place_deferred call for the deferred rows of every batch (a call costs more
+    than its rows); the rows it leaves go to the constrained search, so does a row whose
+    placement raises (halved down to it), and the rows without terms are not touched."""
+    glossary = Glossary([Term("car", "Wagen")])
+    texts = ["A car.", "A red car.", "A car to search.", "No terms here.", "A car that fails."]
+    rows = [RowInput(t, glossary=glossary) for t in texts]
+    engine = Deferring()
+    results, stats = translate_rows(
+        engine, rows, target_lang="de", max_batch_tokens=64, max_batch_size=1
+    )
+    assert engine.placed[0] == 4  # then halved down to the failing row
+    assert [r.translation for r in results] == [
+        "A car. (placed)", "A red car. (placed)", "A car to search. (searched)", "No terms here.",
+        "A car that fails. (searched)",
+    ]  # fmt: skip
+    # Five free batches of one row, two constrained ones; a placement call is no batch.
+    assert stats.batches == 7
+
+
 # -- the bundled demo model on CTranslate2 -----------------------------------------------
 
 
