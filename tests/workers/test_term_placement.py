@@ -452,3 +452,21 @@ def test_an_ending_the_whole_row_scores_lower_is_not_glued() -> None:
         {"man": ("Ein Mann.",)},
     )
     assert placed[0].text == "Ein Herr mit Schildern."
+
+
+def test_demo_continuations_are_ctranslate2s_alternatives(demo: CTranslate2Engine) -> None:
+    """The placer's alternatives for a phrase start (the likeliest next pieces, each run on
+    greedily) read off the scores of one greedy step: the same texts, in the same order,
+    as CTranslate2's own (slower) `return_alternatives`, also where the likeliest next
+    piece would end the sentence (not an alternative there)."""
+    sources = ["A dog lies on the beach.", "A man and his dog.", "A dog.", "Two men talk."]
+    prefixes = ["Ein Hund liegt", "Ein Mann und", "Ein Hund.", ""]
+    found = demo._continuations(sources, prefixes, 4)
+    heads = [t if p else [] for p, t in zip(prefixes, demo._target_tokens(prefixes), strict=True)]
+    for source, head, options in zip(sources, heads, found, strict=True):
+        result = demo.translator.translate_batch(
+            demo._source_tokens([Segment(source)]), target_prefix=[head], beam_size=1,
+            num_hypotheses=4, return_alternatives=True, max_decoding_length=len(head) + 3,
+        )[0]  # fmt: skip
+        tails = [list(h)[len(head) : len(head) + 3] for h in result.hypotheses]
+        assert options == [t.strip() for t in demo._detokenize(tails)], (head, options)
