@@ -108,6 +108,22 @@ def test_the_model_chooses_the_article_where_the_term_agrees_otherwise() -> None
     assert any(t.endswith("an einem Küste") for t in model.scored)
 
 
+def test_each_phrase_is_scored_once_across_the_search_rounds() -> None:
+    """The phrase search's rounds (shape, then each word's ending) each start with the
+    phrase the last round chose: it is scored once, and the choice is the same."""
+    model = Scripted({**BEACH, "an einer Küste": 3.0})
+    placed = model.placer().place(
+        ["A dog lies on a beach."],
+        ["Ein Hund liegt an einem Strand und ruht."],
+        [(("beach", "Küste"),)],
+        {"beach": ("Strand",)},
+        {"beach": ("Ein Strand.",)},
+    )
+    assert placed[0].text == "Ein Hund liegt an einer Küste und ruht."
+    rows = [t for t in model.scored if t.startswith("Ein Hund")]
+    assert len(rows) > 2 and len(rows) == len(set(rows)), rows
+
+
 def test_a_term_that_agrees_keeps_the_phrase_and_nothing_is_searched() -> None:
     """Hund -> Vierbeiner: the scripted model takes the same article before both, so the
     row's phrase is not re-chosen (no row text is scored, nothing finished)."""
