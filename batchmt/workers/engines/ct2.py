@@ -389,10 +389,17 @@ class CTranslate2Engine(TranslationEngine):
         return found
 
     def _greedy(
-        self, tokens: list[list[str]], heads: list[list[str]], steps: int, *, logits: bool = False
+        self,
+        tokens: list[list[str]],
+        heads: list[list[str]],
+        steps: int,
+        *,
+        logits: bool = False,
+        attention: bool = False,
     ) -> list[Any]:
         """CTranslate2's greedy result for each source and target prefix, at most `steps`
-        pieces past the prefix (`logits`: with each step's scores over the vocabulary)."""
+        pieces past the prefix (with each step's scores over the vocabulary, `logits`, or
+        its cross-attention, `attention`)."""
         found: list[Any] = [None] * len(heads)
         for rows in _similar_lengths([len(h) for h in heads], self._chunk):
             results = self.translator.translate_batch(
@@ -402,6 +409,7 @@ class CTranslate2Engine(TranslationEngine):
                 max_decoding_length=max(len(heads[i]) for i in rows) + steps,
                 max_input_length=0,
                 return_logits_vocab=logits,
+                return_attention=attention,
             )
             for i, result in zip(rows, results, strict=True):
                 found[i] = result
@@ -611,20 +619,10 @@ class CTranslate2Engine(TranslationEngine):
             # attention row of each prefix token is the one that produced it.
             body = ids[:-1] if ids and ids[-1] == tok.eos_token_id else ids
             prefixes.append(tok.convert_ids_to_tokens(body))
-        results: list[Any] = [None] * len(prefixes)
-        # Rows of similar length together: few decode on past their own translation (the
-        # attention of the forced steps does not depend on the steps after them).
-        for group in _similar_lengths([len(p) for p in prefixes], self._chunk):
-            decoded = self.translator.translate_batch(
-                [tok.convert_ids_to_tokens(src_ids[i]) for i in group],
-                target_prefix=[prefixes[i] for i in group],
-                beam_size=1,
-                max_decoding_length=max(len(prefixes[i]) for i in group) + 1,
-                max_input_length=0,
-                return_attention=True,
-            )
-            for i, result in zip(group, decoded, strict=True):
-                results[i] = result
+        # Greedy calls group rows of similar length: few decode on past their own
+        # translation (the attention of the forced steps does not depend on the steps after).
+        sources_tokens = [tok.convert_ids_to_tokens(ids) for ids in src_ids]
+        results = self._greedy(sources_tokens, prefixes, 1, attention=True)
         found = []
         for k, result in enumerate(results):
             attention = torch.tensor(result.attention[0], dtype=torch.float32)
