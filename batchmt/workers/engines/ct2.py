@@ -417,7 +417,10 @@ class CTranslate2Engine(TranslationEngine):
 
     @functools.cached_property
     def _eos_id(self) -> int:
-        return self._target_vocabulary.index(self.tokenizer.eos_token)
+        """The end of sentence in CTranslate2's target ids (-1: none, nothing to skip)."""
+        vocabulary = self._target_vocabulary
+        eos = self.tokenizer.eos_token
+        return vocabulary.index(eos) if eos in vocabulary else -1
 
     @functools.cached_property
     def _target_vocabulary(self) -> list[str]:
