@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import structlog
 
@@ -36,7 +36,7 @@ from batchmt.pipeline.status import (
 from batchmt.pipeline.text.glossary import Glossary, Term, check_terms
 from batchmt.pipeline.text.term_checks import term_fragments
 from batchmt.workers.batching import plan_batches
-from batchmt.workers.engines.base import Aligner, Segment, TranslationEngine
+from batchmt.workers.engines.base import Aligner, Segment, Translation, TranslationEngine
 from batchmt.workers.formats.plan import FormatOptions, FormatPlan, FormatResult, prepare_formats
 from batchmt.workers.formats.restore import restore_many
 from batchmt.workers.formats.sn_tags import restore_from_sn, sn_sources
@@ -60,6 +60,9 @@ _LINE_BREAKS = re.compile(r"([^\S\r\n]*(?:\r\n|\r|\n)\s*)")
 _UNSPACED_TARGETS = ("zh", "ja", "th", "yue", "bo", "my", "km", "lo")
 _MAX_ERROR_CHARS = 500
 _T = TypeVar("_T")
+# The shard loop's calls to the engine: free decoding (which may defer rows), then for the
+# deferred rows the engine's placement step and the constrained search.
+_Stage = Literal["free", "place", "constrain"]
 
 
 @dataclass
@@ -254,11 +257,15 @@ def translate_rows(
         group = [j for j, u in enumerate(units) if u.formatted == formatted]
         for batch in _batches(engine, [costs[j] for j in group], max_batch_tokens, max_batch_size):
             _run_batch(engine, [units[group[j]] for j in batch], stats)
-    # Rows whose glossary terms the engine's fast path missed, all at once: the constrained
-    # search costs per step, not per row, so few full batches beat many small ones.
+    # Rows whose glossary terms the engine's fast path missed, all at once: first the
+    # engine's cheaper step (term placement) in one call, then the constrained search, which
+    # costs per step, not per row, so few full batches beat many small ones.
+    deferred = [j for j, u in enumerate(units) if u.deferred]
+    if deferred:
+        _run_batch(engine, [units[j] for j in deferred], stats, "place")
     deferred = [j for j, u in enumerate(units) if u.deferred]
     for batch in plan_batches([costs[j] for j in deferred], max_batch_tokens, max_batch_size):
-        _run_batch(engine, [units[deferred[j]] for j in batch], stats, constrain=True)
+        _run_batch(engine, [units[deferred[j]] for j in batch], stats, "constrain")
 
     glue = "" if target_lang.split("-")[0] in _UNSPACED_TARGETS else " "
     aligner = engine.aligner() if any(r.plan is not None for r in prepared.values()) else None
@@ -330,15 +337,19 @@ def _early_result(row: RowInput, cleaned: str | None) -> RowResult | None:
 
 
 def _run_batch(
-    engine: TranslationEngine, batch: list[_Unit], stats: TranslateStats, constrain: bool = False
+    engine: TranslationEngine, batch: list[_Unit], stats: TranslateStats, stage: _Stage = "free"
 ) -> None:
-    """Translate the batch (`constrain`: the deferred rows' constrained search); a failure
-    is halved down to the row that causes it, which alone fails."""
-    stats.batches += 1
+    """Translate the batch (`place`: the deferred rows' cheaper step, `place_deferred`;
+    `constrain`: their constrained search); a failure is halved down to the row that causes
+    it, which alone fails (in `place`, it stays deferred instead)."""
+    stats.batches += stage != "place"  # a placement call is no decoding batch of its own
     try:
         segments = [u.segment for u in batch]
-        if constrain:
+        if stage == "constrain":
             translations = engine.constrain(segments)
+        elif stage == "place":
+            drafts = [Translation(u.output or "", logprob=u.logprob, deferred=True) for u in batch]
+            translations = engine.place_deferred(segments, drafts)
         else:
             translations = engine.translate_or_defer(segments, marked=batch[0].formatted)
         outputs = [t.text for t in translations]
@@ -348,16 +359,18 @@ def _run_batch(
         stats.batch_failures += 1
         if len(batch) == 1:
             message = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
-            batch[0].error = f"model failed on this row: {message}"
-            log.warning("row_failed", row=batch[0].row, error=message)
+            log.warning("row_failed", row=batch[0].row, stage=stage, error=message)
+            # A row the placement step fails on is still deferred: the search decodes it.
+            if stage != "place":
+                batch[0].error = f"model failed on this row: {message}"
             return
         half = len(batch) // 2
-        _run_batch(engine, batch[:half], stats, constrain)
-        _run_batch(engine, batch[half:], stats, constrain)
+        _run_batch(engine, batch[:half], stats, stage)
+        _run_batch(engine, batch[half:], stats, stage)
         return
     for unit, translation in zip(batch, translations, strict=True):
         unit.output, unit.logprob = translation.text, translation.logprob
-        unit.deferred = translation.deferred and not constrain
+        unit.deferred = translation.deferred and stage != "constrain"
         unit.term_placement = translation.term_placement
 
 

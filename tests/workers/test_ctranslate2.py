@@ -5,9 +5,11 @@ guarantee through our constrained search, and places markup by its own attention
 from __future__ import annotations
 
 import dataclasses
+import gc
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -196,6 +198,25 @@ def test_auto_picks_ctranslate2_for_seq2seq_and_transformers_for_causal(
     assert isinstance(load_engine(config(tiny_hy_mt, "auto"), str(tiny_hy_mt), CPU), CausalEngine)
     with pytest.raises(EngineLoadError, match="decoder-only"):
         load_engine(config(tiny_hy_mt, "ctranslate2"), str(tiny_hy_mt), CPU)
+
+
+def test_a_loaded_replica_is_kept_out_of_the_collectors_full_passes(tiny_marian: Path) -> None:
+    """The replica's objects live as long as it does: frozen at load, a full collection in
+    its first shard no longer walks them. What an earlier load froze is unfrozen first: a
+    replaced engine's cycles can still be collected."""
+
+    class Replaced:
+        def __init__(self) -> None:
+            self.cycle = self
+
+    old = Replaced()
+    gone = weakref.ref(old)
+    gc.freeze()  # as a load before this one left it
+    del old
+    gc.collect()
+    assert gone() is not None  # frozen: out of the collector's reach
+    load_engine(config(tiny_marian, "ctranslate2"), str(tiny_marian), CPU)
+    assert gone() is None and gc.get_freeze_count() > 0
 
 
 def test_missing_ctranslate2_is_a_clear_error(

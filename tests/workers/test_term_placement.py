@@ -108,6 +108,22 @@ def test_the_model_chooses_the_article_where_the_term_agrees_otherwise() -> None
     assert any(t.endswith("an einem Küste") for t in model.scored)
 
 
+def test_each_phrase_is_scored_once_across_the_search_rounds() -> None:
+    """The phrase search's rounds (shape, then each word's ending) each start with the
+    phrase the last round chose: it is scored once, and the choice is the same."""
+    model = Scripted({**BEACH, "an einer Küste": 3.0})
+    placed = model.placer().place(
+        ["A dog lies on a beach."],
+        ["Ein Hund liegt an einem Strand und ruht."],
+        [(("beach", "Küste"),)],
+        {"beach": ("Strand",)},
+        {"beach": ("Ein Strand.",)},
+    )
+    assert placed[0].text == "Ein Hund liegt an einer Küste und ruht."
+    rows = [t for t in model.scored if t.startswith("Ein Hund")]
+    assert len(rows) > 2 and len(rows) == len(set(rows)), rows
+
+
 def test_a_term_that_agrees_keeps_the_phrase_and_nothing_is_searched() -> None:
     """Hund -> Vierbeiner: the scripted model takes the same article before both, so the
     row's phrase is not re-chosen (no row text is scored, nothing finished)."""
@@ -237,6 +253,53 @@ def test_a_term_written_as_a_fragment_is_flagged_not_hidden() -> None:
         qes, counts = stage.run(rows, ["A car in a city."], results)
     assert qes[0] is not None and qes[0].flags == [TERM_PLACEMENT]
     assert counts.flag_counts == {TERM_PLACEMENT: 1}
+
+
+class Deferring(Appending):
+    """Defers every row with terms; places them itself, except a row that says "fails"
+    (placement raises) or "search" (left for the constrained search)."""
+
+    def __init__(self) -> None:
+        self.placed: list[int] = []  # rows per place_deferred call
+
+    def translate_or_defer(
+        self, segments: list[Segment], *, marked: bool = False
+    ) -> list[Translation]:
+        return [Translation(s.text, deferred=bool(s.terms)) for s in segments]
+
+    def place_deferred(
+        self, segments: list[Segment], drafts: list[Translation]
+    ) -> list[Translation]:
+        self.placed.append(len(segments))
+        if any("fails" in s.text for s in segments):
+            raise RuntimeError("placement broke")
+        return [
+            d if "search" in s.text else Translation(f"{s.text} (placed)")
+            for s, d in zip(segments, drafts, strict=True)
+        ]
+
+    def constrain(self, segments: list[Segment]) -> list[Translation]:
+        return [Translation(f"{s.text} (searched)") for s in segments]
+
+
+def test_the_shard_loop_places_the_deferred_rows_of_all_batches_at_once() -> None:
+    """One place_deferred call for the deferred rows of every batch (a call costs more
+    than its rows); the rows it leaves go to the constrained search, so does a row whose
+    placement raises (halved down to it), and the rows without terms are not touched."""
+    glossary = Glossary([Term("car", "Wagen")])
+    texts = ["A car.", "A red car.", "A car to search.", "No terms here.", "A car that fails."]
+    rows = [RowInput(t, glossary=glossary) for t in texts]
+    engine = Deferring()
+    results, stats = translate_rows(
+        engine, rows, target_lang="de", max_batch_tokens=64, max_batch_size=1
+    )
+    assert engine.placed[0] == 4  # then halved down to the failing row
+    assert [r.translation for r in results] == [
+        "A car. (placed)", "A red car. (placed)", "A car to search. (searched)", "No terms here.",
+        "A car that fails. (searched)",
+    ]  # fmt: skip
+    # Five free batches of one row, two constrained ones; a placement call is no batch.
+    assert stats.batches == 7
 
 
 # -- the bundled demo model on CTranslate2 -----------------------------------------------
@@ -405,3 +468,21 @@ def test_an_ending_the_whole_row_scores_lower_is_not_glued() -> None:
         {"man": ("Ein Mann.",)},
     )
     assert placed[0].text == "Ein Herr mit Schildern."
+
+
+def test_demo_continuations_are_ctranslate2s_alternatives(demo: CTranslate2Engine) -> None:
+    """The placer's alternatives for a phrase start (the likeliest next pieces, each run on
+    greedily) read off the scores of one greedy step: the same texts, in the same order,
+    as CTranslate2's own (slower) `return_alternatives`, also where the likeliest next
+    piece would end the sentence (not an alternative there)."""
+    sources = ["A dog lies on the beach.", "A man and his dog.", "A dog.", "Two men talk."]
+    prefixes = ["Ein Hund liegt", "Ein Mann und", "Ein Hund.", ""]
+    found = demo._continuations(sources, prefixes, 4)
+    heads = [t if p else [] for p, t in zip(prefixes, demo._target_tokens(prefixes), strict=True)]
+    for source, head, options in zip(sources, heads, found, strict=True):
+        result = demo.translator.translate_batch(
+            demo._source_tokens([Segment(source)]), target_prefix=[head], beam_size=1,
+            num_hypotheses=4, return_alternatives=True, max_decoding_length=len(head) + 3,
+        )[0]  # fmt: skip
+        tails = [list(h)[len(head) : len(head) + 3] for h in result.hypotheses]
+        assert options == [t.strip() for t in demo._detokenize(tails)], (head, options)

@@ -239,8 +239,10 @@ class TermPlacer:
             for noun in (default, term):
                 sources += [source] * len(forms)
                 texts += [f"{form} {noun}." for form in forms]
-            glue_sources += [source] * len(forms)
-            glue_texts += [f"{form} {term}" for form in forms]
+            # A term in several pieces takes no ending (`_end_terms`): nothing to ask.
+            if self._count(term) == 1:
+                glue_sources += [source] * len(forms)
+                glue_texts += [f"{form} {term}" for form in forms]
         scores = [sum(lps) for lps in self._score(sources, texts)] if texts else []
         glued = self._next_glued(glue_sources, glue_texts) if glue_texts else []
         at = glue_at = 0
@@ -253,8 +255,11 @@ class TermPlacer:
             at += 2 * width
             default_best = max(range(width), key=default_scores.__getitem__)
             gain = max(target_scores) - target_scores[default_best]
-            inflects = any(map(_is_ending, glued[glue_at : glue_at + width]))
-            glue_at += width
+            if self._count(term_variants(key[2])[0]) == 1:
+                inflects = any(map(_is_ending, glued[glue_at : glue_at + width]))
+                glue_at += width
+            else:  # not asked: a row that writes the term in one piece asks for itself
+                inflects = True
             self._pairs[key] = _Pair(gain < CHANGE_MARGIN, inflects)
 
     def _article_forms(self, answers: Sequence[str]) -> list[str]:
@@ -420,6 +425,8 @@ class TermPlacer:
             words,
             [s for s in changing if len(self._forms(words[s.row][s.head - 1])) < 2],
         )
+        # Each round starts with the phrase the last one chose, scored there already.
+        scored: dict[tuple[str, str], list[float]] = {}
         for depth in range(-1, MAX_PHRASE_WORDS):
             options = []
             for slot in changing:
@@ -446,7 +453,11 @@ class TermPlacer:
                     owners.append((n, choice, self._count(text[-1])))
                 slot.choice = kept
             best: dict[int, tuple[float, list[str]]] = {}
-            scores = self._score(rows, targets)
+            new = list(dict.fromkeys(k for k in zip(rows, targets, strict=True) if k not in scored))
+            if new:
+                found_scores = self._score([r for r, _ in new], [t for _, t in new])
+                scored.update(zip(new, found_scores, strict=True))
+            scores = [scored[k] for k in zip(rows, targets, strict=True)]
             for (n, choice, term_pieces), lps in zip(owners, scores, strict=True):
                 # The phrase alone is the text without the term's pieces (see PHRASE_WEIGHT).
                 total = sum(lps) - PHRASE_WEIGHT * sum(lps[: len(lps) - term_pieces])
