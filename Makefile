@@ -31,6 +31,7 @@ demo: install
 
 lint: install-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 # Headless Chromium for the report test (Debian's package, installed only when missing and

@@ -247,9 +247,7 @@ def main() -> None:
         # should come out the same (a near-tie in float rounding may flip one).
         mine = _translations(work / "round0" / "out-vllm")
         theirs = _translations(work / "out-transformers")
-        report["rows_identical_vllm_vs_transformers"] = sum(
-            mine[k] == theirs.get(k) for k in mine
-        )
+        report["rows_identical_vllm_vs_transformers"] = sum(mine[k] == theirs.get(k) for k in mine)
     print(json.dumps(report, indent=2))
 
 

@@ -31,8 +31,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     # --no-build-isolation: CI has the build backend in the venv and no index but the registry.
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(out), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
         check=True,
         cwd=out,
         capture_output=True,
@@ -120,9 +130,19 @@ def test_submit_from_the_repository_to_a_real_head_with_the_wheel_installed(
     }
     env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
-         f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--num-cpus=2",
-         "--num-gpus=0", f"--temp-dir={temp_dir}", "--include-dashboard=true"],
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            f"--dashboard-port={dash}",
+            "--dashboard-host=127.0.0.1",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            f"--temp-dir={temp_dir}",
+            "--include-dashboard=true",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -274,7 +274,6 @@ def _ignored(path: str, ignores: list[tuple[str, Any]]) -> bool:
     return verdict
 
 
-
 def stage(selection: Selection, target: Path) -> None:
     """Copy the selected files under `target` (hard links when on the same disk)."""
     for name in selection.files:

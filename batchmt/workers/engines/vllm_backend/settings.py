@@ -91,9 +91,7 @@ def packed_weight_bits(hf_config: Any) -> set[int]:
     }
 
 
-def packed_folder_problem(
-    config: EngineConfig, hf_config: Any, device: torch.device
-) -> str | None:
+def packed_folder_problem(config: EngineConfig, hf_config: Any, device: torch.device) -> str | None:
     """Why vLLM cannot compute this `batchmt quantize` folder here, or None when it can
     (or the checkpoint is not such a folder)."""
     bits = packed_weight_bits(hf_config)
