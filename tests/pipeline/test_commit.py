@@ -125,6 +125,38 @@ def test_completed_shards_tolerates_missing_folder_and_reads_bodies(storage_root
     assert layout.fs.ls(layout.data_dir, detail=False) == [layout.data("00001")]
 
 
+def test_a_late_marker_of_a_lost_lease_never_replaces_the_new_holders(
+    storage_root: StorageRoot,
+) -> None:
+    """A driver paused between its lease check and its marker write (the fault suite's
+    SIGSTOP hit this window in CI) must not overwrite the marker the new holder wrote for
+    the same shard: its own would not count, and the shard would read as not done."""
+    from batchmt.pipeline.outputs.lease import LeaseLostError
+    from batchmt.pipeline.outputs.records.markers import (
+        CompletionMarker,
+        read_many,
+        write_marker,
+    )
+
+    layout, _plan, _input = setup_job(storage_root)
+    result = ShardResult("00004", 4, {"ok": 4})
+
+    def generation() -> tuple[str, int | None]:
+        body = read_many(layout, {"m": layout.completion("00004")})["m"]
+        marker = CompletionMarker.from_dict(body, "00004")
+        return (marker.run_id, marker.lease_generation)
+
+    write_marker(layout, CompletionMarker(result, "old", 1))  # created
+    write_marker(layout, CompletionMarker(result, "old", 1))  # its own: replaced
+    write_marker(layout, CompletionMarker(result, "new", 2))  # an older one: replaced
+    assert generation() == ("new", 2)
+    with pytest.raises(LeaseLostError, match="run new of generation 2"):
+        write_marker(layout, CompletionMarker(result, "old", 1))
+    assert generation() == ("new", 2)
+    write_marker(layout, CompletionMarker(result))  # no lease (bare API): plain publish
+    assert generation() == ("legacy", None)
+
+
 def test_job_status_and_success(storage_root: StorageRoot):
     layout, plan, input_spec = setup_job(storage_root, n=10, rows_per_shard=4)
     prepare_output(layout, plan, "s")

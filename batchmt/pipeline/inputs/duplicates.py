@@ -67,7 +67,11 @@ def duplicate_ids(plan: Plan, input_spec: InputSpec, sample: int = 5) -> Duplica
     ids = pa.chunked_array(parts)
     try:
         keyed = _groupable(ids)
-        counts = pa.table({"id": keyed}).group_by("id").aggregate([("id", "count")])
+        # One thread: Acero's threaded hash aggregate numbers the threads that run it
+        # against a fixed capacity and failed once in CI with "thread index 11 is out of
+        # range [0, 11)" (a job beside moto's S3 server); counting ids needs no pool.
+        table = pa.table({"id": keyed})
+        counts = table.group_by("id", use_threads=False).aggregate([("id", "count")])
     except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return _counted_in_python(ids, sample)  # an id type Arrow cannot group by
     repeated = counts.filter(pc.greater(counts.column("id_count"), 1))

@@ -30,16 +30,14 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 
 from batchmt.pipeline.errors import BatchmtError, UserError
+from batchmt.pipeline.storage.fs import create_exclusive as _create_exclusive
 from batchmt.pipeline.storage.fs import (
     join,
     list_names,
-    local_temp,
     read_json,
     remove,
-    with_retries,
     write_json,
 )
 
@@ -145,25 +143,6 @@ def _pid_gone_here(record: LeaseRecord) -> bool:
     except PermissionError:
         return False  # someone else's live process
     return False
-
-
-def _create_exclusive(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    """Create `path` with `data` whole, or raise FileExistsError if it exists."""
-    if isinstance(fs, LocalFileSystem):
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = local_temp(folder, ".lease.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.link(tmp, path)  # atomic, and fails with EEXIST: POSIX's compare-and-set
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        return
-    with_retries(f"create {path}", lambda: fs.pipe_file(path, data, mode="create"))
 
 
 def acquire(

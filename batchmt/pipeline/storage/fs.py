@@ -249,9 +249,38 @@ def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
         f.write(data)
 
 
+def json_bytes(obj: Any) -> bytes:
+    """`obj` as stable JSON (sorted keys) so reruns produce identical bytes."""
+    return json.dumps(obj, sort_keys=True, indent=1).encode("utf-8")
+
+
 def write_json(fs: fsspec.AbstractFileSystem, path: str, obj: Any) -> None:
-    """Publish `obj` as stable JSON (sorted keys) so reruns produce identical bytes."""
-    write_bytes(fs, path, json.dumps(obj, sort_keys=True, indent=1).encode("utf-8"))
+    """Publish `obj` as stable JSON."""
+    write_bytes(fs, path, json_bytes(obj))
+
+
+def create_exclusive(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Create `path` with `data` whole, or raise FileExistsError if it exists: storage's
+    compare-and-set, what fences a writer that may have lost its claim (leases, markers).
+
+    Locally a hard link of a finished temp file (atomic, fails with EEXIST); on S3 a PUT
+    with `If-None-Match: *` (s3fs `mode="create"`; AWS S3, moto and MinIO honour it).
+    """
+    if isinstance(fs, LocalFileSystem):
+        folder = os.path.dirname(path) or "."
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = local_temp(folder, f".{os.path.basename(path)}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return
+    with_retries(f"create {path}", lambda: fs.pipe_file(path, data, mode="create"))
 
 
 def read_bytes(fs: fsspec.AbstractFileSystem, path: str) -> bytes | None:

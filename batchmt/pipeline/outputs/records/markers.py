@@ -18,9 +18,16 @@ from typing import Any
 
 from batchmt.pipeline.inputs.shards import SHARD_ID_PATTERN
 from batchmt.pipeline.outputs.layout import OutputLayout, load_manifest
+from batchmt.pipeline.outputs.lease import LeaseLostError
 from batchmt.pipeline.outputs.records.version import VERSION_KEY, format_version
 from batchmt.pipeline.results import ShardResult
-from batchmt.pipeline.storage.fs import list_names, read_json, write_json
+from batchmt.pipeline.storage.fs import (
+    create_exclusive,
+    json_bytes,
+    list_names,
+    read_json,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +82,35 @@ def read_many(layout: OutputLayout, paths: dict[str, str]) -> dict[str, Any]:
 
 
 def write_marker(layout: OutputLayout, marker: CompletionMarker) -> None:
-    write_json(layout.fs, layout.completion(marker.result.shard_id), marker.to_dict())
+    """Publish the marker; one with a lease generation never replaces a newer one.
+
+    A driver checks its lease just before this write, but a driver paused between the
+    check and the write (a GC pause, a stopped process) would otherwise overwrite the
+    marker the new holder wrote for the same shard with its own, which does not count:
+    the shard would read as not done after the job succeeded. So the marker is created
+    only where none exists (storage's compare-and-set); an existing one is replaced only
+    when it is of this generation or an older one, and a newer one stops this driver.
+    """
+    path = layout.completion(marker.result.shard_id)
+    ours = marker.lease_generation
+    if ours is None:  # bare API callers and tests: no lease to fence
+        write_json(layout.fs, path, marker.to_dict())
+        return
+    try:
+        create_exclusive(layout.fs, path, json_bytes(marker.to_dict()))
+        return
+    except FileExistsError:
+        pass
+    existing = read_json(layout.fs, path)
+    theirs = existing.get("lease_generation") if isinstance(existing, dict) else None
+    if isinstance(theirs, int) and theirs > ours:
+        run = existing.get("run_id") if isinstance(existing, dict) else None
+        raise LeaseLostError(
+            f"lost the lease on {layout.root} (generation {ours}, run {marker.run_id}): run "
+            f"{run} of generation {theirs} has completed shard {marker.result.shard_id}; "
+            "this driver stops, its marker is not written"
+        )
+    write_json(layout.fs, path, marker.to_dict())
 
 
 def completed_shard_ids(layout: OutputLayout) -> set[str]:
