@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass
 
 import torch
@@ -20,6 +21,14 @@ class Placement:
         return asdict(self)
 
 
+# Python's GIL switch interval in a replica. Its one busy thread is the decode loop; the
+# others (Ray's GC thread, tqdm's monitors) only wait. Eager decoding gives the GIL up around
+# each of hundreds of small ops per step, and at the default 5 ms a waiting thread that
+# wakes takes it over; at 100 ms the loop keeps it. Measured in the vLLM race's replica
+# (256 rows, idle): `generate` 4.85 s mean of 5 runs against 5.20 s, 4 of 5 pairs faster.
+_SWITCH_INTERVAL_S = 0.1
+
+
 def assigned_gpu_ids() -> list[str]:
     """GPU ids Ray reserved for this actor (empty outside Ray or without num_gpus)."""
     try:
@@ -33,7 +42,8 @@ def assigned_gpu_ids() -> list[str]:
 
 
 def place(num_cpus: int) -> Placement:
-    """Pin this process to its assigned GPU, or size torch's thread pool to its CPU slots.
+    """Pin this process to its assigned GPU, or size torch's thread pool to its CPU slots;
+    either way give the decode loop the GIL for longer (`_SWITCH_INTERVAL_S`).
 
     Ray sets CUDA_VISIBLE_DEVICES to the assigned GPU, so inside the actor that GPU is
     always `cuda:0`; two replicas never share a GPU. Without CUDA (a CPU-only build or
@@ -48,6 +58,7 @@ def place(num_cpus: int) -> Placement:
     # Oversubscribed threads (torch defaults to every core on the node) make N actors
     # on one machine slower than one.
     torch.set_num_threads(max(1, num_cpus))
+    sys.setswitchinterval(_SWITCH_INTERVAL_S)
     return Placement(
         device=device,
         ray_gpu_ids=gpu_ids,
