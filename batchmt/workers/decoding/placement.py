@@ -223,30 +223,31 @@ class TermPlacer:
         article to try does neither test: its rows let the model choose the phrase and
         are asked for the ending. The answers depend on the pair and the model only, so
         they are kept."""
-        plans: list[tuple[tuple[str, str, str], list[str]]] = []
+        # (pair, its article forms, its term, whether to ask for a glued ending: a term in
+        # several pieces takes no ending (`_end_terms`), so nothing to ask)
+        plans: list[tuple[tuple[str, str, str], list[str], str, bool]] = []
         for key in sorted(p for p in pairs if p not in self._pairs):
             forms = self._article_forms(answers.get(key[0], ()))
             if len(forms) < 2:
                 self._pairs[key] = _Pair(agrees=False, inflects=True)
             else:
-                plans.append((key, forms))
+                term = term_variants(key[2])[0]
+                plans.append((key, forms, term, self._count(term) == 1))
         sources: list[str] = []
         texts: list[str] = []
         glue_sources: list[str] = []
         glue_texts: list[str] = []
-        for (source, default, target), forms in plans:
-            term = term_variants(target)[0]
+        for (source, default, _), forms, term, asks_glue in plans:
             for noun in (default, term):
                 sources += [source] * len(forms)
                 texts += [f"{form} {noun}." for form in forms]
-            # A term in several pieces takes no ending (`_end_terms`): nothing to ask.
-            if self._count(term) == 1:
+            if asks_glue:
                 glue_sources += [source] * len(forms)
                 glue_texts += [f"{form} {term}" for form in forms]
         scores = [sum(lps) for lps in self._score(sources, texts)] if texts else []
         glued = self._next_glued(glue_sources, glue_texts) if glue_texts else []
         at = glue_at = 0
-        for key, forms in plans:
+        for key, forms, _, asks_glue in plans:
             width = len(forms)
             default_scores, target_scores = (
                 scores[at : at + width],
@@ -255,7 +256,7 @@ class TermPlacer:
             at += 2 * width
             default_best = max(range(width), key=default_scores.__getitem__)
             gain = max(target_scores) - target_scores[default_best]
-            if self._count(term_variants(key[2])[0]) == 1:
+            if asks_glue:
                 inflects = any(map(_is_ending, glued[glue_at : glue_at + width]))
                 glue_at += width
             else:  # not asked: a row that writes the term in one piece asks for itself

@@ -102,12 +102,13 @@ def write_marker(layout: OutputLayout, marker: CompletionMarker) -> None:
     except FileExistsError:
         pass
     existing = read_json(layout.fs, path)
-    theirs = existing.get("lease_generation") if isinstance(existing, dict) else None
+    existing = existing if isinstance(existing, dict) else {}
+    theirs = existing.get("lease_generation")
     if isinstance(theirs, int) and theirs > ours:
-        run = existing.get("run_id") if isinstance(existing, dict) else None
         raise LeaseLostError(
             f"lost the lease on {layout.root} (generation {ours}, run {marker.run_id}): run "
-            f"{run} of generation {theirs} has completed shard {marker.result.shard_id}; "
+            f"{existing.get('run_id')} of generation {theirs} has completed shard "
+            f"{marker.result.shard_id}; "
             "this driver stops, its marker is not written"
         )
     write_json(layout.fs, path, marker.to_dict())
