@@ -10,6 +10,10 @@ German, HY-MT's plain prompt in the tokenizer's chat template; greedy; each row'
 bound `source tokens + 32` (max_length_a 1, max_length_b 32), the same `max_tokens` per row
 in the raw run. The jobs: one replica, QE fallback off (raw generate has none), no glossary.
 
+Raw `LLM.generate` runs in a fresh process of its own per round, as a user's script does,
+twice: with glibc malloc as it starts, and with the replica's malloc settings
+(workers/allocator.py), so the job is also compared like for like.
+
 Printed: wall seconds per run (the jobs' translate phase: replicas loaded, until the last
 shard is back), output tokens/s of the raw run, and the ratios the issue asks for:
 vllm job / raw generate (target >= 0.9) and vllm job / transformers job (target >= 2.5).
@@ -22,9 +26,10 @@ vllm job / raw generate (target >= 0.9) and vllm job / transformers job (target 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +38,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-MULTI30K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "multi30k" / "val.en"
+REPO = Path(__file__).resolve().parents[1]
+MULTI30K = REPO / ".." / "shared" / "data" / "multi30k" / "val.en"
 HY_MT_18B = {  # HY-MT1.5-1.8B's published shape (its HunYuanDenseV1ForCausalLM modules)
     "hidden_size": 2048,
     "num_hidden_layers": 32,
@@ -109,14 +115,42 @@ def build_model(out: Path, shape: dict[str, int], lines: list[str], dtype: str) 
     return out
 
 
-def raw_generate(model: Path, lines: list[str], dtype: str, device: str) -> dict[str, Any]:
-    """`LLM.generate` as a user writes it: the same prompt ids and per-row max_tokens."""
+def raw_generate(
+    model: Path, lines: list[str], dtype: str, device: str, allocator: str
+) -> dict[str, Any]:
+    """`LLM.generate` as a user writes it, in a fresh process of its own (as a user's script
+    runs): the same prompt ids and per-row max_tokens. `allocator`: "default" leaves glibc
+    malloc as it starts; "tuned" applies the replica's settings (workers/allocator.py), so
+    the job can also be compared like for like."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"model": str(model), "lines": lines, "dtype": dtype, "device": device}, f)
+    command = [sys.executable, "-m", "benchmarks.vllm_race", "--raw-only", f.name]
+    if allocator == "tuned":
+        command.append("--tuned-allocator")
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    Path(f.name).unlink()
+    if done.returncode != 0:
+        raise RuntimeError(f"raw LLM.generate failed:\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]), allocator=allocator)
+
+
+def _raw_in_this_process(request: Path, tuned_allocator: bool) -> dict[str, Any]:
     from vllm import LLM, SamplingParams
 
     from batchmt.pipeline.spec import ModelSpec
+    from batchmt.workers.allocator import keep_freed_memory
     from batchmt.workers.engines.base import EngineConfig
     from batchmt.workers.engines.hymt.chat import ChatPrompts
 
+    asked = json.loads(request.read_text())
+    model, lines, dtype, device = (
+        Path(asked["model"]),
+        asked["lines"],
+        asked["dtype"],
+        asked["device"],
+    )
+    if tuned_allocator:
+        keep_freed_memory()
     # The replica's settings (workers/engines/vllm_backend/settings.py): in-process engine,
     # the same KV-cache size on CPU (vLLM's CPU default asks for 90 % of the host's RAM).
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -138,8 +172,6 @@ def raw_generate(model: Path, lines: list[str], dtype: str, device: str) -> dict
     outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
     seconds = time.perf_counter() - started
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    del llm
-    gc.collect()
     return {"seconds": seconds, "output_tokens": tokens}
 
 
@@ -209,7 +241,12 @@ def main() -> None:
         help="alternate raw and vllm-job runs this many times; ratios from the medians "
         "(a busy machine moves a single run's time by 2-3x)",
     )
+    parser.add_argument("--raw-only", type=Path, help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--tuned-allocator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.raw_only:
+        print(json.dumps(_raw_in_this_process(args.raw_only, args.tuned_allocator)))
+        return
     dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
     lines = [t.strip() for t in MULTI30K.read_text(encoding="utf-8").splitlines() if t.strip()]
     lines = lines[: args.rows]
@@ -217,12 +254,23 @@ def main() -> None:
     model = build_model(work / "model", HY_MT_18B if args.big else SMALL, lines, dtype)
     data = work / "in.parquet"
     pq.write_table(pa.table({"id": [f"r{i}" for i in range(len(lines))], "text": lines}), data)
-    raws, jobs = [], []
+    raws, tuned, jobs = [], [], []
     for round_ in range(max(1, args.rounds)):
-        raws.append(raw_generate(model, lines, dtype, args.device))
+        raws.append(raw_generate(model, lines, dtype, args.device, "default"))
+        tuned.append(raw_generate(model, lines, dtype, args.device, "tuned"))
         jobs.append(job(model, data, "vllm", dtype, work / f"round{round_}"))
     raw = _median(raws, "seconds")
+    raw_tuned = _median(tuned, "seconds")
     vllm_job = _median(jobs, "translate_seconds")
+    rounds = [
+        {
+            "raw_seconds": r["seconds"],
+            "raw_tuned_allocator_seconds": t["seconds"],
+            "vllm_job_seconds": j["translate_seconds"],
+            "vllm_job_vs_raw": r["seconds"] / j["translate_seconds"],
+        }
+        for r, t, j in zip(raws, tuned, jobs, strict=True)
+    ]
     report: dict[str, Any] = {
         "rows": len(lines),
         "device": args.device,
@@ -230,12 +278,14 @@ def main() -> None:
         "shape": HY_MT_18B if args.big else SMALL,
         "raw_generate": raw,
         "raw_output_tokens_per_s": raw["output_tokens"] / raw["seconds"],
+        "raw_generate_tuned_allocator": raw_tuned,
         "job_vllm": vllm_job,
+        # The issue's ratio: the job against `LLM.generate` as a user's script runs it.
         "vllm_job_vs_raw": raw["seconds"] / vllm_job["translate_seconds"],
-        "rounds": [
-            {"raw_seconds": r["seconds"], "vllm_job_seconds": j["translate_seconds"]}
-            for r, j in zip(raws, jobs)
-        ],
+        "vllm_job_vs_raw_per_round_median": _median(rounds, "vllm_job_vs_raw")["vllm_job_vs_raw"],
+        # Like for like: raw with the replica's malloc settings too.
+        "vllm_job_vs_raw_tuned_allocator": raw_tuned["seconds"] / vllm_job["translate_seconds"],
+        "rounds": rounds,
     }
     if not args.skip_transformers:
         hf_job = job(model, data, "transformers", dtype, work)

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from batchmt.workers.allocator import keep_freed_memory
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -16,6 +18,7 @@ class Placement:
     cuda_visible_devices: str | None
     torch_threads: int
     pid: int
+    allocator: str  # what workers/allocator.py did to this process's malloc
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -43,7 +46,8 @@ def assigned_gpu_ids() -> list[str]:
 
 def place(num_cpus: int) -> Placement:
     """Pin this process to its assigned GPU, or size torch's thread pool to its CPU slots;
-    either way give the decode loop the GIL for longer (`_SWITCH_INTERVAL_S`).
+    either way give the decode loop the GIL for longer (`_SWITCH_INTERVAL_S`) and let
+    malloc keep what each decode step frees (workers/allocator.py).
 
     Ray sets CUDA_VISIBLE_DEVICES to the assigned GPU, so inside the actor that GPU is
     always `cuda:0`; two replicas never share a GPU. Without CUDA (a CPU-only build or
@@ -59,10 +63,12 @@ def place(num_cpus: int) -> Placement:
     # on one machine slower than one.
     torch.set_num_threads(max(1, num_cpus))
     sys.setswitchinterval(_SWITCH_INTERVAL_S)
+    allocator = keep_freed_memory()
     return Placement(
         device=device,
         ray_gpu_ids=gpu_ids,
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
         torch_threads=torch.get_num_threads(),
         pid=os.getpid(),
+        allocator=allocator,
     )
