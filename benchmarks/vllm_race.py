@@ -12,7 +12,7 @@ in the raw run. The jobs: one replica, QE fallback off (raw generate has none), 
 
 Raw `LLM.generate` runs in a fresh process of its own per round, as a user's script does,
 twice: with glibc malloc as it starts, and with the replica's malloc settings
-(workers/allocator.py), so the job is also compared like for like.
+(workers/process/allocator.py), so the job is also compared like for like.
 
 Printed: wall seconds per run (the jobs' translate phase: replicas loaded, until the last
 shard is back), output tokens/s of the raw run, and the ratios the issue asks for:
@@ -120,7 +120,7 @@ def raw_generate(
 ) -> dict[str, Any]:
     """`LLM.generate` as a user writes it, in a fresh process of its own (as a user's script
     runs): the same prompt ids and per-row max_tokens. `allocator`: "default" leaves glibc
-    malloc as it starts; "tuned" applies the replica's settings (workers/allocator.py), so
+    malloc as it starts; "tuned" applies the replica's settings (workers/process/allocator.py), so
     the job can also be compared like for like."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump({"model": str(model), "lines": lines, "dtype": dtype, "device": device}, f)
@@ -138,9 +138,9 @@ def _raw_in_this_process(request: Path, tuned_allocator: bool) -> dict[str, Any]
     from vllm import LLM, SamplingParams
 
     from batchmt.pipeline.spec import ModelSpec
-    from batchmt.workers.allocator import keep_freed_memory
     from batchmt.workers.engines.base import EngineConfig
     from batchmt.workers.engines.hymt.chat import ChatPrompts
+    from batchmt.workers.process.allocator import keep_freed_memory
 
     asked = json.loads(request.read_text())
     model, lines, dtype, device = (

@@ -30,12 +30,12 @@ from batchmt.pipeline.status import INVALID
 from batchmt.pipeline.text.context import context_windows
 from batchmt.pipeline.text.glossary import Glossary, RowGlossaryError
 from batchmt.pipeline.text.glossary_files import load_glossary
-from batchmt.workers.devices import place
 from batchmt.workers.engines.base import EngineConfig
 from batchmt.workers.engines.checkpoints import resolve_model_path
 from batchmt.workers.engines.loading import load_engine, quiet_progress_bars
 from batchmt.workers.faults import maybe_inject_fault
 from batchmt.workers.formats.plan import FormatOptions
+from batchmt.workers.process.devices import place
 from batchmt.workers.quality.rows import count_qe
 from batchmt.workers.quality.scoring import score_shard
 from batchmt.workers.quality.stage import QeStage, with_qe_columns

@@ -1,4 +1,4 @@
-"""The replica's malloc settings (workers/allocator.py)."""
+"""The replica's malloc settings (workers/process/allocator.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from batchmt.workers.allocator import keep_freed_memory
+from batchmt.workers.process.allocator import keep_freed_memory
 
 glibc_only = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc malloc"
@@ -19,7 +19,7 @@ glibc_only = pytest.mark.skipif(
 # chunk header bit IS_MMAPPED), before and after the replica's settings?
 _PROBE = """
 import ctypes, json, sys
-from batchmt.workers.allocator import keep_freed_memory
+from batchmt.workers.process.allocator import keep_freed_memory
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]

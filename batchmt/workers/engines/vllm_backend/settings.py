@@ -38,7 +38,7 @@ def prepare_process(device: torch.device) -> None:
     if device.type == "cpu":
         # vLLM binds OpenMP threads to whole NUMA nodes by default; several replicas on one
         # machine would then share every core. Each replica keeps the thread count the
-        # actor set for its CPU slots instead (workers/devices.py).
+        # actor set for its CPU slots instead (workers/process/devices.py).
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kv_gib()))

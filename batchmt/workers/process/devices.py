@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from batchmt.workers.allocator import keep_freed_memory
+from batchmt.workers.process.allocator import keep_freed_memory
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Placement:
     cuda_visible_devices: str | None
     torch_threads: int
     pid: int
-    allocator: str  # what workers/allocator.py did to this process's malloc
+    allocator: str  # what workers/process/allocator.py did to this process's malloc
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -47,7 +47,7 @@ def assigned_gpu_ids() -> list[str]:
 def place(num_cpus: int) -> Placement:
     """Pin this process to its assigned GPU, or size torch's thread pool to its CPU slots;
     either way give the decode loop the GIL for longer (`_SWITCH_INTERVAL_S`) and let
-    malloc keep what each decode step frees (workers/allocator.py).
+    malloc keep what each decode step frees (workers/process/allocator.py).
 
     Ray sets CUDA_VISIBLE_DEVICES to the assigned GPU, so inside the actor that GPU is
     always `cuda:0`; two replicas never share a GPU. Without CUDA (a CPU-only build or
