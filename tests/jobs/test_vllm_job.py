@@ -9,6 +9,8 @@ seconds on 2 cores), so the suite stays within CI's budget.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import random
 import re
@@ -201,6 +203,25 @@ def test_vllm_greedy_output_is_the_transformers_engines_token_for_token(tiny_hy_
         steps = logits[len(prompt) - 1 : -1].log_softmax(-1)
         theirs = float(steps.gather(1, torch.tensor(answer)[:, None]).mean())
         assert mine is not None and abs(mine - theirs) < 1e-3, (text, mine, theirs)
+
+    # num_beams > 1 takes vLLM's `LLM.beam_search` (a view of the same engine, as the QE
+    # fallback's is). Not token for token against transformers: the two normalise beam
+    # scores by length differently. What must hold: every row back, and a row's log-prob
+    # only where it describes the row's text. The search runs to the longest bound of the
+    # call; a row cut to its own shorter bound gets none (QE scores it by forced decoding),
+    # the longest-bound row keeps the beam's mean.
+    beam = copy.copy(engine)
+    beam.config = dataclasses.replace(
+        engine.config, decoding=decoding.model_copy(update={"num_beams": 2})
+    )
+    few = segments[:12]
+    beamed = beam.translate_or_defer(few)
+    bounds = [engine.config.output_bound(n) for n in engine.count_tokens([s.text for s in few])]
+    assert len(beamed) == len(few) and all(row.text for row in beamed)
+    longest = bounds.index(max(bounds))
+    assert beamed[longest].logprob is not None
+    cut = [i for i, row in enumerate(beamed) if row.logprob is None]
+    assert cut and all(bounds[i] < max(bounds) for i in cut), (bounds, cut)
 
 
 def _quantized(tmp_path: Path, model: Path, name: str, formats: list[str]) -> Path:

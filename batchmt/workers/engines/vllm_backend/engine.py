@@ -243,10 +243,12 @@ class VllmEngine(TranslationEngine):
         found = []
         for result, prompt, bound, segment in zip(results, prompts, bounds, segments, strict=True):
             best = result.sequences[0]
-            ids = list(best.tokens[len(prompt) :])
-            cut = next((k for k, t in enumerate(ids) if t in self.stop_ids), len(ids))
-            ids = ids[: min(cut + 1, bound)]
-            logprob = _mean(best.cum_logprob, len(best.tokens) - len(prompt))
+            decoded = list(best.tokens[len(prompt) :])
+            cut = next((k for k, t in enumerate(decoded) if t in self.stop_ids), len(decoded))
+            ids = decoded[: min(cut + 1, bound)]
+            # The beam's score covers every token it decoded; a row cut to its own (shorter)
+            # bound gets no score here, and QE scores its text by forced decoding instead.
+            logprob = _mean(best.cum_logprob, len(decoded)) if ids == decoded else None
             found.append(Translation(self._text(ids, segment), logprob=logprob))
         return found
 
