@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -39,8 +40,6 @@ print(json.dumps({"before": before, "done": done, "after": mmapped(24 * 2**20)})
 
 
 def _probe(mode: str, **env: str) -> dict[str, object]:
-    import os
-
     out = subprocess.run(
         [sys.executable, "-c", _PROBE, mode],
         env={**os.environ, **env},

@@ -16,7 +16,6 @@ page faults per call ~5k against ~200k, system CPU 0.1 s against 0.7 s.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -37,19 +36,28 @@ _OTHER_MALLOCS = ("tcmalloc", "jemalloc", "mimalloc")
 def keep_freed_memory() -> str:
     """Tune glibc malloc in this process for decode loops; returns what was done, for the
     replica's startup record ("glibc tuned", or why not)."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if platform.system() != "Linux" or not _runs_on_glibc():
         return "not glibc: left as is"
-    if any(name in os.environ for name in _USER_SETTINGS) or "glibc.malloc" in os.environ.get(
-        "GLIBC_TUNABLES", ""
-    ):
+    user_tuned = any(name in os.environ for name in _USER_SETTINGS)
+    if user_tuned or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return "user's malloc settings kept"
     preload = os.environ.get("LD_PRELOAD", "")
     if any(name in preload for name in _OTHER_MALLOCS):
         return "preloaded allocator kept"
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # The running process's own symbols: its C library is already loaded.
+        libc = ctypes.CDLL(None)
         applied = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1
         applied = libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1 and applied
     except (OSError, AttributeError):
         return "glibc mallopt unavailable: left as is"
     return "glibc tuned" if applied else "glibc refused the settings: left as is"
+
+
+def _runs_on_glibc() -> bool:
+    """Whether this process's C library is glibc (musl and others have no such mallopt),
+    asked of the library itself rather than by scanning the interpreter's binary."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):  # the name is unknown off glibc
+        return False

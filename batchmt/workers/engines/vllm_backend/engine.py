@@ -248,7 +248,7 @@ class VllmEngine(TranslationEngine):
             ids = decoded[: min(cut + 1, bound)]
             # The beam's score covers every token it decoded; a row cut to its own (shorter)
             # bound gets no score here, and QE scores its text by forced decoding instead.
-            logprob = _mean(best.cum_logprob, len(decoded)) if ids == decoded else None
+            logprob = _mean(best.cum_logprob, len(decoded)) if len(ids) == len(decoded) else None
             found.append(Translation(self._text(ids, segment), logprob=logprob))
         return found
 
