@@ -12,7 +12,11 @@ in the raw run. The jobs: one replica, QE fallback off (raw generate has none), 
 
 Raw `LLM.generate` runs in a fresh process of its own per round, as a user's script does,
 twice: with glibc malloc as it starts, and with the replica's malloc settings
-(workers/process/allocator.py), so the job is also compared like for like.
+(workers/process/allocator.py), so the job is also compared like for like. Each round
+runs raw, raw with the tuned malloc, the vllm job and the transformers job in turn (this
+machine's speed drifts by tens of percent over minutes); the ratios come from the medians.
+vLLM compiles the model's graph on both sides (its default and `model.vllm_compile`'s);
+`--eager` races both without it.
 
 Printed: wall seconds per run (the jobs' translate phase: replicas loaded, until the last
 shard is back), output tokens/s of the raw run, and the ratios the issue asks for:
@@ -116,14 +120,15 @@ def build_model(out: Path, shape: dict[str, int], lines: list[str], dtype: str) 
 
 
 def raw_generate(
-    model: Path, lines: list[str], dtype: str, device: str, allocator: str
+    model: Path, lines: list[str], dtype: str, device: str, allocator: str, eager: bool
 ) -> dict[str, Any]:
     """`LLM.generate` as a user writes it, in a fresh process of its own (as a user's script
     runs): the same prompt ids and per-row max_tokens. `allocator`: "default" leaves glibc
     malloc as it starts; "tuned" applies the replica's settings (workers/process/allocator.py), so
     the job can also be compared like for like."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump({"model": str(model), "lines": lines, "dtype": dtype, "device": device}, f)
+        asked = {"model": str(model), "lines": lines, "dtype": dtype, "device": device}
+        json.dump(dict(asked, eager=eager), f)
     command = [sys.executable, "-m", "benchmarks.vllm_race", "--raw-only", f.name]
     if allocator == "tuned":
         command.append("--tuned-allocator")
@@ -162,7 +167,8 @@ def _raw_in_this_process(request: Path, tuned_allocator: bool) -> dict[str, Any]
     chat = ChatPrompts(config, str(model), _hf_config(model))
     prompts = chat.ids([chat.prompts.plain(t) for t in lines])
     bounds = [min(MAX_NEW, int(BOUND_A * n + BOUND_B)) for n in chat.count_tokens(lines)]
-    extra: dict[str, Any] = {"enforce_eager": True} if device == "cpu" else {}
+    # vLLM's default compiles the graph; --eager races both sides without it.
+    extra: dict[str, Any] = {"enforce_eager": True} if asked["eager"] else {}
     if os.environ.get("VLLM_RACE_QUANTIZATION"):  # e.g. fp8: vLLM quantizes the weights
         extra["quantization"] = os.environ["VLLM_RACE_QUANTIZATION"]
     llm = LLM(model=str(model), dtype=dtype, seed=0, max_model_len=2048, **extra)
@@ -181,7 +187,9 @@ def _hf_config(model: Path) -> Any:
     return AutoConfig.from_pretrained(str(model))
 
 
-def job(model: Path, data: Path, backend: str, dtype: str, workdir: Path) -> dict[str, Any]:
+def job(
+    model: Path, data: Path, backend: str, dtype: str, workdir: Path, eager: bool = False
+) -> dict[str, Any]:
     """`batchmt run` through the Python API (what the CLI calls): translate phase seconds."""
     import batchmt
 
@@ -191,7 +199,12 @@ def job(model: Path, data: Path, backend: str, dtype: str, workdir: Path) -> dic
         "target_lang": "de",
         "input": {"path": str(data)},
         "output": {"path": str(workdir / f"out-{backend}")},
-        "model": {"name_or_path": str(model), "backend": backend, "dtype": dtype},
+        "model": {
+            "name_or_path": str(model),
+            "backend": backend,
+            "dtype": dtype,
+            "vllm_compile": not eager,
+        },
         "decoding": {
             "num_beams": 1,
             "max_new_tokens": MAX_NEW,
@@ -235,6 +248,11 @@ def main() -> None:
     parser.add_argument("--hy-mt-1.8b", dest="big", action="store_true")
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument(
+        "--eager",
+        action="store_true",
+        help="vLLM without its graph compile, raw and job alike (model.vllm_compile: false)",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -254,11 +272,13 @@ def main() -> None:
     model = build_model(work / "model", HY_MT_18B if args.big else SMALL, lines, dtype)
     data = work / "in.parquet"
     pq.write_table(pa.table({"id": [f"r{i}" for i in range(len(lines))], "text": lines}), data)
-    raws, tuned, jobs = [], [], []
+    raws, tuned, jobs, hf_jobs = [], [], [], []
     for round_ in range(max(1, args.rounds)):
-        raws.append(raw_generate(model, lines, dtype, args.device, "default"))
-        tuned.append(raw_generate(model, lines, dtype, args.device, "tuned"))
-        jobs.append(job(model, data, "vllm", dtype, work / f"round{round_}"))
+        raws.append(raw_generate(model, lines, dtype, args.device, "default", args.eager))
+        tuned.append(raw_generate(model, lines, dtype, args.device, "tuned", args.eager))
+        jobs.append(job(model, data, "vllm", dtype, work / f"round{round_}", args.eager))
+        if not args.skip_transformers:
+            hf_jobs.append(job(model, data, "transformers", dtype, work / f"round{round_}"))
     raw = _median(raws, "seconds")
     raw_tuned = _median(tuned, "seconds")
     vllm_job = _median(jobs, "translate_seconds")
@@ -275,6 +295,7 @@ def main() -> None:
         "rows": len(lines),
         "device": args.device,
         "dtype": dtype,
+        "vllm_compile": not args.eager,
         "shape": HY_MT_18B if args.big else SMALL,
         "raw_generate": raw,
         "raw_output_tokens_per_s": raw["output_tokens"] / raw["seconds"],
@@ -287,16 +308,17 @@ def main() -> None:
         "vllm_job_vs_raw_tuned_allocator": raw_tuned["seconds"] / vllm_job["translate_seconds"],
         "rounds": rounds,
     }
-    if not args.skip_transformers:
-        hf_job = job(model, data, "transformers", dtype, work)
+    if hf_jobs:
+        hf_job = _median(hf_jobs, "translate_seconds")
         report["job_transformers"] = hf_job
         report["vllm_job_vs_transformers_job"] = (
             hf_job["translate_seconds"] / vllm_job["translate_seconds"]
         )
+        report["transformers_job_seconds_per_round"] = [j["translate_seconds"] for j in hf_jobs]
         # Row by row against the reference implementation: greedy on both, so every row
         # should come out the same (a near-tie in float rounding may flip one).
         mine = _translations(work / "round0" / "out-vllm")
-        theirs = _translations(work / "out-transformers")
+        theirs = _translations(work / "round0" / "out-transformers")
         report["rows_identical_vllm_vs_transformers"] = sum(mine[k] == theirs.get(k) for k in mine)
     print(json.dumps(report, indent=2))
 

@@ -9,11 +9,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from batchmt.jobs.cli import main
-from batchmt.pipeline.spec import DecodingSpec
+from batchmt.pipeline.spec import DecodingSpec, ModelSpec
+from batchmt.workers.engines.base import EngineConfig
 from batchmt.workers.engines.vllm_backend.runtime import vllm_installed
-from batchmt.workers.engines.vllm_backend.settings import sampling_kwargs
+from batchmt.workers.engines.vllm_backend.settings import (
+    compile_blocker,
+    engine_args,
+    sampling_kwargs,
+)
 from tests.jobs.corpora import local_job_config
 from tests.workers.tiny_causal import build_tiny_hy_mt
 
@@ -64,3 +70,50 @@ def test_sampling_follows_hy_mt_settings_and_the_row_bound() -> None:
     assert "seed" not in sampling_kwargs(DecodingSpec(do_sample=True), 17, [5], "cpu")
     greedy = sampling_kwargs(DecodingSpec(num_beams=1), 9, [5], "cpu")
     assert greedy["temperature"] == 0.0 and "top_k" not in greedy
+
+
+def test_vllm_compiles_unless_the_job_says_eager_and_a_cpu_without_a_compiler_is_named(
+    tiny_hy_mt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpu = torch.device("cpu")
+    config = EngineConfig("zh", "en", ModelSpec(name_or_path=str(tiny_hy_mt)))
+    compiled = engine_args(config, str(tiny_hy_mt), cpu, max_model_len=512, weights_bytes=0)
+    assert "enforce_eager" not in compiled  # vLLM's default: compile
+    eager = engine_args(
+        config, str(tiny_hy_mt), cpu, max_model_len=512, weights_bytes=0, eager=True
+    )
+    assert eager["enforce_eager"] is True
+    assert compile_blocker(torch.device("cuda")) is None  # GPUs compile with vLLM's own kit
+    import torch._inductor.config as inductor
+    import torch._inductor.cpp_builder as cpp_builder
+
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, "/nonexistent/c++"))  # as CXX= would
+
+    cpp_builder.cpp_compiler_search.cache_clear()
+    try:
+        reason = compile_blocker(cpu)
+    finally:
+        cpp_builder.cpp_compiler_search.cache_clear()
+    assert reason is not None and "model.vllm_compile=false" in reason
+
+
+def test_vllm_compile_changes_neither_the_fingerprint_nor_the_memory_key(
+    tiny_hy_mt: Path,
+) -> None:
+    from batchmt.pipeline.spec import JobSpec
+    from batchmt.workers.reuse.keys import model_identity
+
+    def spec(compile_: bool) -> JobSpec:
+        return JobSpec.model_validate(
+            {
+                "source_lang": "zh",
+                "target_lang": "en",
+                "input": {"path": "in.parquet"},
+                "output": {"path": "out"},
+                "model": {"name_or_path": str(tiny_hy_mt), "vllm_compile": compile_},
+            }
+        )
+
+    assert spec(True).fingerprint() == spec(False).fingerprint()
+    on = model_identity(spec(True), str(tiny_hy_mt), {"backend": "vllm"})
+    assert on == model_identity(spec(False), str(tiny_hy_mt), {"backend": "vllm"})

@@ -51,6 +51,7 @@ def model_identity(spec: JobSpec, model_path: str, signature: dict[str, str]) ->
     conversion cache's own key) or, for a hub id, the id at its revision; and how it runs."""
     model = spec.model.model_dump(mode="json")
     name = model.pop("name_or_path")
+    model.pop("vllm_compile")  # speed only (and keys written before it existed stay valid)
     if Path(model_path).is_dir():
         content = checkpoint_key(model_path)
     else:  # a hub id the workers load by name: pin model.revision for a stable identity

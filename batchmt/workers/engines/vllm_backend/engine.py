@@ -48,6 +48,8 @@ from batchmt.workers.engines.hymt.chat import ChatPrompts, stop_ids
 from batchmt.workers.engines.vllm_backend.runtime import import_vllm
 from batchmt.workers.engines.vllm_backend.settings import (
     check_packed_folder,
+    compile_blocker,
+    eager_config,
     engine_args,
     prepare_process,
     sampling_kwargs,
@@ -77,6 +79,9 @@ class VllmEngine(TranslationEngine):
         prepare_process(device)
         check_packed_folder(config, hf_config, device)
         weights = _weights_bytes(hf_config, config, device)
+        blocker = compile_blocker(device) if config.model.vllm_compile else None
+        if blocker is not None:
+            log.warning("vllm_compile_off", reason=blocker)
         try:
             self.llm = vllm.LLM(
                 **engine_args(
@@ -86,6 +91,7 @@ class VllmEngine(TranslationEngine):
                     max_model_len=self.chat.positions,
                     weights_bytes=weights,
                     hf_config=hf_config,
+                    eager=not config.model.vllm_compile or blocker is not None,
                 )
             )
         except (ValueError, RuntimeError, OSError, ImportError) as exc:
@@ -308,8 +314,10 @@ class VllmEngine(TranslationEngine):
 
             log.info("constrained_decoder_loading", model=self.config.model_name)
             # vLLM's transformers backend decorates the model classes it runs in place
-            # (HunYuanDenseV1Model among them): building one here needs its config current.
-            with set_current_vllm_config(self.llm.llm_engine.vllm_config):
+            # (HunYuanDenseV1Model among them): building one here needs a vLLM config
+            # current, and an instance built under the engine's own would run through
+            # vLLM's compiled forward (its shape guards fail our batches).
+            with set_current_vllm_config(eager_config(self.llm.llm_engine.vllm_config)):
                 self.constrained = CausalEngine(
                     self.config, self.model_path, self.device, hf_config=self.hf_config
                 )

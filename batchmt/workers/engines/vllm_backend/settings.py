@@ -8,6 +8,7 @@ replica takes its engine with it, so nothing outlives the actor that the driver 
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -35,6 +36,11 @@ _CPU_KV_MAX_GIB = 16
 def prepare_process(device: torch.device) -> None:
     """Environment vLLM reads when its engine starts; a user's own setting wins."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    # vLLM 0.32's AOT compile cache cannot store a model run through its transformers
+    # backend (HunYuanDenseV1: "Can't pickle ... HunYuanDenseV1Model.forward"), so every
+    # replica start would compile again (~25 s on the race model, 2 cores). Its older cache
+    # keeps the compiled kernels: a machine's later starts take ~5 s more than eager ones.
+    os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
     if device.type == "cpu":
         # vLLM binds OpenMP threads to whole NUMA nodes by default; several replicas on one
         # machine would then share every core. Each replica keeps the thread count the
@@ -141,8 +147,9 @@ def engine_args(
     max_model_len: int,
     weights_bytes: int,
     hf_config: Any = None,
+    eager: bool = False,
 ) -> dict[str, Any]:
-    """Keyword arguments for `vllm.LLM` on this replica."""
+    """Keyword arguments for `vllm.LLM` on this replica; `eager` skips the graph compile."""
     model = config.model
     if model.quantization == "int8":
         raise EngineLoadError(
@@ -167,13 +174,40 @@ def engine_args(
         args["quantization"] = "gptq_marlin"  # HY-MT's Int4 release serves with Marlin
     if device.type == "cuda":
         args["gpu_memory_utilization"] = gpu_share(weights_bytes, device)
-    else:
-        # Eager. vLLM's graph compile (measured on the race model, 2 cores: +20 s per start,
-        # decoding ~13 % faster) patches transformers' model classes in this process, and
-        # the constrained search's transformers copy then fails every row
-        # (ConstraintViolationError from the compiled forward's shape guards).
+    if eager:
         args["enforce_eager"] = True
     return args
+
+
+def compile_blocker(device: torch.device) -> str | None:
+    """Why vLLM cannot compile the model's graph on this replica, or None when it can. On
+    CPU, torch's inductor builds C++ kernels: it needs a compiler (its own search: `CXX`,
+    else g++); without one vLLM would fail at load."""
+    if device.type != "cpu":
+        return None
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception as exc:  # noqa: BLE001 - torch's InvalidCxxCompiler, or a moved API
+        return (
+            f"no C++ compiler for torch's graph compile on this machine ({exc}); install "
+            "g++ (or set CXX) to decode faster, or set model.vllm_compile=false"
+        )
+    return None
+
+
+def eager_config(vllm_config: Any) -> Any:
+    """A copy of the engine's vLLM config with graph compilation off: the config the
+    constrained search's transformers model is built under. vLLM decorates the model classes
+    it runs (in place, for the whole process), and each instance compiles or not by the
+    config current when it is built; ours runs its own shapes, eagerly."""
+    from vllm.config import CompilationMode
+
+    eager = copy.copy(vllm_config)
+    eager.compilation_config = copy.copy(vllm_config.compilation_config)
+    eager.compilation_config.mode = CompilationMode.NONE
+    return eager
 
 
 def sampling_kwargs(
