@@ -19,11 +19,14 @@ vLLM compiles the model's graph on both sides (its default and `model.vllm_compi
 `--eager` races both without it.
 
 Printed: wall seconds per run (the jobs' translate phase: replicas loaded, until the last
-shard is back), output tokens/s of the raw run, and the ratios the issue asks for:
-vllm job / raw generate (target >= 0.9) and vllm job / transformers job (target >= 2.5).
+shard is back), per round the raw process's `LLM(...)` build and the vllm replica's load
+(what graph compile costs at each start), output tokens/s of the raw run, and the ratios
+the issue asks for: vllm job / raw generate (target >= 0.9) and vllm job / transformers job
+(target >= 2.5).
 
     .venv-vllm/bin/python -m benchmarks.vllm_race --rows 256
     .venv-vllm/bin/python -m benchmarks.vllm_race --rows 256 --rounds 3 --skip-transformers
+    .venv-vllm/bin/python -m benchmarks.vllm_race --rows 256 --compile-ab 4
     .venv-vllm/bin/python -m benchmarks.vllm_race --device cuda --hy-mt-1.8b --dtype bfloat16
 """
 
@@ -171,14 +174,36 @@ def _raw_in_this_process(request: Path, tuned_allocator: bool) -> dict[str, Any]
     extra: dict[str, Any] = {"enforce_eager": True} if asked["eager"] else {}
     if os.environ.get("VLLM_RACE_QUANTIZATION"):  # e.g. fp8: vLLM quantizes the weights
         extra["quantization"] = os.environ["VLLM_RACE_QUANTIZATION"]
+    built = time.perf_counter()
     llm = LLM(model=str(model), dtype=dtype, seed=0, max_model_len=2048, **extra)
+    build_seconds = time.perf_counter() - built  # the graph compile is paid here
     eos = chat.tokenizer.eos_token_id
     params = [SamplingParams(max_tokens=b, temperature=0.0, stop_token_ids=[eos]) for b in bounds]
     started = time.perf_counter()
     outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
     seconds = time.perf_counter() - started
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    return {"seconds": seconds, "output_tokens": tokens}
+    return {"seconds": seconds, "output_tokens": tokens, "llm_build_seconds": build_seconds}
+
+
+def compile_ab(model: Path, lines: list[str], dtype: str, device: str, n: int) -> dict[str, Any]:
+    """Raw `generate` seconds and `LLM(...)` build seconds, eager and compiled, alternating."""
+    runs: dict[str, list[dict[str, Any]]] = {"eager": [], "compile": []}
+    for _ in range(n):
+        for eager in (True, False):
+            run = raw_generate(model, lines, dtype, device, "tuned", eager)
+            runs["eager" if eager else "compile"].append(run)
+    report: dict[str, Any] = {"rows": len(lines), "device": device}
+    for name, done in runs.items():
+        report[name] = {
+            "generate_seconds": [r["seconds"] for r in done],
+            "llm_build_seconds": [r["llm_build_seconds"] for r in done],
+            "generate_median": _median(done, "seconds")["seconds"],
+        }
+    report["eager_over_compile"] = (
+        report["eager"]["generate_median"] / report["compile"]["generate_median"]
+    )
+    return report
 
 
 def _hf_config(model: Path) -> Any:
@@ -259,6 +284,14 @@ def main() -> None:
         help="alternate raw and vllm-job runs this many times; ratios from the medians "
         "(a busy machine moves a single run's time by 2-3x)",
     )
+    parser.add_argument(
+        "--compile-ab",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the race: raw LLM.generate with the replica's malloc, eager and "
+        "compiled in alternating fresh processes, N times each (what compile alone buys)",
+    )
     parser.add_argument("--raw-only", type=Path, help=argparse.SUPPRESS)  # the child process
     parser.add_argument("--tuned-allocator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -272,6 +305,9 @@ def main() -> None:
     model = build_model(work / "model", HY_MT_18B if args.big else SMALL, lines, dtype)
     data = work / "in.parquet"
     pq.write_table(pa.table({"id": [f"r{i}" for i in range(len(lines))], "text": lines}), data)
+    if args.compile_ab:
+        print(json.dumps(compile_ab(model, lines, dtype, args.device, args.compile_ab), indent=2))
+        return
     raws, tuned, jobs, hf_jobs = [], [], [], []
     for round_ in range(max(1, args.rounds)):
         raws.append(raw_generate(model, lines, dtype, args.device, "default", args.eager))
@@ -288,6 +324,10 @@ def main() -> None:
             "raw_tuned_allocator_seconds": t["seconds"],
             "vllm_job_seconds": j["translate_seconds"],
             "vllm_job_vs_raw": r["seconds"] / j["translate_seconds"],
+            # `LLM(...)` in the fresh raw process: compile's price per start (the first
+            # round on a machine also fills vLLM's compile cache).
+            "raw_llm_build_seconds": r["llm_build_seconds"],
+            "vllm_replica_load_seconds": j["replica_load_seconds"],
         }
         for r, t, j in zip(raws, tuned, jobs, strict=True)
     ]

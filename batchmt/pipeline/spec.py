@@ -174,11 +174,11 @@ class ModelSpec(_Section):
     # checkpoint's memory, full speed; the values are the quantized ones all the same).
     quantized_layers: Literal["packed", "dequantized"] = "packed"
     # model.backend=vllm: compile the model's graph at replica start (vLLM's default; on
-    # GPUs with CUDA graphs). Measured on the race model, 2 CPU cores: the start ~20 s
-    # longer the first time on a machine (vLLM caches the result under ~/.cache/vllm),
-    # decoding ~13 % faster. false: eager, for short jobs. A CPU replica needs a C++
-    # compiler for it (no compiler: eager, with a warning). Speed only: not in the
-    # fingerprint or the memory's keys.
+    # GPUs with CUDA graphs). Measured on the race model, 2 CPU cores, 256 rows: the
+    # translate phase 4.4-5.1 s against 6.6 s eager (medians of 5 rounds), the replica's
+    # start 20-31 s against 15-19 s. false: eager, for short jobs. A CPU replica needs a
+    # C++ compiler for it (none: eager, with a warning). Speed only: not in the fingerprint
+    # or the memory's keys.
     vllm_compile: bool = True
 
 

@@ -38,8 +38,9 @@ def prepare_process(device: torch.device) -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     # vLLM 0.32's AOT compile cache cannot store a model run through its transformers
     # backend (HunYuanDenseV1: "Can't pickle ... HunYuanDenseV1Model.forward"), so every
-    # replica start would compile again (~25 s on the race model, 2 cores). Its older cache
-    # keeps the compiled kernels: a machine's later starts take ~5 s more than eager ones.
+    # replica start would compile again (a script's `LLM(...)` on the race model, 2 cores:
+    # 25-49 s every start, 4-8 s eager). Without it a replica starts in 20-31 s against
+    # 15-19 s eager.
     os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
     if device.type == "cpu":
         # vLLM binds OpenMP threads to whole NUMA nodes by default; several replicas on one
