@@ -131,7 +131,7 @@ def raw_generate(
     the job can also be compared like for like."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         asked = {"model": str(model), "lines": lines, "dtype": dtype, "device": device}
-        json.dump(dict(asked, eager=eager), f)
+        json.dump({**asked, "eager": eager}, f)
     command = [sys.executable, "-m", "benchmarks.vllm_race", "--raw-only", f.name]
     if allocator == "tuned":
         command.append("--tuned-allocator")
@@ -324,8 +324,8 @@ def main() -> None:
             "raw_tuned_allocator_seconds": t["seconds"],
             "vllm_job_seconds": j["translate_seconds"],
             "vllm_job_vs_raw": r["seconds"] / j["translate_seconds"],
-            # `LLM(...)` in the fresh raw process: compile's price per start (the first
-            # round on a machine also fills vLLM's compile cache).
+            # `LLM(...)` in the fresh raw process: compile's price per start with vLLM's
+            # defaults (its AOT cache misses on this model: every start compiles).
             "raw_llm_build_seconds": r["llm_build_seconds"],
             "vllm_replica_load_seconds": j["replica_load_seconds"],
         }
